@@ -1,0 +1,164 @@
+// Sculpt's side of the LLaDA benchmarks: forward throughput and whole generations on the CPU
+// backend, plus the machine's sgemm peak so the forward's GFLOP/s has a ceiling to compare with.
+// bench/run_cpu_bench.sh runs it next to the PyTorch peer (bench/torch_reference.py).
+#include <cblas.h>
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "cpu/cpu_backend.h"
+#include "cpu/threads.h"
+#include "model/denoiser.h"
+#include "server/flags.h"
+
+namespace sculpt {
+namespace {
+
+double Seconds(std::chrono::steady_clock::duration duration) {
+  return std::chrono::duration<double>(duration).count();
+}
+
+template <typename Fn>
+std::vector<double> Timed(int repeat, Fn&& fn) {
+  fn();  // warm-up: first touch of the workspace, thread pools
+  std::vector<double> times;
+  for (int i = 0; i < repeat; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    fn();
+    times.push_back(Seconds(std::chrono::steady_clock::now() - start));
+  }
+  return times;
+}
+
+double Median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t middle = values.size() / 2;
+  return values.size() % 2 ? values[middle] : (values[middle - 1] + values[middle]) / 2;
+}
+
+// FLOPs of one forward over `tokens` tokens in sequences of `seq_len`, with logits at
+// `logit_rows` rows (multiply-add = 2 FLOPs).
+double ForwardFlops(const ModelConfig& c, double tokens, double seq_len, double logit_rows) {
+  const double q_width = double(c.n_heads) * c.head_dim();
+  const double kv_width = double(c.n_kv_heads) * c.head_dim();
+  const double projections =
+      2.0 * c.d_model * (2 * q_width + 2 * kv_width + 3.0 * c.mlp_hidden_size);
+  const double attention = 2.0 * 2.0 * seq_len * q_width;  // scores and weighted values
+  return c.n_layers * tokens * (projections + attention) +
+         2.0 * c.d_model * c.embedding_size * logit_rows;
+}
+
+// The machine's single-precision GEMM ceiling as OpenBLAS reaches it on a large square problem.
+double SgemmPeakGflops(int threads) {
+  const int n = 2048;
+  std::vector<float> a(size_t(n) * n, 0.5f), b(size_t(n) * n, 0.25f), c(size_t(n) * n);
+  const auto times = Timed(3, [&] {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a.data(), n, b.data(), n,
+                0.0f, c.data(), n);
+  });
+  return 2.0 * n * n * double(n) / *std::min_element(times.begin(), times.end()) / 1e9;
+}
+
+int Run(const std::vector<std::string>& args) {
+  FlagSet flags;
+  flags.Add("model", "DIR", "", "LLaDA model directory");
+  flags.Add("seq-len", "N", "256", "forward: tokens per sequence");
+  flags.Add("batch", "N", "1", "forward: sequences per packed batch");
+  flags.Add("repeat", "N", "5", "timed runs; the median is reported");
+  flags.Add("threads", "N", "0", "CPU threads (0 = all cores)");
+  flags.Add("generate", "", "", "time whole generations instead of forwards");
+  flags.Add("prompt-len", "N", "32", "generate: prompt tokens");
+  flags.Add("gen-length", "N", "128", "generate: gen_length");
+  flags.Add("steps", "N", "128", "generate: steps");
+  flags.Add("block-length", "N", "32", "generate: block_length");
+  flags.Add("help", "", "", "show this help");
+  if (auto status = flags.Parse(args); !status.ok() || flags.GetBool("help")) {
+    std::cerr << status.message() << "\nUsage: bench_llada --model DIR [flags]\n" << flags.Usage();
+    return status.ok() ? 0 : 2;
+  }
+  const int threads = static_cast<int>(*flags.GetInt("threads"));
+  SetCpuThreads(threads);
+  auto backend = MakeCpuBackend();
+  auto model = LoadTransformer(flags.GetString("model"), *backend);
+  if (!model.ok()) {
+    std::cerr << model.status() << "\n";
+    return 1;
+  }
+  const ModelConfig& config = (*model)->config();
+  const int repeat = static_cast<int>(*flags.GetInt("repeat"));
+  std::mt19937 random(0);
+  std::uniform_int_distribution<int32_t> token(
+      0, std::min(config.mask_token_id, config.eos_token_id) - 1);
+  nlohmann::json result = {{"peer", "sculpt-cpu"},
+                           {"model", flags.GetString("model")},
+                           {"threads", CpuThreads()},
+                           {"repeat", repeat}};
+
+  if (flags.GetBool("generate")) {
+    GenerationParams params;
+    params.gen_length = static_cast<int>(*flags.GetInt("gen-length"));
+    params.steps = static_cast<int>(*flags.GetInt("steps"));
+    params.block_length = static_cast<int>(*flags.GetInt("block-length"));
+    std::vector<int32_t> prompt(*flags.GetInt("prompt-len"));
+    for (int32_t& id : prompt) id = token(random);
+    GenerationResult last;
+    const auto times = Timed(repeat, [&] {
+      auto generated = Generate(**model, prompt, params);
+      if (!generated.ok()) std::abort();
+      last = *generated;
+    });
+    const double median = Median(times);
+    result.update({{"mode", "generate"},
+                   {"prompt_len", prompt.size()},
+                   {"gen_length", params.gen_length},
+                   {"steps", params.steps},
+                   {"block_length", params.block_length},
+                   {"forward_passes", last.forward_passes},
+                   {"median_s", median},
+                   {"min_s", *std::min_element(times.begin(), times.end())},
+                   {"steps_per_s", params.steps / median},
+                   {"tokens_per_s", params.gen_length / median}});
+  } else {
+    const int seq_len = static_cast<int>(*flags.GetInt("seq-len"));
+    const int batch_size = static_cast<int>(*flags.GetInt("batch"));
+    std::vector<std::vector<int32_t>> sequences(batch_size, std::vector<int32_t>(seq_len));
+    for (auto& sequence : sequences) {
+      for (int32_t& id : sequence) id = token(random);
+    }
+    // Logits at every position, as the PyTorch peer computes them.
+    std::vector<int32_t> all_positions(seq_len);
+    std::iota(all_positions.begin(), all_positions.end(), 0);
+    std::vector<SequenceInput> batch;
+    for (const auto& sequence : sequences) batch.push_back({sequence, all_positions});
+    const auto times = Timed(repeat, [&] {
+      if (!(*model)->Forward(batch).ok()) std::abort();
+    });
+    const double median = Median(times);
+    const double tokens = double(seq_len) * batch_size;
+    const double gflops = ForwardFlops(config, tokens, seq_len, tokens) / median / 1e9;
+    const double peak = SgemmPeakGflops(threads);
+    result.update({{"mode", "forward"},
+                   {"batch", batch_size},
+                   {"seq_len", seq_len},
+                   {"median_s", median},
+                   {"min_s", *std::min_element(times.begin(), times.end())},
+                   {"tokens_per_s", tokens / median},
+                   {"gflops", gflops},
+                   {"sgemm_peak_gflops", peak},
+                   {"fraction_of_sgemm_peak", gflops / peak}});
+  }
+  std::cout << result.dump() << std::endl;
+  return 0;
+}
+
+}  // namespace
+}  // namespace sculpt
+
+int main(int argc, char** argv) {
+  return sculpt::Run(std::vector<std::string>(argv + 1, argv + argc));
+}

@@ -1,0 +1,171 @@
+// The compute interface the model needs; cpu/ and cuda/ implement it and know nothing of
+// requests. Every op takes one params struct of tensor views and returns a status.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/dtype.h"
+
+namespace sculpt {
+
+class Backend;
+
+// A row-major 2-D view of backend memory: [rows, cols]. Views never own memory.
+struct TensorView {
+  void* data = nullptr;
+  DType dtype = DType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+
+  int64_t num_elements() const { return rows * cols; }
+  size_t byte_size() const { return static_cast<size_t>(num_elements()) * DTypeSize(dtype); }
+  float* f32() const { return static_cast<float*>(data); }
+};
+
+// Owns one allocation of a backend; frees it on destruction.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(Backend* backend, void* data, size_t bytes)
+      : backend_(backend), data_(data), bytes_(bytes) {}
+  DeviceBuffer(DeviceBuffer&& other) noexcept { *this = std::move(other); }
+  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer();
+
+  void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+  TensorView view(DType dtype, int64_t rows, int64_t cols) const;
+
+ private:
+  Backend* backend_ = nullptr;
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// The packed variable-length batch: sequence s owns token rows
+// [sequence_offsets[s], sequence_offsets[s + 1]) (FlashAttention's cu_seqlens).
+struct PackedLayout {
+  std::span<const int32_t> sequence_offsets;  // [num_sequences + 1], host memory
+  int32_t num_sequences() const { return static_cast<int32_t>(sequence_offsets.size()) - 1; }
+  int32_t num_tokens() const { return sequence_offsets.empty() ? 0 : sequence_offsets.back(); }
+};
+
+struct EmbedParams {
+  std::span<const int32_t> token_ids;  // [n_tokens], host memory; each < table.rows
+  TensorView table;                    // [vocab, d_model], read
+  TensorView out;                      // [n_tokens, d_model], written
+};
+
+// out = x / sqrt(mean(x^2) + eps) * weight, per row.
+struct RmsNormParams {
+  TensorView x;       // [n, d], read
+  TensorView weight;  // [1, d], read
+  TensorView out;     // [n, d], written (may alias x)
+  float eps = 1e-5f;
+};
+
+// out = x * weight^T (+ bias); the layout of torch.nn.Linear.
+struct GemmParams {
+  TensorView x;       // [m, k], read
+  TensorView weight;  // [n, k], read
+  TensorView bias;    // [1, n] or empty (data == nullptr), read
+  TensorView out;     // [m, n], written
+};
+
+// NeoX-style (rotate-half) rotary embedding applied in place to every head of x; the angle
+// of row r is position_in_sequence(r) * theta^(-2j/head_dim).
+struct RopeParams {
+  TensorView x;  // [n_tokens, n_heads * head_dim], read and written
+  PackedLayout layout;
+  int head_dim = 0;
+  double theta = 10000.0;
+};
+
+// Non-causal attention confined to each sequence of the packed batch: every row attends to
+// all rows of its own sequence and none of another's. Grouped-query: query head h reads kv
+// head h / (n_heads / n_kv_heads).
+struct AttentionParams {
+  TensorView q;    // [n_tokens, n_heads * head_dim], read
+  TensorView k;    // [n_tokens, n_kv_heads * head_dim], read
+  TensorView v;    // [n_tokens, n_kv_heads * head_dim], read
+  TensorView out;  // [n_tokens, n_heads * head_dim], written
+  PackedLayout layout;
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+};
+
+// out = silu(gate) * up, elementwise.
+struct SwiGluParams {
+  TensorView gate;  // [n, hidden], read
+  TensorView up;    // [n, hidden], read
+  TensorView out;   // [n, hidden], written (may alias gate)
+};
+
+// out = a + b, elementwise.
+struct AddParams {
+  TensorView a;    // [n, d], read
+  TensorView b;    // [n, d], read
+  TensorView out;  // [n, d], written (may alias a)
+};
+
+// out[i] = x[rows[i]].
+struct GatherRowsParams {
+  std::span<const int32_t> rows;  // [n_out], host memory
+  TensorView x;                   // [n, d], read
+  TensorView out;                 // [n_out, d], written
+};
+
+// Picks a token and its confidence for each row of logits, keeping vocabulary-sized data on
+// the backend. With an unconditional row, logits are first guided:
+// uncond + (cfg_scale + 1) * (cond - uncond). At temperature 0 the token is the argmax (first
+// on ties); above, the Gumbel-max argmax of exp(l) / (-log u)^temperature in float64, with u
+// from RngStream::kGumbel keyed by (seed, step, position, vocabulary index).
+// confidence = softmax(l)[token] in float64 (the un-noised, guided logits).
+struct ChooseTokensParams {
+  TensorView logits;         // [n, vocab], read (and may be overwritten)
+  TensorView uncond_logits;  // [n, vocab] or empty, read
+  double cfg_scale = 0.0;
+  double temperature = 0.0;
+  uint64_t seed = 0;
+  uint32_t step = 0;
+  std::span<const int32_t> positions;  // [n], host memory: canvas position of each row
+  std::span<int32_t> tokens;           // [n], host memory, written
+  std::span<double> confidences;       // [n], host memory, written
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  virtual absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) = 0;
+  virtual void Free(void* data) = 0;
+  virtual absl::Status CopyToDevice(void* dst, const void* src, size_t bytes) = 0;
+  virtual absl::Status CopyToHost(void* dst, const void* src, size_t bytes) = 0;
+  // Converts `count` host elements of `src_dtype` into the backend's weight dtype at `dst`.
+  virtual absl::Status UploadWeights(void* dst, const void* src, DType src_dtype, size_t count) = 0;
+  // The dtype the backend stores weights in (fp32 on the CPU for now).
+  virtual DType weight_dtype() const = 0;
+
+  virtual absl::Status Embed(const EmbedParams& params) = 0;
+  virtual absl::Status RmsNorm(const RmsNormParams& params) = 0;
+  virtual absl::Status Gemm(const GemmParams& params) = 0;
+  virtual absl::Status Rope(const RopeParams& params) = 0;
+  virtual absl::Status Attention(const AttentionParams& params) = 0;
+  virtual absl::Status SwiGlu(const SwiGluParams& params) = 0;
+  virtual absl::Status Add(const AddParams& params) = 0;
+  virtual absl::Status GatherRows(const GatherRowsParams& params) = 0;
+  virtual absl::Status ChooseTokens(const ChooseTokensParams& params) = 0;
+  virtual absl::Status Synchronize() = 0;
+};
+
+}  // namespace sculpt

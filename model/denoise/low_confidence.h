@@ -1,0 +1,13 @@
+#pragma once
+
+#include "model/denoise/remasking.h"
+
+namespace sculpt {
+
+class LowConfidenceRemasking final : public RemaskingPolicy {
+ public:
+  void Score(const RemaskingContext& context, std::span<const int32_t> positions,
+             std::span<const double> model_confidence, std::span<double> scores) const override;
+};
+
+}  // namespace sculpt

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what building and testing Sculpt needs on Debian 12, skipping what is already there:
+# the apt packages below and a Python venv (.venv) with requirements-dev.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential cmake pkg-config git
+  libabsl-dev libspdlog-dev nlohmann-json3-dev libopenblas-openmp-dev libgtest-dev
+  python3 python3-venv python3-pip
+)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+    || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  echo "install_deps: installing ${missing[*]}"
+  sudo_cmd=()
+  [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}"
+fi
+
+# The venv is rebuilt only when requirements-dev.txt changes.
+stamp=.venv/.requirements-dev.sha256
+wanted=$(sha256sum requirements-dev.txt | cut -d' ' -f1)
+if [[ ! -x .venv/bin/python3 || ! -f $stamp || $(cat "$stamp") != "$wanted" ]]; then
+  echo "install_deps: preparing .venv from requirements-dev.txt"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+  echo "$wanted" > "$stamp"
+fi
+if ! command -v nvcc >/dev/null 2>&1; then
+  echo "install_deps: nvcc not found; building without the CUDA code (SCULPT_CUDA=AUTO)"
+fi

@@ -1,0 +1,11 @@
+// The subcommands of the `sculpt` binary. Each returns the process exit code.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace sculpt {
+
+int RunGenerateCommand(const std::vector<std::string>& args);
+
+}  // namespace sculpt

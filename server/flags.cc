@@ -1,0 +1,109 @@
+#include "server/flags.h"
+
+#include <charconv>
+#include <cmath>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace sculpt {
+
+void FlagSet::Add(const std::string& name, const std::string& value_name,
+                  const std::string& default_value, const std::string& help) {
+  order_.push_back(name);
+  specs_[name] = Spec{value_name, default_value, help};
+}
+
+absl::Status FlagSet::Parse(const std::vector<std::string>& args) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    absl::string_view arg = args[i];
+    if (!absl::ConsumePrefix(&arg, "--")) {
+      return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", args[i], "'"));
+    }
+    std::string name(arg);
+    std::string value;
+    bool has_inline_value = false;
+    if (const size_t equals = name.find('='); equals != std::string::npos) {
+      value = name.substr(equals + 1);
+      name = name.substr(0, equals);
+      has_inline_value = true;
+    }
+    auto spec = specs_.find(name);
+    if (spec == specs_.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name, " (see --help)"));
+    }
+    if (spec->second.value_name.empty()) {
+      if (has_inline_value) {
+        return absl::InvalidArgumentError(absl::StrCat("flag --", name, " takes no value"));
+      }
+    } else if (!has_inline_value) {
+      if (i + 1 >= args.size()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("flag --", name, " needs a value (", spec->second.value_name, ")"));
+      }
+      value = args[++i];
+    }
+    values_[name] = value;
+  }
+  return absl::OkStatus();
+}
+
+std::string FlagSet::Usage() const {
+  std::string usage;
+  for (const std::string& name : order_) {
+    const Spec& spec = specs_.at(name);
+    std::string left =
+        absl::StrCat("  --", name, spec.value_name.empty() ? "" : " ", spec.value_name);
+    if (left.size() < 30) left.resize(30, ' ');
+    absl::StrAppend(&usage, left, " ", spec.help);
+    if (!spec.default_value.empty())
+      absl::StrAppend(&usage, " (default: ", spec.default_value, ")");
+    absl::StrAppend(&usage, "\n");
+  }
+  return usage;
+}
+
+std::string FlagSet::GetString(const std::string& name) const {
+  if (auto it = values_.find(name); it != values_.end()) return it->second;
+  auto spec = specs_.find(name);
+  return spec == specs_.end() ? "" : spec->second.default_value;
+}
+
+absl::StatusOr<int64_t> FlagSet::GetInt(const std::string& name) const {
+  const std::string text = GetString(name);
+  int64_t value = 0;
+  if (!absl::SimpleAtoi(text, &value)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("flag --", name, " must be an integer, got '", text, "'"));
+  }
+  return value;
+}
+
+absl::StatusOr<double> FlagSet::GetDouble(const std::string& name) const {
+  const std::string text = GetString(name);
+  double value = 0;
+  if (!absl::SimpleAtod(text, &value) || !std::isfinite(value)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("flag --", name, " must be a finite number, got '", text, "'"));
+  }
+  return value;
+}
+
+absl::StatusOr<std::vector<int32_t>> FlagSet::GetIntList(const std::string& name) const {
+  const std::string text = GetString(name);
+  std::vector<int32_t> values;
+  if (text.empty()) return values;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    int32_t value = 0;
+    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(part), &value)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "flag --", name, " must be a comma-separated list of integers; '", part, "' is not one"));
+    }
+    values.push_back(value);
+  }
+  return values;
+}
+
+}  // namespace sculpt

@@ -1,0 +1,41 @@
+// A small command-line flag parser: --name VALUE, --name=VALUE and boolean --name, with errors
+// that name the flag. Each command declares its flags with help text, so --help is generated
+// from the same table that parses.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace sculpt {
+
+class FlagSet {
+ public:
+  // `value_name` empty declares a boolean flag.
+  void Add(const std::string& name, const std::string& value_name, const std::string& default_value,
+           const std::string& help);
+  absl::Status Parse(const std::vector<std::string>& args);
+  std::string Usage() const;
+
+  bool Has(const std::string& name) const { return values_.count(name) != 0; }
+  bool GetBool(const std::string& name) const { return Has(name); }
+  std::string GetString(const std::string& name) const;
+  absl::StatusOr<int64_t> GetInt(const std::string& name) const;
+  absl::StatusOr<double> GetDouble(const std::string& name) const;
+  absl::StatusOr<std::vector<int32_t>> GetIntList(const std::string& name) const;
+
+ private:
+  struct Spec {
+    std::string value_name;
+    std::string default_value;
+    std::string help;
+  };
+  std::vector<std::string> order_;
+  std::map<std::string, Spec> specs_;
+  std::map<std::string, std::string> values_;
+};
+
+}  // namespace sculpt

@@ -1,0 +1,40 @@
+// The `sculpt` binary: one entry point, one subcommand per job.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "server/commands.h"
+
+namespace {
+
+constexpr const char* kUsage = R"(Sculpt: an inference server for text diffusion language models.
+
+Usage: sculpt COMMAND [flags]
+
+Commands:
+  generate    run one generation on the CPU and print the generated token ids
+              (sculpt generate --help lists its flags)
+
+Flags:
+  --help      show this help
+  --version   print the version
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::cout << kUsage;
+    return args.empty() ? 2 : 0;
+  }
+  if (args[0] == "--version") {
+    std::cout << "sculpt " << SCULPT_VERSION << "\n";
+    return 0;
+  }
+  const std::string command = args[0];
+  args.erase(args.begin());
+  if (command == "generate") return sculpt::RunGenerateCommand(args);
+  std::cerr << "sculpt: unknown command '" << command << "' (see sculpt --help)\n";
+  return 2;
+}

@@ -1,0 +1,48 @@
+// Paths and loaders for the committed test models and golden fixtures.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "common/file_util.h"
+#include "cpu/cpu_backend.h"
+#include "model/transformer.h"
+
+namespace sculpt::testing {
+
+inline std::string SourcePath(const std::string& relative) {
+  return std::string(SCULPT_SOURCE_DIR) + "/" + relative;
+}
+
+inline std::string TestModelDir(const std::string& name) {
+  return SourcePath("tests/models/" + name);
+}
+
+inline nlohmann::json LoadJsonFixture(const std::string& relative) {
+  auto text = ReadFileToString(SourcePath(relative));
+  EXPECT_TRUE(text.ok()) << text.status();
+  if (!text.ok()) return nlohmann::json();
+  return nlohmann::json::parse(*text);
+}
+
+// A CPU backend and a loaded model, kept alive together.
+struct LoadedModel {
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<Transformer> model;
+};
+
+inline LoadedModel LoadTestModel(const std::string& name) {
+  LoadedModel loaded;
+  loaded.backend = MakeCpuBackend();
+  auto model = LoadTransformer(TestModelDir(name), *loaded.backend);
+  EXPECT_TRUE(model.ok()) << model.status();
+  if (model.ok()) loaded.model = std::move(*model);
+  return loaded;
+}
+
+}  // namespace sculpt::testing

@@ -1,0 +1,291 @@
+#!/usr/bin/env python3
+"""Writes the golden fixtures in tests/golden/data/ from the PyTorch fp32 LLaDA reference.
+
+    python tools/gen_golden.py            # rewrite the fixtures
+    python tools/gen_golden.py --check    # recompute and compare with the committed fixtures
+
+Fixtures: rng.json (Philox draws), forward.json + forward_<model>.safetensors (per-layer
+activations), generate.json (token ids of full generate() runs and how close each came to a tie).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import sys
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import llada_reference as ref  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+# The C++ engine sums in a different order than torch, so fp32 logits differ by ~1e-6 relative. A
+# fixture whose argmax or top-k boundary is closer than this would test rounding noise, not
+# semantics; such a case moves on to the next prompt seed.
+MIN_MARGIN = 1e-4
+MAX_PROMPT_ATTEMPTS = 50
+
+# Forward fixtures: one input per model, with some mask tokens, as on a real canvas.
+FORWARD_CASES = [
+    dict(model="tiny-llada", length=23, n_masks=7, seed=11),
+    dict(model="tiny-llada-gqa", length=37, n_masks=12, seed=12),
+]
+
+# generate() fixtures. prompt_seed is where the prompt search starts (see MIN_MARGIN); a case
+# whose first prompt came too close to a tie says so in its "note".
+# fmt: off
+GENERATE_CASES = [
+    dict(name="low_conf_1block", model="tiny-llada", prompt_len=9, prompt_seed=100,
+         gen_length=32, steps=32, block_length=32),
+    dict(name="low_conf_2blocks", model="tiny-llada", prompt_len=8, prompt_seed=200,
+         gen_length=32, steps=16, block_length=16),
+    dict(name="low_conf_4blocks", model="tiny-llada", prompt_len=11, prompt_seed=300,
+         gen_length=32, steps=32, block_length=8),
+    dict(name="random_temp0", model="tiny-llada", prompt_len=7, prompt_seed=400,
+         gen_length=24, steps=24, block_length=12, remasking="random", seed=7),
+    dict(name="low_conf_cfg1", model="tiny-llada", prompt_len=10, prompt_seed=500,
+         gen_length=16, steps=16, block_length=16, cfg_scale=1.0),
+    dict(name="low_conf_temp0.8", model="tiny-llada", prompt_len=9, prompt_seed=600,
+         gen_length=24, steps=12, block_length=24, temperature=0.8, seed=1234),
+    dict(name="random_temp1_seed2^40+7", model="tiny-llada", prompt_len=8, prompt_seed=700,
+         gen_length=16, steps=8, block_length=8, remasking="random", temperature=1.0,
+         seed=2**40 + 7),
+    # More steps than masks: the schedule commits 0 tokens on some steps.
+    dict(name="steps_gt_block", model="tiny-llada", prompt_len=7, prompt_seed=800,
+         gen_length=8, steps=16, block_length=8),
+    # Fewer steps than tokens: 4 commits per step.
+    dict(name="steps_lt_gen", model="tiny-llada", prompt_len=10, prompt_seed=900,
+         gen_length=32, steps=8, block_length=16),
+    dict(name="gqa_low_conf", model="tiny-llada-gqa", prompt_len=9, prompt_seed=1000,
+         gen_length=24, steps=12, block_length=12),
+    # BF16 weights are exact in fp32, so an fp32 engine on them must match this too.
+    dict(name="bf16_low_conf", model="tiny-llada-bf16", prompt_len=9, prompt_seed=1100,
+         gen_length=16, steps=16, block_length=8),
+]
+# fmt: on
+
+GENERATE_DEFAULTS = dict(remasking="low_confidence", temperature=0.0, cfg_scale=0.0, seed=0)
+
+# (seed, step, position, index, stream) draws for the C++ RNG unit test; seeds cover both halves
+# of the 64-bit key, and positions/indices the sizes of a real LLaDA vocabulary and canvas.
+RNG_DRAWS = [
+    (0, 0, 0, 0, 0),
+    (0, 0, 0, 0, 1),
+    (0, 0, 1, 0, 0),
+    (0, 1, 0, 0, 0),
+    (0, 0, 0, 1, 0),
+    (1, 0, 0, 0, 0),
+    (7, 3, 17, 0, 1),
+    (1234, 0, 5, 995, 0),
+    (1234, 11, 30, 126335, 0),
+    (42, 255, 4095, 126463, 0),
+    (2**32 - 1, 2, 9, 100, 0),
+    (2**32, 2, 9, 100, 0),
+    (2**32 + 1, 0, 0, 0, 1),
+    (2**40 + 7, 0, 8, 0, 1),
+    (2**40 + 7, 7, 23, 996, 0),
+    (0xDEADBEEFCAFEF00D, 1, 2, 3, 0),
+    (2**63, 100, 1000, 10000, 1),
+    (2**64 - 1, 0, 0, 0, 0),
+    (2**64 - 1, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF),
+    (123456789, 31, 63, 511, 1),
+]
+
+
+def prompt_ids(config: ref.LladaConfig, length: int, seed: int) -> list[int]:
+    # Ordinary tokens only: a mask in the prompt would change prompt_index, an EOS is uninteresting.
+    limit = min(config.mask_token_id, config.eos_token_id)
+    return np.random.default_rng(seed).integers(0, limit, size=length).tolist()
+
+
+def build_rng() -> dict:
+    draws = []
+    for seed, step, position, index, stream in RNG_DRAWS:
+        key = [seed & 0xFFFFFFFF, seed >> 32]
+        words = ref.philox4x32_10([position, step, index, stream], key)
+        u = ref.uniform_open01(seed, step, position, index, stream)
+        draws.append(
+            dict(
+                seed=seed,
+                step=step,
+                position=position,
+                index=index,
+                stream=stream,
+                philox=[int(w) for w in words],
+                u=float(u),
+            )
+        )
+    known = [dict(counter=c, key=k, output=o) for c, k, o in ref.PHILOX_KNOWN_ANSWERS]
+    return {"philox_known_answers": known, "draws": draws}
+
+
+def build_forward(models: dict[str, ref.LladaModel]) -> tuple[dict, dict[str, dict]]:
+    cases, tensors = [], {}
+    for case in FORWARD_CASES:
+        model = models[case["model"]]
+        rng = np.random.default_rng(case["seed"])
+        ids = prompt_ids(model.config, case["length"], case["seed"])
+        for pos in rng.choice(case["length"], size=case["n_masks"], replace=False):
+            ids[pos] = model.config.mask_token_id
+        trace: dict[str, torch.Tensor] = {}
+        with torch.inference_mode():
+            model.forward(torch.tensor([ids]), trace)
+        file = f"forward_{case['model']}.safetensors"
+        cases.append(dict(model=case["model"], input_ids=ids, activations=file))
+        tensors[file] = {k: v.contiguous() for k, v in trace.items()}
+    return {"cases": cases}, tensors
+
+
+def run_generate_case(model: ref.LladaModel, case: dict) -> dict:
+    settings = dict(GENERATE_DEFAULTS)
+    settings.update({k: case[k] for k in GENERATE_DEFAULTS if k in case})
+    skipped = []
+    for attempt in range(MAX_PROMPT_ATTEMPTS):
+        prompt_seed = case["prompt_seed"] + attempt
+        prompt = prompt_ids(model.config, case["prompt_len"], prompt_seed)
+        margins: list[float] = []
+        with torch.inference_mode():
+            tokens = ref.generate(
+                model,
+                prompt,
+                gen_length=case["gen_length"],
+                steps=case["steps"],
+                block_length=case["block_length"],
+                margins=margins,
+                **settings,
+            )
+        min_margin = min(margins)
+        if min_margin >= MIN_MARGIN:
+            break
+        skipped.append(f"prompt seed {prompt_seed} came within {min_margin:.2e} of a tie")
+    else:
+        raise RuntimeError(f"{case['name']}: no prompt seed kept every margin above {MIN_MARGIN}")
+    out = dict(
+        name=case["name"],
+        model=case["model"],
+        prompt_ids=prompt,
+        gen_length=case["gen_length"],
+        steps=case["steps"],
+        block_length=case["block_length"],
+        **settings,
+        token_ids=tokens,
+        min_margin=min_margin,
+        prompt_seed=prompt_seed,
+    )
+    if skipped:
+        out["note"] = "; ".join(skipped)
+    return out
+
+
+def dump_cases(key: str, items: list[dict], extra: dict | None = None) -> str:
+    """JSON with one object per line: readable diffs without one number per line."""
+    lines = [json.dumps({k: v})[1:-1] + "," for k, v in (extra or {}).items()]
+    body = ",\n".join("  " + json.dumps(item) for item in items)
+    return "{\n" + "\n".join(lines + [f'"{key}": [', body, "]"]) + "\n}\n"
+
+
+def build_all(model_dir: pathlib.Path) -> dict[str, object]:
+    """Every fixture file, by name: JSON text for .json, a tensor dict for .safetensors."""
+    names = {c["model"] for c in FORWARD_CASES} | {c["model"] for c in GENERATE_CASES}
+    models = {name: ref.LladaModel(model_dir / name) for name in sorted(names)}
+    rng = build_rng()
+    files: dict[str, object] = {
+        "rng.json": dump_cases(
+            "draws", rng["draws"], {"philox_known_answers": rng["philox_known_answers"]}
+        )
+    }
+    forward, tensors = build_forward(models)
+    files["forward.json"] = dump_cases("cases", forward["cases"])
+    files.update(tensors)
+    generated = []
+    for case in GENERATE_CASES:
+        result = run_generate_case(models[case["model"]], case)
+        print(f"{case['name']:28s} min_margin {result['min_margin']:.3e}", file=sys.stderr)
+        generated.append(result)
+    files["generate.json"] = dump_cases("cases", generated)
+    return files
+
+
+def compare(out_dir: pathlib.Path, files: dict[str, object]) -> bool:
+    ok = True
+    for name, content in files.items():
+        path = out_dir / name
+        if not path.exists():
+            print(f"MISSING {name}")
+            ok = False
+            continue
+        if isinstance(content, str):
+            same = compare_json(json.loads(path.read_text()), json.loads(content), name)
+        else:
+            same = compare_tensors(load_file(str(path)), content, name)
+        print(f"{'ok  ' if same else 'DIFF'} {name}")
+        ok &= same
+    return ok
+
+
+def compare_json(old, new, where: str) -> bool:
+    """Exact, except that recorded margins may move with the platform's float summation."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        if old.keys() != new.keys():
+            print(f"  {where}: keys {sorted(old)} != {sorted(new)}")
+            return False
+        return all(compare_json(old[k], new[k], f"{where}.{k}") for k in old)
+    if isinstance(old, list) and isinstance(new, list):
+        if len(old) != len(new):
+            print(f"  {where}: length {len(old)} != {len(new)}")
+            return False
+        return all(compare_json(a, b, f"{where}[{i}]") for i, (a, b) in enumerate(zip(old, new)))
+    if where.endswith("min_margin"):
+        same = math.isclose(old, new, rel_tol=1e-2)
+    elif where.endswith(".note"):
+        same = True  # mentions margins of rejected prompts, which move like min_margin does
+    else:
+        same = old == new and type(old) is type(new)
+    if not same:
+        print(f"  {where}: {old!r} != {new!r}")
+    return same
+
+
+def compare_tensors(old: dict, new: dict, where: str) -> bool:
+    if old.keys() != new.keys():
+        print(f"  {where}: tensor names differ")
+        return False
+    ok = True
+    for k in old:
+        if old[k].shape != new[k].shape or not torch.allclose(old[k], new[k], rtol=1e-4, atol=1e-5):
+            print(f"  {where}: {k} differs (max abs {(old[k] - new[k]).abs().max().item():.3g})")
+            ok = False
+    return ok
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", type=pathlib.Path, default=REPO / "tests" / "models")
+    ap.add_argument("--out", type=pathlib.Path, default=REPO / "tests" / "golden" / "data")
+    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    ap.add_argument("--check", action="store_true", help="compare instead of writing")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    ref.check_philox()
+    files = build_all(args.models)
+    if args.check:
+        return 0 if compare(args.out, files) else 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        if isinstance(content, str):
+            (args.out / name).write_text(content)
+        else:
+            save_file(content, str(args.out / name), metadata={"format": "pt"})
+        print(f"wrote {args.out / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
