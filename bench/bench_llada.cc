@@ -57,7 +57,7 @@ double ForwardFlops(const ModelConfig& c, double tokens, double seq_len, double 
 double SgemmPeakGflops(int threads) {
   const int n = 2048;
   std::vector<float> a(size_t(n) * n, 0.5f), b(size_t(n) * n, 0.25f), c(size_t(n) * n);
-  const auto times = Timed(3, [&] {
+  const auto times = Timed(5, [&] {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a.data(), n, b.data(), n,
                 0.0f, c.data(), n);
   });

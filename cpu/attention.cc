@@ -1,6 +1,9 @@
 // Non-causal attention over a packed batch: each sequence attends to all of its own rows.
-// Plain loops with a fixed reduction order, so a row's result never depends on what else is
-// in the batch.
+// Work items are (sequence, head, block of query rows); each runs two single-threaded sgemms
+// (scores = Q K^T, out = P V) inside the OpenMP loop. An item's shapes depend only on its own
+// sequence, so a row's result never depends on what else is in the batch.
+#include <cblas.h>
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -10,18 +13,15 @@
 namespace sculpt::cpu {
 namespace {
 
-// Eight independent partial sums let the compiler vectorise without reassociating.
-inline float Dot(const float* a, const float* b, int n) {
-  float partial[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int lane = 0; lane < 8; ++lane) partial[lane] += a[i + lane] * b[i + lane];
-  }
-  float sum = ((partial[0] + partial[1]) + (partial[2] + partial[3])) +
-              ((partial[4] + partial[5]) + (partial[6] + partial[7]));
-  for (; i < n; ++i) sum += a[i] * b[i];
-  return sum;
-}
+// Bounds the per-thread score buffer to kQueryBlock x sequence length.
+constexpr int32_t kQueryBlock = 128;
+
+struct WorkItem {
+  int32_t sequence;
+  int32_t first_row;  // within the sequence
+  int32_t rows;
+  int head;
+};
 
 }  // namespace
 
@@ -32,47 +32,48 @@ absl::Status Attention(const AttentionParams& params) {
   const int64_t kv_stride = params.k.cols;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const auto& offsets = params.layout.sequence_offsets;
-  const int32_t n_tokens = params.layout.num_tokens();
 
-  // One work item per (query row, head); rows of every sequence share the loop.
+  std::vector<WorkItem> items;
+  for (int32_t s = 0; s + 1 < static_cast<int32_t>(offsets.size()); ++s) {
+    const int32_t length = offsets[s + 1] - offsets[s];
+    for (int32_t first = 0; first < length; first += kQueryBlock) {
+      for (int head = 0; head < params.n_heads; ++head) {
+        items.push_back({s, first, std::min(kQueryBlock, length - first), head});
+      }
+    }
+  }
+
 #pragma omp parallel
   {
     std::vector<float> scores;
-#pragma omp for schedule(dynamic, 16)
-    for (int64_t item = 0; item < static_cast<int64_t>(n_tokens) * params.n_heads; ++item) {
-      const int32_t row = static_cast<int32_t>(item / params.n_heads);
-      const int head = static_cast<int>(item % params.n_heads);
-      const int kv_head = head / group;
-      const int32_t sequence =
-          static_cast<int32_t>(std::upper_bound(offsets.begin(), offsets.end(), row) -
-                               offsets.begin()) -
-          1;
-      const int32_t begin = offsets[sequence];
-      const int32_t length = offsets[sequence + 1] - begin;
-
-      const float* query = params.q.f32() + row * q_stride + head * head_dim;
+#pragma omp for schedule(dynamic, 1)
+    for (size_t i = 0; i < items.size(); ++i) {
+      const WorkItem& item = items[i];
+      const int32_t begin = offsets[item.sequence];
+      const int32_t length = offsets[item.sequence + 1] - begin;
+      const int kv_head = item.head / group;
+      const float* queries =
+          params.q.f32() + (begin + item.first_row) * q_stride + item.head * head_dim;
       const float* keys = params.k.f32() + begin * kv_stride + kv_head * head_dim;
       const float* values = params.v.f32() + begin * kv_stride + kv_head * head_dim;
-      scores.resize(length);
-      float max_score = -INFINITY;
-      for (int32_t j = 0; j < length; ++j) {
-        scores[j] = Dot(query, keys + j * kv_stride, head_dim) * scale;
-        max_score = std::max(max_score, scores[j]);
+      float* out = params.out.f32() + (begin + item.first_row) * q_stride + item.head * head_dim;
+
+      scores.resize(static_cast<size_t>(item.rows) * length);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, item.rows, length, head_dim, scale,
+                  queries, q_stride, keys, kv_stride, 0.0f, scores.data(), length);
+      for (int32_t r = 0; r < item.rows; ++r) {
+        float* row = scores.data() + static_cast<size_t>(r) * length;
+        const float max_score = *std::max_element(row, row + length);
+        float denominator = 0.0f;
+        for (int32_t j = 0; j < length; ++j) {
+          row[j] = std::exp(row[j] - max_score);
+          denominator += row[j];
+        }
+        const float inverse = 1.0f / denominator;
+        for (int32_t j = 0; j < length; ++j) row[j] *= inverse;
       }
-      float denominator = 0.0f;
-      for (int32_t j = 0; j < length; ++j) {
-        scores[j] = std::exp(scores[j] - max_score);
-        denominator += scores[j];
-      }
-      float* out = params.out.f32() + row * q_stride + head * head_dim;
-      std::fill(out, out + head_dim, 0.0f);
-      for (int32_t j = 0; j < length; ++j) {
-        const float weight = scores[j];
-        const float* value = values + j * kv_stride;
-        for (int c = 0; c < head_dim; ++c) out[c] += weight * value[c];
-      }
-      const float inverse = 1.0f / denominator;
-      for (int c = 0; c < head_dim; ++c) out[c] *= inverse;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, item.rows, head_dim, length, 1.0f,
+                  scores.data(), length, values, kv_stride, 0.0f, out, q_stride);
     }
   }
   return absl::OkStatus();

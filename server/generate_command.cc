@@ -90,7 +90,10 @@ absl::Status Run(const FlagSet& flags) {
 
   const auto load_start = std::chrono::steady_clock::now();
   auto backend = MakeCpuBackend();
-  SCULPT_ASSIGN_OR_RETURN(auto model, LoadTransformer(model_dir, *backend));
+  auto model_or = LoadTransformer(model_dir, *backend);
+  // A model that cannot be loaded is not a usage error, whatever its status code says.
+  if (!model_or.ok()) return absl::DataLossError(model_or.status().message());
+  std::unique_ptr<Transformer> model = std::move(*model_or);
   // Validate before the (possibly long) run so a bad flag fails at once.
   SCULPT_RETURN_IF_ERROR(ValidateGenerationParams(params, model->config(), prompt));
   const auto start = std::chrono::steady_clock::now();

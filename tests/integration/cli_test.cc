@@ -4,6 +4,8 @@
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "tests/support/test_data.h"
@@ -100,6 +102,30 @@ TEST(CliTest, BadInputGivesAClearErrorAndExitCode) {
     EXPECT_NE(outcome.output.find(c.message), std::string::npos) << c.arguments << "\n"
                                                                  << outcome.output;
   }
+}
+
+TEST(CliTest, CorruptCheckpointIsAClearErrorNotACrash) {
+  // A real model directory whose safetensors file lost its second half.
+  const std::string dir = ::testing::TempDir() + "/sculpt_cli_truncated_model";
+  std::filesystem::create_directories(dir);
+  const std::string source = testing::TestModelDir("tiny-llada");
+  std::filesystem::copy_file(source + "/config.json", dir + "/config.json",
+                             std::filesystem::copy_options::overwrite_existing);
+  auto bytes = ReadFileToString(source + "/model.safetensors");
+  ASSERT_TRUE(bytes.ok());
+  std::ofstream(dir + "/model.safetensors", std::ios::binary)
+      .write(bytes->data(), static_cast<std::streamsize>(bytes->size() / 2));
+
+  const Outcome outcome = RunSculpt("generate --prompt-ids 1,2 --gen-length 4 --model " + dir);
+  EXPECT_EQ(outcome.exit_code, 1) << outcome.output;
+  EXPECT_NE(outcome.output.find("model.safetensors"), std::string::npos) << outcome.output;
+  EXPECT_NE(outcome.output.find("data_offsets"), std::string::npos) << outcome.output;
+}
+
+TEST(CliTest, NoArgumentsPrintsUsage) {
+  const Outcome outcome = RunSculpt("");
+  EXPECT_EQ(outcome.exit_code, 2);
+  EXPECT_NE(outcome.output.find("Usage: sculpt COMMAND"), std::string::npos);
 }
 
 }  // namespace
