@@ -15,67 +15,24 @@
 #include <vector>
 
 #include "common/dtype.h"
+#include "tests/support/safetensors_writer.h"
 
 namespace sculpt {
 namespace {
 
 using ::testing::HasSubstr;
 using Json = nlohmann::json;
+using testing::Bytes;
+using testing::LittleEndian64;
+using testing::SafetensorsWriter;
 
 // As std::string, so a failing matcher prints text rather than a list of chars.
 std::string Message(const absl::Status& status) { return std::string(status.message()); }
 
-std::string LittleEndian64(uint64_t value) {
-  std::string out(8, '\0');
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((value >> (8 * i)) & 0xff);
-  return out;
-}
-
-template <typename T>
-std::string Bytes(const std::vector<T>& values) {
-  return std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(T));
-}
-
-// Builds a safetensors file tensor by tensor, laying the data out back to back.
-class SafetensorsWriter {
- public:
-  SafetensorsWriter& Add(const std::string& name, const std::string& dtype,
-                         const std::vector<int64_t>& shape, const std::string& bytes) {
-    header_[name] = {{"dtype", dtype},
-                     {"shape", shape},
-                     {"data_offsets", {data_.size(), data_.size() + bytes.size()}}};
-    data_ += bytes;
-    return *this;
-  }
-  // For corrupt files: an entry with any offsets; `data` is not touched.
-  SafetensorsWriter& AddRaw(const std::string& name, const Json& entry) {
-    header_[name] = entry;
-    return *this;
-  }
-  SafetensorsWriter& Metadata(const Json& metadata) {
-    header_["__metadata__"] = metadata;
-    return *this;
-  }
-  SafetensorsWriter& Data(const std::string& bytes) {
-    data_ += bytes;
-    return *this;
-  }
-  // Writers pad the header with spaces so the data section starts aligned.
-  std::string Serialize(size_t header_padding = 0) const {
-    const std::string header =
-        (header_.is_null() ? std::string("{}") : header_.dump()) + std::string(header_padding, ' ');
-    return LittleEndian64(header.size()) + header + data_;
-  }
-
- private:
-  Json header_;
-  std::string data_;
-};
-
 class SafetensorsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = testing::TempDir();
+    std::string pattern = ::testing::TempDir();
     if (pattern.empty() || pattern.back() != '/') pattern += '/';
     pattern += "safetensors_test_XXXXXX";
     ASSERT_NE(mkdtemp(pattern.data()), nullptr);
