@@ -7,5 +7,7 @@
 namespace sculpt {
 
 int RunGenerateCommand(const std::vector<std::string>& args);
+int RunTokenizeCommand(const std::vector<std::string>& args);
+int RunDetokenizeCommand(const std::vector<std::string>& args);
 
 }  // namespace sculpt

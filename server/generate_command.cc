@@ -5,14 +5,17 @@
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/threads.h"
 #include "model/denoiser.h"
+#include "model/tokenizer.h"
 #include "server/commands.h"
 #include "server/flags.h"
 
@@ -22,6 +25,7 @@ namespace {
 FlagSet GenerateFlags() {
   FlagSet flags;
   flags.Add("model", "DIR", "", "model directory (config.json, model.safetensors); required");
+  flags.Add("prompt", "TEXT", "", "prompt text, encoded with the model's tokenizer.json");
   flags.Add("prompt-ids", "IDS", "", "prompt as comma-separated token ids, e.g. 1,2,3");
   flags.Add("gen-length", "N", "128", "number of tokens to generate");
   flags.Add("steps", "N", "",
@@ -82,8 +86,21 @@ absl::Status Run(const FlagSet& flags) {
   SCULPT_RETURN_IF_ERROR(SetupLogging(flags.GetString("log-level")));
   const std::string model_dir = flags.GetString("model");
   if (model_dir.empty()) return absl::InvalidArgumentError("--model DIR is required");
+  if (flags.Has("prompt") && flags.Has("prompt-ids")) {
+    return absl::InvalidArgumentError("give --prompt TEXT or --prompt-ids IDS, not both");
+  }
   SCULPT_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, flags.GetIntList("prompt-ids"));
   SCULPT_ASSIGN_OR_RETURN(GenerationParams params, ReadParams(flags));
+  // The tokenizer is optional for id prompts (test models have none) and required for text.
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (flags.Has("prompt") || FileExists(model_dir + "/tokenizer.json")) {
+    auto loaded = Tokenizer::Load(model_dir);
+    if (!loaded.ok()) return absl::DataLossError(loaded.status().message());
+    tokenizer = std::move(*loaded);
+  }
+  if (flags.Has("prompt")) {
+    SCULPT_ASSIGN_OR_RETURN(prompt, tokenizer->Encode(flags.GetString("prompt")));
+  }
   SCULPT_ASSIGN_OR_RETURN(int64_t threads, flags.GetInt("threads"));
   if (threads < 0) return absl::InvalidArgumentError("--threads must be >= 0");
   SetCpuThreads(static_cast<int>(threads));
@@ -104,6 +121,12 @@ absl::Status Run(const FlagSet& flags) {
   const double elapsed_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 
+  std::optional<std::string> text;
+  if (tokenizer) {
+    // Special tokens (EOS padding, end-of-turn) are not part of the answer's text.
+    SCULPT_ASSIGN_OR_RETURN(text,
+                            tokenizer->Decode(result.token_ids, /*skip_special_tokens=*/true));
+  }
   if (flags.GetBool("json")) {
     nlohmann::json out = {
         {"model", model_dir},
@@ -113,7 +136,10 @@ absl::Status Run(const FlagSet& flags) {
         {"forward_passes", result.forward_passes},
         {"elapsed_ms", elapsed_ms},
     };
+    if (text) out["text"] = *text;
     std::cout << out.dump() << std::endl;
+  } else if (text) {
+    std::cout << *text << std::endl;
   } else {
     std::cout << absl::StrJoin(result.token_ids, ",") << std::endl;
     std::cerr << absl::StrCat(result.token_ids.size(), " tokens, ", result.steps, " steps, ",
@@ -131,10 +157,11 @@ int RunGenerateCommand(const std::vector<std::string>& args) {
     return 2;
   }
   if (flags.GetBool("help")) {
-    std::cout << "Usage: sculpt generate --model DIR [flags]\n\n"
-                 "Runs one masked-diffusion generation (LLaDA semantics) and prints the generated "
-                 "token ids.\n\nFlags:\n"
-              << flags.Usage();
+    std::cout
+        << "Usage: sculpt generate --model DIR [flags]\n\n"
+           "Runs one masked-diffusion generation (LLaDA semantics) and prints the answer: its "
+           "text when the model has a tokenizer.json, else its token ids.\n\nFlags:\n"
+        << flags.Usage();
     return 0;
   }
   if (absl::Status status = Run(flags); !status.ok()) {

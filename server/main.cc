@@ -12,8 +12,10 @@ constexpr const char* kUsage = R"(Sculpt: an inference server for text diffusion
 Usage: sculpt COMMAND [flags]
 
 Commands:
-  generate    run one generation on the CPU and print the generated token ids
-              (sculpt generate --help lists its flags)
+  generate    run one generation on the CPU and print the answer
+  tokenize    encode text with the model's tokenizer.json
+  detokenize  decode token ids to text
+  (sculpt COMMAND --help lists each command's flags)
 
 Flags:
   --help      show this help
@@ -35,6 +37,8 @@ int main(int argc, char** argv) {
   const std::string command = args[0];
   args.erase(args.begin());
   if (command == "generate") return sculpt::RunGenerateCommand(args);
+  if (command == "tokenize") return sculpt::RunTokenizeCommand(args);
+  if (command == "detokenize") return sculpt::RunDetokenizeCommand(args);
   std::cerr << "sculpt: unknown command '" << command << "' (see sculpt --help)\n";
   return 2;
 }
