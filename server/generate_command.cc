@@ -14,6 +14,7 @@
 #include "common/status.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/threads.h"
+#include "model/chat_template.h"
 #include "model/denoiser.h"
 #include "model/tokenizer.h"
 #include "server/commands.h"
@@ -27,6 +28,7 @@ FlagSet GenerateFlags() {
   flags.Add("model", "DIR", "", "model directory (config.json, model.safetensors); required");
   flags.Add("prompt", "TEXT", "", "prompt text, encoded with the model's tokenizer.json");
   flags.Add("prompt-ids", "IDS", "", "prompt as comma-separated token ids, e.g. 1,2,3");
+  flags.Add("chat", "", "", "send --prompt as a user message through the model's chat format");
   flags.Add("gen-length", "N", "128", "number of tokens to generate");
   flags.Add("steps", "N", "",
             "denoising steps in all; a multiple of the number of blocks "
@@ -98,7 +100,19 @@ absl::Status Run(const FlagSet& flags) {
     if (!loaded.ok()) return absl::DataLossError(loaded.status().message());
     tokenizer = std::move(*loaded);
   }
-  if (flags.Has("prompt")) {
+  if (flags.GetBool("chat") && !flags.Has("prompt")) {
+    return absl::InvalidArgumentError("--chat needs --prompt TEXT");
+  }
+  if (flags.GetBool("chat")) {
+    SCULPT_ASSIGN_OR_RETURN(ChatFormat format, DetectChatFormat(tokenizer->chat_template()));
+    const int32_t bos = tokenizer->special_ids().bos;
+    const ChatMessage message{"user", flags.GetString("prompt")};
+    SCULPT_ASSIGN_OR_RETURN(std::string text,
+                            ApplyChatFormat(format, {&message, 1}, /*add_generation_prompt=*/true,
+                                            bos >= 0 ? *tokenizer->IdToToken(bos) : ""));
+    // The chat text carries its own special tokens, as transformers' apply_chat_template.
+    SCULPT_ASSIGN_OR_RETURN(prompt, tokenizer->Encode(text, /*add_special_tokens=*/false));
+  } else if (flags.Has("prompt")) {
     SCULPT_ASSIGN_OR_RETURN(prompt, tokenizer->Encode(flags.GetString("prompt")));
   }
   SCULPT_ASSIGN_OR_RETURN(int64_t threads, flags.GetInt("threads"));

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Trains small byte-level BPE tokenizers with HF `tokenizers` and writes golden encode/decode fixtures.
+"""Trains small byte-level BPE tokenizers with HF `tokenizers` and writes golden fixtures.
 
 The C++ tokenizer must match HF byte for byte on the three byte-level BPE pipelines Sculpt serves
 (LLaDA/Llama-3, Qwen2/Dream, GPT-2). `python3 tools/gen_tokenizer_golden.py` writes
 tests/tokenizers/{corpus.json,expected.json,<name>/tokenizer.json,<name>/tokenizer_config.json};
-`--check` recomputes everything in memory and exits 1 when a committed file differs.
+`--check` retrains and recomputes everything in memory and exits 1 when a committed file differs
+(if a file of TRAINING_FILES was edited since, it compares what does not depend on training).
 Needs only the `tokenizers` package (pinned in requirements-dev.txt).
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import pathlib
 import struct
 import sys
@@ -117,15 +117,25 @@ CORPUS: list[tuple[str, str]] = [
         "Größere Bäume über dem Fluss blühen früh; die Straße ist nass. Maß, Fuß, Grüße! "
         "ÄRGER, ÖL, ÜBEL, STRASSE, GROẞ.",
     ),
-    ("chinese", "扩散语言模型通过逐步去除掩码来生成文本。今天天气很好，我们去公园散步吧！（测试：１２３）"),
+    (
+        "chinese",
+        "扩散语言模型通过逐步去除掩码来生成文本。今天天气很好，我们去公园散步吧！（测试：１２３）",
+    ),
     (
         "japanese",
         "拡散モデルはテキストを少しずつ生成します。ひらがなとカタカナと漢字が混ざった文です。"
         "ｶﾀｶﾅの半角もあります。「東京」へ行きましょう！",
     ),
     ("arabic", "نماذج الانتشار تولد النص خطوة بخطوة. مرحبا بالعالم! الرقم ١٢٣٤٥ والنسبة ٣٫٥٪"),
-    ("hindi", "प्रसार मॉडल पाठ को चरण दर चरण उत्पन्न करते हैं। नमस्ते दुनिया! क्षत्रिय, ज्ञान, हिन्दी। १२३"),
-    ("korean_thai", "안녕하세요, 세계! 확산 모델입니다. สวัสดีชาวโลก ภาษาไทยไม่มีช่องว่างระหว่างคำ"),
+    (
+        "hindi",
+        "प्रसार मॉडल पाठ को चरण दर चरण उत्पन्न करते हैं। नमस्ते दुनिया! "
+        "क्षत्रिय, ज्ञान, हिन्दी। १२३",
+    ),
+    (
+        "korean_thai",
+        "안녕하세요, 세계! 확산 모델입니다. สวัสดีชาวโลก ภาษาไทยไม่มีช่องว่างระหว่างคำ",
+    ),
     ("cyrillic_greek", "Привет, мир! Ёлка и ЙОД. Καλημέρα κόσμε· ΣΊΣΥΦΟΣ, ὦ φίλε;"),
     (
         "emoji",
@@ -166,7 +176,7 @@ CORPUS: list[tuple[str, str]] = [
     ),
     (
         "qwen_added_tokens",
-        "<tool_call>   {\"name\": \"f\"}\n</tool_call>  <tool_call>\nx\n<|mask|><|mask|> a<|mask|>b",
+        '<tool_call>   {"name": "f"}\n</tool_call>  <tool_call>\nx\n<|mask|><|mask|> a<|mask|>b',
     ),
     (
         "single_word_token",
@@ -186,7 +196,12 @@ CORPUS: list[tuple[str, str]] = [
     ("controls", "nul\u0000in the middle, escape \u001b[0m and delete \u007f, bell \u0007"),
     (
         "long_words",
-        "supercalifragilisticexpialidocious" * 3 + " " + "a" * 200 + " " + "=" * 100 + " "
+        "supercalifragilisticexpialidocious" * 3
+        + " "
+        + "a" * 200
+        + " "
+        + "=" * 100
+        + " "
         + "ab" * 60,
     ),
     ("mixed_scripts", "abc日本語123défПривет🙂x٣ab\u0301c"),
@@ -244,7 +259,11 @@ def _escape_invisible(text: str) -> str:
     out = []
     for ch in text:
         cat = unicodedata.category(ch)
-        if cat in ("Cc", "Cf", "Zl", "Zp", "Co") or (cat == "Zs" and ch != " ") or _is_lookalike(ch):
+        if (
+            cat in ("Cc", "Cf", "Zl", "Zp", "Co")
+            or (cat == "Zs" and ch != " ")
+            or _is_lookalike(ch)
+        ):
             cp = ord(ch)
             if cp > 0xFFFF:
                 cp -= 0x10000
@@ -328,7 +347,10 @@ def _qwen2_style() -> tuple[Tokenizer, list[AddedToken], dict]:
         ]
     )
     tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    # As Qwen2 writes it; a ByteLevel post-processor only trims offsets and never changes ids.
+    tok.post_processor = processors.ByteLevel(
+        add_prefix_space=False, trim_offsets=False, use_regex=False
+    )
     added = [
         _added("<|endoftext|>", special=True),
         _added("<|im_start|>", special=True),
@@ -419,28 +441,23 @@ TOKENIZERS = {
 }
 
 
-def training_files() -> list[pathlib.Path]:
-    """Python files of the repository, skipping build trees, virtualenvs and caches.
-
-    This script is left out: it holds the corpus already, and editing it must not retrain.
-    """
-    this = pathlib.Path(__file__).resolve()
-    found = []
-    for dirpath, dirnames, filenames in os.walk(ROOT):
-        dirnames[:] = sorted(
-            d for d in dirnames if not d.startswith((".", "build")) and d != "__pycache__"
-        )
-        found += [pathlib.Path(dirpath) / f for f in filenames if f.endswith(".py")]
-    found = [p for p in found if p.resolve() != this]
-    return sorted(found, key=lambda p: p.relative_to(ROOT).as_posix())
+# Python files of the repository added to the training text, listed rather than globbed so that
+# new files do not retrain the tokenizers and change every id. When one of these is edited,
+# --check says so and compares what does not depend on training; regenerating then changes ids.
+TRAINING_FILES = [
+    "bench/torch_reference.py",
+    "tools/gen_golden.py",
+    "tools/llada_reference.py",
+    "tools/make_tiny_model.py",
+]
 
 
 def training_texts() -> tuple[list[str], list[str], str]:
+    """The texts the BPE is trained on, the files among them, and a digest of it all."""
     texts = [text for _, text in CORPUS]
-    files = training_files()
-    texts += [p.read_text(encoding="utf-8") for p in files]
+    texts += [(ROOT / f).read_text(encoding="utf-8") for f in TRAINING_FILES]
     digest = hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest()
-    return texts, [p.relative_to(ROOT).as_posix() for p in files], digest
+    return texts, TRAINING_FILES, digest
 
 
 def build_tokenizer(name: str, texts: list[str]) -> tuple[Tokenizer, dict]:
@@ -527,6 +544,14 @@ def expected_cases(tok: Tokenizer, entries: list[dict]) -> list[dict]:
     return cases
 
 
+def _expected_block(tok: Tokenizer, entries: list[dict]) -> dict:
+    return {
+        "vocab_size": tok.get_vocab_size(with_added_tokens=True),
+        "model_vocab_size": tok.get_vocab_size(with_added_tokens=False),
+        "cases": expected_cases(tok, entries),
+    }
+
+
 def generate() -> dict[str, str]:
     """All fixture files as {path relative to FIXTURE_DIR: text}."""
     entries = corpus_entries()
@@ -546,11 +571,7 @@ def generate() -> dict[str, str]:
         )
         # The committed file is what the C++ side loads, so the expectations come from reloading it.
         reloaded = Tokenizer.from_str(out[f"{name}/tokenizer.json"])
-        expected["tokenizers"][name] = {
-            "vocab_size": reloaded.get_vocab_size(with_added_tokens=True),
-            "model_vocab_size": reloaded.get_vocab_size(with_added_tokens=False),
-            "cases": expected_cases(reloaded, entries),
-        }
+        expected["tokenizers"][name] = _expected_block(reloaded, entries)
     out["expected.json"] = dump_json(expected)
     return {rel: text if text.endswith("\n") else text + "\n" for rel, text in out.items()}
 
@@ -573,8 +594,8 @@ def check(fresh: dict[str, str]) -> int:
         )
     if committed_expected["tokenizers_version"] != TOKENIZERS_VERSION:
         print(
-            f"note: fixtures were written with tokenizers {committed_expected['tokenizers_version']}"
-            f", this is {TOKENIZERS_VERSION}"
+            "note: fixtures were written with tokenizers "
+            f"{committed_expected['tokenizers_version']}, this is {TOKENIZERS_VERSION}"
         )
     failures = 0
     for rel, text in fresh.items():
@@ -598,16 +619,34 @@ def check(fresh: dict[str, str]) -> int:
 
 
 def _check_expected(committed: dict, fresh: dict, same_sources: bool) -> bool:
-    if same_sources:
-        return committed == fresh
-    # Recompute from what is committed: the fixtures must agree with their own tokenizer files.
-    entries = json.loads((FIXTURE_DIR / "corpus.json").read_text(encoding="utf-8"))
+    """Names what differs. With unchanged training sources the retrained fixtures must match
+    exactly; otherwise expected.json must agree with the committed tokenizer.json files."""
+    if not same_sources:
+        entries = json.loads((FIXTURE_DIR / "corpus.json").read_text(encoding="utf-8"))
+        blocks = {}
+        for name in committed["tokenizers"]:
+            tok = Tokenizer.from_file(str(FIXTURE_DIR / name / "tokenizer.json"))
+            blocks[name] = _expected_block(tok, entries)
+        fresh = dict(fresh, training=committed["training"], tokenizers=blocks)
     ok = True
-    for name, block in committed["tokenizers"].items():
-        tok = Tokenizer.from_file(str(FIXTURE_DIR / name / "tokenizer.json"))
-        for want, got in zip(block["cases"], expected_cases(tok, entries)):
-            if want != got:
-                print(f"  {name}/{want['name']}: expected.json disagrees with tokenizer.json")
+    # A new tokenizers release that still gives the same ids is not a difference (main notes it).
+    for key in sorted((set(committed) | set(fresh)) - {"tokenizers", "tokenizers_version"}):
+        if committed.get(key) != fresh.get(key):
+            print(f"  {key} differs")
+            ok = False
+    for name in sorted(set(committed["tokenizers"]) | set(fresh["tokenizers"])):
+        want = committed["tokenizers"].get(name, {})
+        got = fresh["tokenizers"].get(name, {})
+        if {k: v for k, v in want.items() if k != "cases"} != {
+            k: v for k, v in got.items() if k != "cases"
+        }:
+            print(f"  {name}: vocabulary sizes differ")
+            ok = False
+        want_cases = {c["name"]: c for c in want.get("cases", [])}
+        got_cases = {c["name"]: c for c in got.get("cases", [])}
+        for case in sorted(set(want_cases) | set(got_cases)):
+            if want_cases.get(case) != got_cases.get(case):
+                print(f"  {name}/{case} differs")
                 ok = False
     return ok
 

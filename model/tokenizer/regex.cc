@@ -20,10 +20,46 @@ Regex::Regex(Regex&&) noexcept = default;
 Regex& Regex::operator=(Regex&&) noexcept = default;
 Regex::~Regex() = default;
 
-absl::StatusOr<Regex> Regex::Compile(const std::string& pattern) {
+namespace {
+
+// PCRE2's Unicode \s also matches U+180E (it follows \h), which Oniguruma (HF's engine) does
+// not: there \s is exactly the White_Space property. Rewriting \s and \S to that property,
+// inside classes too, makes the two engines agree. Escaped backslashes and \Q...\E quotes are
+// left alone.
+std::string WithWhiteSpaceProperty(const std::string& pattern) {
+  std::string out;
+  out.reserve(pattern.size() + 16);
+  bool quoted = false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] != '\\' || i + 1 == pattern.size()) {
+      out += pattern[i];
+      continue;
+    }
+    const char next = pattern[++i];
+    if (quoted) {
+      if (next == 'E') quoted = false;
+      out += '\\';
+      out += next;
+    } else if (next == 's') {
+      out += "\\p{White_Space}";
+    } else if (next == 'S') {
+      out += "\\P{White_Space}";
+    } else {
+      if (next == 'Q') quoted = true;
+      out += '\\';
+      out += next;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<Regex> Regex::Compile(const std::string& original_pattern) {
+  const std::string pattern = WithWhiteSpaceProperty(original_pattern);
   int error_code = 0;
   PCRE2_SIZE error_offset = 0;
-  // UCP: \s, \w, \d and case folding follow Unicode properties, as in Oniguruma (HF's engine).
+  // UCP: \w, \d, \p{...} and case folding follow Unicode, as in Oniguruma (HF's engine).
   pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
                                    PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &error_code,
                                    &error_offset, nullptr);
