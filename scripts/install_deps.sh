@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake pkg-config git
   libabsl-dev libspdlog-dev nlohmann-json3-dev libopenblas-openmp-dev libgtest-dev
-  libpcre2-dev libutf8proc-dev
+  libpcre2-dev libutf8proc-dev clang libclang-rt-dev
   python3 python3-venv python3-pip
 )
 missing=()

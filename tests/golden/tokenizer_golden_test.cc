@@ -9,6 +9,7 @@
 #include "model/tokenizer.h"
 #include "tests/support/sha256.h"
 #include "tests/support/test_data.h"
+#include "tests/support/tokenizer_corpus.h"
 
 namespace sculpt {
 namespace {
@@ -20,22 +21,6 @@ std::string IdsDigest(const std::vector<int32_t>& ids) {
     for (int b = 0; b < 4; ++b) bytes[4 * i + b] = static_cast<char>(value >> (8 * b));
   }
   return testing::Sha256Hex(bytes);
-}
-
-// The corpus's "large" entry: every other text joined by "\n", repeated to reach 1,000,000 bytes.
-std::string LargeText(const nlohmann::json& corpus) {
-  std::string joined;
-  bool first = true;
-  for (const auto& entry : corpus) {
-    if (!entry.contains("text")) continue;
-    if (!first) joined += '\n';
-    joined += entry["text"].get<std::string>();
-    first = false;
-  }
-  const size_t repeats = (1000000 + joined.size() - 1) / joined.size();
-  std::string large;
-  for (size_t i = 0; i < repeats; ++i) large += joined;
-  return large;
 }
 
 TEST(Sha256Test, KnownAnswers) {
@@ -64,7 +49,7 @@ TEST_P(TokenizerGoldenTest, EncodeAndDecodeMatchHf) {
     const std::string name = test_case["name"];
     SCOPED_TRACE(name);
     if (name == "large") {
-      const std::string large = LargeText(corpus);
+      const std::string large = testing::BuildLargeTokenizerText(corpus);
       ASSERT_EQ(large.size(), test_case["bytes"].get<size_t>());
       auto ids = (*tokenizer)->Encode(large);
       ASSERT_TRUE(ids.ok());
