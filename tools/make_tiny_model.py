@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import shutil
 import json
 import pathlib
 import struct
@@ -87,6 +88,17 @@ VARIANTS = {
         mask_token_id=1008,
         eos_token_id=1007,
         seed=20250102,
+    ),
+    # With a real tokenizer (tests/tokenizers/llada-style, 3006 ids): text prompts and answers
+    # through the CLI. Its special ids are the tokenizer's.
+    "tiny-llada-text": dict(
+        TINY_LLADA,
+        vocab_size=3006,
+        mask_token_id=3002,
+        eos_token_id=3001,
+        dtype="bf16",
+        seed=20250103,
+        tokenizer="llada-style",
     ),
 }
 
@@ -218,6 +230,10 @@ def write_model(out_dir: pathlib.Path, spec: dict) -> pathlib.Path:
         json.dump(make_config(spec), f, indent=2)
         f.write("\n")
     write_safetensors(out_dir / "model.safetensors", make_weights(spec), spec["dtype"])
+    if "tokenizer" in spec:
+        source = pathlib.Path(__file__).resolve().parent.parent / "tests" / "tokenizers"
+        for file in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copyfile(source / spec["tokenizer"] / file, out_dir / file)
     return out_dir
 
 
@@ -285,7 +301,10 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name, spec in specs.items():
             fresh = write_model(pathlib.Path(tmp) / name, spec)
-            for file in ("config.json", "model.safetensors"):
+            files = ["config.json", "model.safetensors"]
+            if "tokenizer" in spec:
+                files += ["tokenizer.json", "tokenizer_config.json"]
+            for file in files:
                 same = (args.out / name / file).exists() and filecmp.cmp(
                     fresh / file, args.out / name / file, shallow=False
                 )

@@ -2,12 +2,14 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "absl/strings/str_join.h"
 #include "tests/support/test_data.h"
 
 namespace sculpt {
@@ -120,6 +122,74 @@ TEST(CliTest, CorruptCheckpointIsAClearErrorNotACrash) {
   EXPECT_EQ(outcome.exit_code, 1) << outcome.output;
   EXPECT_NE(outcome.output.find("model.safetensors"), std::string::npos) << outcome.output;
   EXPECT_NE(outcome.output.find("data_offsets"), std::string::npos) << outcome.output;
+}
+
+TEST(CliTest, TokenizeAndDetokenizeRoundTrip) {
+  const std::string model = testing::TestModelDir("tiny-llada-text");
+  const Outcome tokenized =
+      RunSculpt("tokenize --json --model " + model + " --text 'Grüße, 你好 <|endoftext|>!'");
+  ASSERT_EQ(tokenized.exit_code, 0) << tokenized.output;
+  const nlohmann::json result = nlohmann::json::parse(tokenized.output);
+  const std::vector<int32_t> ids = result["ids"];
+  ASSERT_EQ(ids.size(), result["tokens"].size());
+  EXPECT_EQ(ids.front(), 3000);  // the post-processor's BOS
+  EXPECT_EQ(result["tokens"][ids.size() - 2], "<|endoftext|>");
+  const std::string id_list = absl::StrJoin(ids.begin() + 1, ids.end(), ",");
+  const Outcome detokenized = RunSculpt("detokenize --json --model " + model + " --ids " + id_list);
+  ASSERT_EQ(detokenized.exit_code, 0) << detokenized.output;
+  EXPECT_EQ(nlohmann::json::parse(detokenized.output)["text"], "Grüße, 你好 <|endoftext|>!");
+  const Outcome skipped =
+      RunSculpt("detokenize --skip-special-tokens --model " + model + " --ids " + id_list);
+  EXPECT_EQ(skipped.output, "Grüße, 你好 !\n");
+}
+
+TEST(CliTest, TextGenerationDecodesItsOwnTokens) {
+  const std::string model = testing::TestModelDir("tiny-llada-text");
+  const Outcome outcome =
+      RunSculpt("generate --json --threads 1 --gen-length 16 --steps 8 --model " + model +
+                " --prompt 'def add(a, b):'");
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.output;
+  const nlohmann::json result = nlohmann::json::parse(outcome.output);
+  const Outcome prompt = RunSculpt("tokenize --model " + model + " --text 'def add(a, b):'");
+  EXPECT_EQ(result["prompt_tokens"].get<size_t>(),
+            std::count(prompt.output.begin(), prompt.output.end(), ',') + 1u);
+  const std::string id_list = absl::StrJoin(result["token_ids"].get<std::vector<int>>(), ",");
+  const Outcome text =
+      RunSculpt("detokenize --json --skip-special-tokens --model " + model + " --ids " + id_list);
+  EXPECT_EQ(result["text"], nlohmann::json::parse(text.output)["text"]);
+
+  const Outcome chat = RunSculpt("generate --json --chat --gen-length 8 --steps 8 --model " +
+                                 model + " --prompt 'hi'");
+  ASSERT_EQ(chat.exit_code, 0) << chat.output;
+  // <|startoftext|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|> + assistant header
+  EXPECT_GT(nlohmann::json::parse(chat.output)["prompt_tokens"].get<int>(), 8);
+}
+
+TEST(CliTest, TokenizerErrorsAreClear) {
+  const std::string text_model = " --model " + testing::TestModelDir("tiny-llada-text");
+  const std::string id_model = " --model " + testing::TestModelDir("tiny-llada");
+  struct Case {
+    std::string arguments;
+    int exit_code;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"tokenize --text \"$(printf 'caf\\303(')\"" + text_model, 2, "text is not valid UTF-8"},
+      {"detokenize --ids 1,99999" + text_model, 2, "token id 99999 is outside the vocabulary"},
+      {"detokenize --ids 1,x" + text_model, 2, "'x' is not one"},
+      {"tokenize" + text_model, 2, "exactly one of --text TEXT and --input-jsonl FILE"},
+      {"tokenize --text hi" + id_model, 1, "tokenizer.json"},
+      {"generate --prompt hi" + id_model, 1, "tokenizer.json"},
+      {"generate --prompt hi --prompt-ids 1" + text_model, 2, "not both"},
+      {"generate --chat" + text_model, 2, "--chat needs --prompt"},
+      {"tokenize --input-jsonl /nonexistent.jsonl" + text_model, 1, "/nonexistent.jsonl"},
+  };
+  for (const Case& c : cases) {
+    const Outcome outcome = RunSculpt(c.arguments);
+    EXPECT_EQ(outcome.exit_code, c.exit_code) << c.arguments << "\n" << outcome.output;
+    EXPECT_NE(outcome.output.find(c.message), std::string::npos) << c.arguments << "\n"
+                                                                 << outcome.output;
+  }
 }
 
 TEST(CliTest, NoArgumentsPrintsUsage) {
