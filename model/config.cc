@@ -22,6 +22,11 @@ class FieldReader {
     return absl::InvalidArgumentError(absl::StrCat(source_, ": field '", field, "' ", what));
   }
 
+  bool Has(const std::string& field) const {
+    auto it = object_.find(field);
+    return it != object_.end() && !it->is_null();
+  }
+
   absl::StatusOr<std::optional<int64_t>> OptionalInt(const std::string& field) const {
     auto it = object_.find(field);
     if (it == object_.end() || it->is_null()) return std::optional<int64_t>();
@@ -112,21 +117,8 @@ absl::Status ParseLLaDA(const FieldReader& fields, ModelConfig& config) {
   SCULPT_ASSIGN_OR_RETURN(config.max_sequence_length, fields.RequiredInt("max_sequence_length", 1));
   SCULPT_ASSIGN_OR_RETURN(config.mask_token_id, fields.RequiredInt("mask_token_id", 0));
   SCULPT_ASSIGN_OR_RETURN(config.eos_token_id, fields.RequiredInt("eos_token_id", 0));
-
   SCULPT_ASSIGN_OR_RETURN(auto n_kv_heads, fields.OptionalInt("n_kv_heads"));
   config.n_kv_heads = static_cast<int>(n_kv_heads.value_or(config.n_heads));
-  if (config.n_kv_heads < 1 || config.n_heads % config.n_kv_heads != 0) {
-    return fields.Error("n_kv_heads", absl::StrCat("must divide n_heads (", config.n_heads,
-                                                   "), got ", config.n_kv_heads));
-  }
-  if (config.d_model % config.n_heads != 0) {
-    return fields.Error("n_heads", absl::StrCat("must divide d_model (", config.d_model, "), got ",
-                                                config.n_heads));
-  }
-  if (config.head_dim() % 2 != 0) {
-    return fields.Error("n_heads", absl::StrCat("gives an odd head dimension ", config.head_dim(),
-                                                "; rotary embeddings need an even one"));
-  }
 
   SCULPT_ASSIGN_OR_RETURN(auto mlp_hidden_size, fields.OptionalInt("mlp_hidden_size"));
   if (mlp_hidden_size) {
@@ -144,27 +136,76 @@ absl::Status ParseLLaDA(const FieldReader& fields, ModelConfig& config) {
     return fields.Error("embedding_size", absl::StrCat("must be >= vocab_size (", config.vocab_size,
                                                        "), got ", config.embedding_size));
   }
-  if (config.mask_token_id >= config.embedding_size) {
-    return fields.Error("mask_token_id",
-                        absl::StrCat("must be < embedding_size (", config.embedding_size, "), got ",
-                                     config.mask_token_id));
-  }
-  if (config.eos_token_id >= config.embedding_size) {
-    return fields.Error("eos_token_id",
-                        absl::StrCat("must be < embedding_size (", config.embedding_size, "), got ",
-                                     config.eos_token_id));
-  }
   SCULPT_ASSIGN_OR_RETURN(auto pad, fields.OptionalInt("pad_token_id"));
   config.pad_token_id = static_cast<int32_t>(pad.value_or(-1));
   SCULPT_ASSIGN_OR_RETURN(auto bos, fields.OptionalInt("bos_token_id"));
   config.bos_token_id = static_cast<int32_t>(bos.value_or(-1));
-
   SCULPT_ASSIGN_OR_RETURN(config.rope_theta, fields.Number("rope_theta", 10000.0));
-  if (!(config.rope_theta > 0)) return fields.Error("rope_theta", "must be > 0");
   SCULPT_ASSIGN_OR_RETURN(config.rms_norm_eps, fields.Number("rms_norm_eps", 1e-5));
-  if (!(config.rms_norm_eps > 0)) return fields.Error("rms_norm_eps", "must be > 0");
   SCULPT_ASSIGN_OR_RETURN(config.include_qkv_bias, fields.Bool("include_qkv_bias", false));
   SCULPT_ASSIGN_OR_RETURN(config.weight_tying, fields.Bool("weight_tying", false));
+  return absl::OkStatus();
+}
+
+// Dream (and DiffuCoder): the Qwen2 config layout.
+absl::Status ParseDream(const FieldReader& fields, ModelConfig& config) {
+  SCULPT_RETURN_IF_ERROR(fields.RequireString("hidden_act", "silu"));
+  SCULPT_RETURN_IF_ERROR(fields.RequireBool("use_sliding_window", false, false));
+  SCULPT_RETURN_IF_ERROR(fields.RequireBool("tie_word_embeddings", false, false));
+  if (fields.Has("rope_scaling"))
+    return fields.Error("rope_scaling", "is not supported (must be null)");
+
+  SCULPT_ASSIGN_OR_RETURN(config.d_model, fields.RequiredInt("hidden_size", 1));
+  SCULPT_ASSIGN_OR_RETURN(config.n_heads, fields.RequiredInt("num_attention_heads", 1));
+  SCULPT_ASSIGN_OR_RETURN(config.n_layers, fields.RequiredInt("num_hidden_layers", 1));
+  SCULPT_ASSIGN_OR_RETURN(config.vocab_size, fields.RequiredInt("vocab_size", 1));
+  SCULPT_ASSIGN_OR_RETURN(config.mlp_hidden_size, fields.RequiredInt("intermediate_size", 1));
+  SCULPT_ASSIGN_OR_RETURN(config.max_sequence_length,
+                          fields.RequiredInt("max_position_embeddings", 1));
+  SCULPT_ASSIGN_OR_RETURN(config.mask_token_id, fields.RequiredInt("mask_token_id", 0));
+  SCULPT_ASSIGN_OR_RETURN(config.eos_token_id, fields.RequiredInt("eos_token_id", 0));
+  SCULPT_ASSIGN_OR_RETURN(auto n_kv_heads, fields.OptionalInt("num_key_value_heads"));
+  config.n_kv_heads = static_cast<int>(n_kv_heads.value_or(config.n_heads));
+  config.embedding_size = config.vocab_size;
+  config.include_qkv_bias = true;  // Qwen2: q/k/v projections have biases, o_proj none
+  config.weight_tying = false;
+  SCULPT_ASSIGN_OR_RETURN(auto pad, fields.OptionalInt("pad_token_id"));
+  config.pad_token_id = static_cast<int32_t>(pad.value_or(-1));
+  SCULPT_ASSIGN_OR_RETURN(auto bos, fields.OptionalInt("bos_token_id"));
+  config.bos_token_id = static_cast<int32_t>(bos.value_or(-1));
+  SCULPT_ASSIGN_OR_RETURN(config.rope_theta, fields.Number("rope_theta", 10000.0));
+  SCULPT_ASSIGN_OR_RETURN(config.rms_norm_eps, fields.Number("rms_norm_eps", 1e-6));
+  return absl::OkStatus();
+}
+
+// Checks shared by every family once its fields are read; errors use the family's field names.
+absl::Status ValidateShape(const FieldReader& fields, const ModelConfig& config,
+                           const char* heads_field, const char* kv_heads_field,
+                           const char* width_field) {
+  if (config.n_kv_heads < 1 || config.n_heads % config.n_kv_heads != 0) {
+    return fields.Error(kv_heads_field, absl::StrCat("must divide ", heads_field, " (",
+                                                     config.n_heads, "), got ", config.n_kv_heads));
+  }
+  if (config.d_model % config.n_heads != 0) {
+    return fields.Error(heads_field, absl::StrCat("must divide ", width_field, " (", config.d_model,
+                                                  "), got ", config.n_heads));
+  }
+  if (config.head_dim() % 2 != 0) {
+    return fields.Error(heads_field, absl::StrCat("gives an odd head dimension ", config.head_dim(),
+                                                  "; rotary embeddings need an even one"));
+  }
+  if (config.mask_token_id >= config.embedding_size) {
+    return fields.Error("mask_token_id",
+                        absl::StrCat("must be < the vocabulary size (", config.embedding_size,
+                                     "), got ", config.mask_token_id));
+  }
+  if (config.eos_token_id >= config.embedding_size) {
+    return fields.Error("eos_token_id",
+                        absl::StrCat("must be < the vocabulary size (", config.embedding_size,
+                                     "), got ", config.eos_token_id));
+  }
+  if (!(config.rope_theta > 0)) return fields.Error("rope_theta", "must be > 0");
+  if (!(config.rms_norm_eps > 0)) return fields.Error("rms_norm_eps", "must be > 0");
   return absl::OkStatus();
 }
 
@@ -184,11 +225,19 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text,
   if (config.model_type == "llada") {
     config.family = ModelFamily::kLLaDA;
     SCULPT_RETURN_IF_ERROR(ParseLLaDA(fields, config));
+    SCULPT_RETURN_IF_ERROR(ValidateShape(fields, config, "n_heads", "n_kv_heads", "d_model"));
     return config;
   }
-  return fields.Error("model_type",
-                      absl::StrCat("= \"", config.model_type,
-                                   "\" is not a supported model type (supported: \"llada\")"));
+  if (config.model_type == "Dream") {
+    config.family = ModelFamily::kDream;
+    SCULPT_RETURN_IF_ERROR(ParseDream(fields, config));
+    SCULPT_RETURN_IF_ERROR(
+        ValidateShape(fields, config, "num_attention_heads", "num_key_value_heads", "hidden_size"));
+    return config;
+  }
+  return fields.Error("model_type", absl::StrCat("= \"", config.model_type,
+                                                 "\" is not a supported model type (supported: "
+                                                 "\"llada\", \"Dream\")"));
 }
 
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir) {

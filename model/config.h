@@ -8,7 +8,10 @@
 
 namespace sculpt {
 
-enum class ModelFamily { kLLaDA };
+enum class ModelFamily {
+  kLLaDA,  // model_type "llada": predicts the token at each position from that position
+  kDream,  // model_type "Dream" (Qwen2 layout): predicts position i from the logits of i - 1
+};
 
 struct ModelConfig {
   ModelFamily family = ModelFamily::kLLaDA;
@@ -32,6 +35,9 @@ struct ModelConfig {
   int32_t bos_token_id = -1;  // -1 when the config has none
 
   int head_dim() const { return d_model / n_heads; }
+  // Whether the token at position i is read from the logits of position i - 1 (position 0
+  // keeps its own), as Dream was trained.
+  bool shifted_predictions() const { return family == ModelFamily::kDream; }
 };
 
 // Parses config.json text; `source` names the file in error messages.

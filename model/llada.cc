@@ -1,247 +1,29 @@
+// LLaDA (OLMo "llama" blocks) as the shared dense transformer: its tensor names.
 #include "model/llada.h"
 
-#include <vector>
-
-#include "absl/strings/str_cat.h"
-#include "common/status.h"
+#include "model/dense_transformer.h"
 
 namespace sculpt {
-namespace {
-
-struct LayerWeights {
-  DeviceBuffer attn_norm, q_proj, k_proj, v_proj, q_bias, k_bias, v_bias, attn_out;
-  DeviceBuffer ff_norm, ff_proj, up_proj, ff_out;
-};
-
-// Activations of one forward; grown (never shrunk) when a batch has more rows than any before.
-struct Workspace {
-  int64_t capacity_tokens = 0;
-  int64_t capacity_logit_rows = 0;
-  DeviceBuffer x, normed, q, k, v, attention, projected, gate, up;
-  DeviceBuffer selected, logits;
-};
-
-class LLaDA final : public Transformer {
- public:
-  LLaDA(const ModelConfig& config, Backend& backend) : config_(config), backend_(backend) {}
-
-  const ModelConfig& config() const override { return config_; }
-  Backend& backend() override { return backend_; }
-
-  absl::Status Load(const Checkpoint& checkpoint);
-  absl::StatusOr<TensorView> Forward(std::span<const SequenceInput> batch,
-                                     const ForwardObserver* observer) override;
-
- private:
-  absl::StatusOr<DeviceBuffer> LoadTensor(const Checkpoint& checkpoint, const std::string& name,
-                                          std::vector<int64_t> shape);
-  absl::Status Reserve(int64_t n_tokens, int64_t n_logit_rows);
-  TensorView Weight(const DeviceBuffer& buffer, int64_t rows, int64_t cols) const {
-    return buffer.view(backend_.weight_dtype(), rows, cols);
-  }
-  static TensorView Activation(const DeviceBuffer& buffer, int64_t rows, int64_t cols) {
-    return buffer.view(DType::kF32, rows, cols);
-  }
-
-  ModelConfig config_;
-  Backend& backend_;
-  DeviceBuffer wte_, ln_f_, lm_head_;
-  std::vector<LayerWeights> layers_;
-  Workspace workspace_;
-};
-
-absl::StatusOr<DeviceBuffer> LLaDA::LoadTensor(const Checkpoint& checkpoint,
-                                               const std::string& name,
-                                               std::vector<int64_t> shape) {
-  SCULPT_ASSIGN_OR_RETURN(const TensorRef* tensor, checkpoint.FindWithShape(name, shape));
-  const auto count = static_cast<size_t>(tensor->num_elements());
-  SCULPT_ASSIGN_OR_RETURN(DeviceBuffer buffer,
-                          backend_.Allocate(count * DTypeSize(backend_.weight_dtype())));
-  SCULPT_RETURN_IF_ERROR(backend_.UploadWeights(buffer.data(), tensor->data, tensor->dtype, count));
-  return buffer;
-}
-
-absl::Status LLaDA::Load(const Checkpoint& checkpoint) {
-  const int64_t d = config_.d_model;
-  const int64_t q_width = static_cast<int64_t>(config_.n_heads) * config_.head_dim();
-  const int64_t kv_width = static_cast<int64_t>(config_.n_kv_heads) * config_.head_dim();
-  const int64_t hidden = config_.mlp_hidden_size;
-  const int64_t vocab = config_.embedding_size;
-  const std::string prefix = "model.transformer.";
-
-  SCULPT_ASSIGN_OR_RETURN(wte_, LoadTensor(checkpoint, prefix + "wte.weight", {vocab, d}));
-  SCULPT_ASSIGN_OR_RETURN(ln_f_, LoadTensor(checkpoint, prefix + "ln_f.weight", {d}));
-  if (!config_.weight_tying) {
-    SCULPT_ASSIGN_OR_RETURN(lm_head_, LoadTensor(checkpoint, prefix + "ff_out.weight", {vocab, d}));
-  }
-  layers_.resize(config_.n_layers);
-  for (int i = 0; i < config_.n_layers; ++i) {
-    const std::string block = absl::StrCat(prefix, "blocks.", i, ".");
-    LayerWeights& layer = layers_[i];
-    SCULPT_ASSIGN_OR_RETURN(layer.attn_norm,
-                            LoadTensor(checkpoint, block + "attn_norm.weight", {d}));
-    SCULPT_ASSIGN_OR_RETURN(layer.q_proj,
-                            LoadTensor(checkpoint, block + "q_proj.weight", {q_width, d}));
-    SCULPT_ASSIGN_OR_RETURN(layer.k_proj,
-                            LoadTensor(checkpoint, block + "k_proj.weight", {kv_width, d}));
-    SCULPT_ASSIGN_OR_RETURN(layer.v_proj,
-                            LoadTensor(checkpoint, block + "v_proj.weight", {kv_width, d}));
-    if (config_.include_qkv_bias) {
-      SCULPT_ASSIGN_OR_RETURN(layer.q_bias,
-                              LoadTensor(checkpoint, block + "q_proj.bias", {q_width}));
-      SCULPT_ASSIGN_OR_RETURN(layer.k_bias,
-                              LoadTensor(checkpoint, block + "k_proj.bias", {kv_width}));
-      SCULPT_ASSIGN_OR_RETURN(layer.v_bias,
-                              LoadTensor(checkpoint, block + "v_proj.bias", {kv_width}));
-    }
-    SCULPT_ASSIGN_OR_RETURN(layer.attn_out,
-                            LoadTensor(checkpoint, block + "attn_out.weight", {d, q_width}));
-    SCULPT_ASSIGN_OR_RETURN(layer.ff_norm, LoadTensor(checkpoint, block + "ff_norm.weight", {d}));
-    SCULPT_ASSIGN_OR_RETURN(layer.ff_proj,
-                            LoadTensor(checkpoint, block + "ff_proj.weight", {hidden, d}));
-    SCULPT_ASSIGN_OR_RETURN(layer.up_proj,
-                            LoadTensor(checkpoint, block + "up_proj.weight", {hidden, d}));
-    SCULPT_ASSIGN_OR_RETURN(layer.ff_out,
-                            LoadTensor(checkpoint, block + "ff_out.weight", {d, hidden}));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status LLaDA::Reserve(int64_t n_tokens, int64_t n_logit_rows) {
-  Workspace& ws = workspace_;
-  const auto floats = [](int64_t rows, int64_t cols) {
-    return static_cast<size_t>(rows * cols) * sizeof(float);
-  };
-  if (n_tokens > ws.capacity_tokens) {
-    const int64_t d = config_.d_model;
-    const int64_t q_width = static_cast<int64_t>(config_.n_heads) * config_.head_dim();
-    const int64_t kv_width = static_cast<int64_t>(config_.n_kv_heads) * config_.head_dim();
-    const int64_t hidden = config_.mlp_hidden_size;
-    SCULPT_ASSIGN_OR_RETURN(ws.x, backend_.Allocate(floats(n_tokens, d)));
-    SCULPT_ASSIGN_OR_RETURN(ws.normed, backend_.Allocate(floats(n_tokens, d)));
-    SCULPT_ASSIGN_OR_RETURN(ws.q, backend_.Allocate(floats(n_tokens, q_width)));
-    SCULPT_ASSIGN_OR_RETURN(ws.k, backend_.Allocate(floats(n_tokens, kv_width)));
-    SCULPT_ASSIGN_OR_RETURN(ws.v, backend_.Allocate(floats(n_tokens, kv_width)));
-    SCULPT_ASSIGN_OR_RETURN(ws.attention, backend_.Allocate(floats(n_tokens, q_width)));
-    SCULPT_ASSIGN_OR_RETURN(ws.projected, backend_.Allocate(floats(n_tokens, d)));
-    SCULPT_ASSIGN_OR_RETURN(ws.gate, backend_.Allocate(floats(n_tokens, hidden)));
-    SCULPT_ASSIGN_OR_RETURN(ws.up, backend_.Allocate(floats(n_tokens, hidden)));
-    ws.capacity_tokens = n_tokens;
-  }
-  if (n_logit_rows > ws.capacity_logit_rows) {
-    SCULPT_ASSIGN_OR_RETURN(ws.selected, backend_.Allocate(floats(n_logit_rows, config_.d_model)));
-    SCULPT_ASSIGN_OR_RETURN(ws.logits,
-                            backend_.Allocate(floats(n_logit_rows, config_.embedding_size)));
-    ws.capacity_logit_rows = n_logit_rows;
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<TensorView> LLaDA::Forward(std::span<const SequenceInput> batch,
-                                          const ForwardObserver* observer) {
-  std::vector<int32_t> offsets = {0};
-  std::vector<int32_t> tokens;
-  std::vector<int32_t> logit_rows;
-  for (const SequenceInput& sequence : batch) {
-    const int32_t begin = offsets.back();
-    const auto length = static_cast<int32_t>(sequence.tokens.size());
-    for (int32_t position : sequence.logit_positions) {
-      if (position < 0 || position >= length) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("logit position ", position, " is outside a sequence of length ", length));
-      }
-      logit_rows.push_back(begin + position);
-    }
-    tokens.insert(tokens.end(), sequence.tokens.begin(), sequence.tokens.end());
-    offsets.push_back(begin + length);
-  }
-  const int64_t n = static_cast<int64_t>(tokens.size());
-  const int64_t m = static_cast<int64_t>(logit_rows.size());
-  SCULPT_RETURN_IF_ERROR(Reserve(n, m));
-
-  const int64_t d = config_.d_model;
-  const int head_dim = config_.head_dim();
-  const int64_t q_width = static_cast<int64_t>(config_.n_heads) * head_dim;
-  const int64_t kv_width = static_cast<int64_t>(config_.n_kv_heads) * head_dim;
-  const int64_t hidden = config_.mlp_hidden_size;
-  const int64_t vocab = config_.embedding_size;
-  const auto eps = static_cast<float>(config_.rms_norm_eps);
-  const PackedLayout layout{offsets};
-  const Workspace& ws = workspace_;
-  const TensorView x = Activation(ws.x, n, d);
-  const TensorView normed = Activation(ws.normed, n, d);
-  const TensorView q = Activation(ws.q, n, q_width);
-  const TensorView k = Activation(ws.k, n, kv_width);
-  const TensorView v = Activation(ws.v, n, kv_width);
-  const TensorView attention = Activation(ws.attention, n, q_width);
-  const TensorView projected = Activation(ws.projected, n, d);
-  const TensorView gate = Activation(ws.gate, n, hidden);
-  const TensorView up = Activation(ws.up, n, hidden);
-  const auto observe = [&](const std::string& name, const TensorView& tensor) {
-    if (observer != nullptr) (*observer)(name, tensor);
-  };
-
-  SCULPT_RETURN_IF_ERROR(backend_.Embed({tokens, Weight(wte_, vocab, d), x}));
-  observe("embed", x);
-  for (int i = 0; i < config_.n_layers; ++i) {
-    const LayerWeights& layer = layers_[i];
-    const std::string name = absl::StrCat("layers.", i, ".");
-    const auto bias = [&](const DeviceBuffer& buffer, int64_t width) {
-      return buffer.data() == nullptr ? TensorView{} : Weight(buffer, 1, width);
-    };
-    SCULPT_RETURN_IF_ERROR(backend_.RmsNorm({x, Weight(layer.attn_norm, 1, d), normed, eps}));
-    observe(name + "attn_norm", normed);
-    SCULPT_RETURN_IF_ERROR(
-        backend_.Gemm({normed, Weight(layer.q_proj, q_width, d), bias(layer.q_bias, q_width), q}));
-    SCULPT_RETURN_IF_ERROR(backend_.Gemm(
-        {normed, Weight(layer.k_proj, kv_width, d), bias(layer.k_bias, kv_width), k}));
-    SCULPT_RETURN_IF_ERROR(backend_.Gemm(
-        {normed, Weight(layer.v_proj, kv_width, d), bias(layer.v_bias, kv_width), v}));
-    SCULPT_RETURN_IF_ERROR(backend_.Rope({q, layout, head_dim, config_.rope_theta}));
-    SCULPT_RETURN_IF_ERROR(backend_.Rope({k, layout, head_dim, config_.rope_theta}));
-    observe(name + "q", q);
-    observe(name + "k", k);
-    observe(name + "v", v);
-    SCULPT_RETURN_IF_ERROR(backend_.Attention(
-        {q, k, v, attention, layout, config_.n_heads, config_.n_kv_heads, head_dim}));
-    observe(name + "attn", attention);
-    SCULPT_RETURN_IF_ERROR(
-        backend_.Gemm({attention, Weight(layer.attn_out, d, q_width), {}, projected}));
-    observe(name + "attn_out", projected);
-    SCULPT_RETURN_IF_ERROR(backend_.Add({x, projected, x}));
-    observe(name + "h_attn", x);
-
-    SCULPT_RETURN_IF_ERROR(backend_.RmsNorm({x, Weight(layer.ff_norm, 1, d), normed, eps}));
-    observe(name + "ff_norm", normed);
-    SCULPT_RETURN_IF_ERROR(backend_.Gemm({normed, Weight(layer.ff_proj, hidden, d), {}, gate}));
-    SCULPT_RETURN_IF_ERROR(backend_.Gemm({normed, Weight(layer.up_proj, hidden, d), {}, up}));
-    SCULPT_RETURN_IF_ERROR(backend_.SwiGlu({gate, up, gate}));
-    observe(name + "ff_act", gate);
-    SCULPT_RETURN_IF_ERROR(backend_.Gemm({gate, Weight(layer.ff_out, d, hidden), {}, projected}));
-    SCULPT_RETURN_IF_ERROR(backend_.Add({x, projected, x}));
-    observe(name + "out", x);
-  }
-
-  // The LM head is the largest GEMM over a real vocabulary: run it only where logits are needed.
-  const TensorView selected = Activation(ws.selected, m, d);
-  const TensorView logits = Activation(ws.logits, m, vocab);
-  SCULPT_RETURN_IF_ERROR(backend_.GatherRows({logit_rows, x, selected}));
-  SCULPT_RETURN_IF_ERROR(backend_.RmsNorm({selected, Weight(ln_f_, 1, d), selected, eps}));
-  observe("ln_f", selected);
-  const DeviceBuffer& head = config_.weight_tying ? wte_ : lm_head_;
-  SCULPT_RETURN_IF_ERROR(backend_.Gemm({selected, Weight(head, vocab, d), {}, logits}));
-  observe("logits", logits);
-  return logits;
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<Transformer>> LoadLLaDA(const ModelConfig& config,
                                                        const Checkpoint& checkpoint,
                                                        Backend& backend) {
-  auto model = std::make_unique<LLaDA>(config, backend);
-  SCULPT_RETURN_IF_ERROR(model->Load(checkpoint));
-  return model;
+  const std::string block = "model.transformer.blocks.{i}.";
+  TensorNames names{
+      .embedding = "model.transformer.wte.weight",
+      .final_norm = "model.transformer.ln_f.weight",
+      .lm_head = "model.transformer.ff_out.weight",
+      .attn_norm = block + "attn_norm.weight",
+      .q_proj = block + "q_proj",
+      .k_proj = block + "k_proj",
+      .v_proj = block + "v_proj",
+      .attn_out = block + "attn_out.weight",
+      .ff_norm = block + "ff_norm.weight",
+      .gate_proj = block + "ff_proj.weight",
+      .up_proj = block + "up_proj.weight",
+      .down_proj = block + "ff_out.weight",
+  };
+  return LoadDenseTransformer(config, std::move(names), checkpoint, backend);
 }
 
 }  // namespace sculpt

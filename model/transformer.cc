@@ -1,6 +1,7 @@
 #include "model/transformer.h"
 
 #include "common/status.h"
+#include "model/dream.h"
 #include "model/llada.h"
 #include "model/safetensors.h"
 
@@ -13,6 +14,8 @@ absl::StatusOr<std::unique_ptr<Transformer>> LoadTransformer(const std::string& 
   switch (config.family) {
     case ModelFamily::kLLaDA:
       return LoadLLaDA(config, *checkpoint, backend);
+    case ModelFamily::kDream:
+      return LoadDream(config, *checkpoint, backend);
   }
   return absl::InternalError("unhandled model family");
 }
