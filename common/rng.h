@@ -11,6 +11,9 @@ namespace sculpt {
 enum class RngStream : uint32_t {
   kGumbel = 0,           // per-vocabulary-entry noise for sampling at temperature > 0
   kRandomRemasking = 1,  // per-position confidence of `remasking=random`
+  kDreamSample = 2,      // per-vocabulary-entry noise of Dream-style categorical sampling
+  kOriginTransfer = 3,   // per-position coin of `remasking=origin`
+  kAlgTemp = 4,          // per-position noise of Dream's alg_temp position sampling
 };
 
 // Philox4x32 with 10 rounds (Salmon et al., SC'11; the Random123 reference constants).

@@ -1,59 +1,174 @@
-// Token choice and confidence per row of logits, with LLaDA's float64 Gumbel-max sampling.
+// Token choice and confidence per row of logits: LLaDA's float64 Gumbel-max and Dream's
+// sample_tokens (temperature, top_p, top_k, float32 softmax), with guidance and suppression.
+#include <algorithm>
 #include <cmath>
+#include <limits>
+#include <numeric>
 #include <vector>
 
 #include "common/rng.h"
 #include "cpu/cpu_ops.h"
 
 namespace sculpt::cpu {
+namespace {
+
+constexpr float kRemoved = std::numeric_limits<float>::lowest();  // torch.finfo(float32).min
+
+// Dream's top_p: keep the smallest prefix of the sorted distribution whose mass exceeds top_p
+// (always the most likely token).
+void FilterTopP(std::vector<float>& logits, double top_p, std::vector<int32_t>& order) {
+  order.resize(logits.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+  const float max_logit = logits[order[0]];
+  float total = 0.0f;
+  for (int32_t v : order) total += std::exp(logits[v] - max_logit);
+  float cumulative = 0.0f;
+  bool remove_next = false;
+  for (int32_t v : order) {
+    const float probability = std::exp(logits[v] - max_logit) / total;
+    const bool remove = remove_next;
+    cumulative += probability;
+    remove_next = cumulative > static_cast<float>(top_p);
+    if (remove) logits[v] = kRemoved;
+  }
+}
+
+// Dream's top_k: remove logits below the k-th largest.
+void FilterTopK(std::vector<float>& logits, int top_k, std::vector<float>& scratch) {
+  if (top_k <= 0 || static_cast<size_t>(top_k) >= logits.size()) return;
+  scratch = logits;
+  std::nth_element(scratch.begin(), scratch.begin() + (top_k - 1), scratch.end(), std::greater<>());
+  const float kth = scratch[top_k - 1];
+  for (float& logit : logits) {
+    if (logit < kth) logit = kRemoved;
+  }
+}
+
+void ChooseLLaDA(const ChooseTokensParams& params, const std::vector<float>& logits_f32,
+                 uint32_t position, int32_t* token, double* confidence) {
+  const int64_t vocab = static_cast<int64_t>(logits_f32.size());
+  int64_t best = 0;
+  if (params.temperature == 0.0) {
+    for (int64_t v = 1; v < vocab; ++v) {
+      if (logits_f32[v] > logits_f32[best]) best = v;
+    }
+  } else {
+    double best_score = -INFINITY;
+    for (int64_t v = 0; v < vocab; ++v) {
+      const double u = UniformOpen01(params.seed, params.step, position, static_cast<uint32_t>(v),
+                                     RngStream::kGumbel);
+      const double score =
+          std::exp(static_cast<double>(logits_f32[v])) / std::pow(-std::log(u), params.temperature);
+      if (score > best_score || v == 0) {
+        best_score = score;
+        best = v;
+      }
+    }
+  }
+  double max_logit = -INFINITY;
+  for (float logit : logits_f32) max_logit = std::max(max_logit, static_cast<double>(logit));
+  double denominator = 0.0;
+  for (float logit : logits_f32) denominator += std::exp(static_cast<double>(logit) - max_logit);
+  *token = static_cast<int32_t>(best);
+  *confidence = std::exp(static_cast<double>(logits_f32[best]) - max_logit) / denominator;
+}
+
+void ChooseDream(const ChooseTokensParams& params, const std::vector<float>& probabilities,
+                 uint32_t position, int32_t* token, double* confidence) {
+  const int64_t vocab = static_cast<int64_t>(probabilities.size());
+  int64_t best = 0;
+  if (params.temperature == 0.0) {
+    for (int64_t v = 1; v < vocab; ++v) {
+      if (probabilities[v] > probabilities[best]) best = v;
+    }
+  } else {
+    double best_score = -INFINITY;
+    for (int64_t v = 0; v < vocab; ++v) {
+      if (!(probabilities[v] > 0.0f)) continue;
+      const double u = UniformOpen01(params.seed, params.step, position, static_cast<uint32_t>(v),
+                                     RngStream::kDreamSample);
+      const double score = std::log(static_cast<double>(probabilities[v])) - std::log(-std::log(u));
+      if (score > best_score) {
+        best_score = score;
+        best = v;
+      }
+    }
+  }
+  *token = static_cast<int32_t>(best);
+  switch (params.confidence) {
+    case ConfidenceKind::kProbability:
+      *confidence = probabilities[best];
+      return;
+    case ConfidenceKind::kMargin: {
+      float first = -1.0f, second = -1.0f;
+      for (float p : probabilities) {
+        if (p > first) {
+          second = first;
+          first = p;
+        } else if (p > second) {
+          second = p;
+        }
+      }
+      *confidence = static_cast<double>(first - second);
+      return;
+    }
+    case ConfidenceKind::kNegEntropy: {
+      double sum = 0.0;
+      for (float p : probabilities) {
+        sum += static_cast<double>(p) * std::log(static_cast<double>(p) + 1e-10);
+      }
+      *confidence = sum;
+      return;
+    }
+  }
+}
+
+}  // namespace
 
 absl::Status ChooseTokens(const ChooseTokensParams& params) {
   const int64_t n = params.logits.rows;
   const int64_t vocab = params.logits.cols;
   const bool guided = params.uncond_logits.data != nullptr;
   const float guidance = static_cast<float>(params.cfg_scale + 1.0);
+  const bool dream = params.style == TokenChoiceStyle::kDream;
 
 #pragma omp parallel
   {
-    std::vector<double> logits(vocab);
+    std::vector<float> logits(vocab);
+    std::vector<float> scratch;
+    std::vector<int32_t> order;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t r = 0; r < n; ++r) {
       const float* cond = params.logits.f32() + r * vocab;
       if (guided) {
-        // The reference guides in the logits' own precision (fp32), then widens.
         const float* uncond = params.uncond_logits.f32() + r * vocab;
-        for (int64_t v = 0; v < vocab; ++v) {
-          logits[v] = static_cast<double>(uncond[v] + guidance * (cond[v] - uncond[v]));
-        }
+        for (int64_t v = 0; v < vocab; ++v)
+          logits[v] = uncond[v] + guidance * (cond[v] - uncond[v]);
       } else {
-        for (int64_t v = 0; v < vocab; ++v) logits[v] = static_cast<double>(cond[v]);
+        std::copy(cond, cond + vocab, logits.begin());
       }
-
-      int64_t best = 0;
-      if (params.temperature == 0.0) {
-        for (int64_t v = 1; v < vocab; ++v) {
-          if (logits[v] > logits[best]) best = v;
-        }
-      } else {
-        const auto position = static_cast<uint32_t>(params.positions[r]);
-        double best_score = -INFINITY;
-        for (int64_t v = 0; v < vocab; ++v) {
-          const double u = UniformOpen01(params.seed, params.step, position,
-                                         static_cast<uint32_t>(v), RngStream::kGumbel);
-          const double score = std::exp(logits[v]) / std::pow(-std::log(u), params.temperature);
-          if (score > best_score || v == 0) {
-            best_score = score;
-            best = v;
-          }
-        }
+      for (int32_t suppressed : params.suppressed_tokens) {
+        if (suppressed >= 0 && suppressed < vocab) logits[suppressed] = -INFINITY;
       }
-
-      double max_logit = logits[0];
-      for (int64_t v = 1; v < vocab; ++v) max_logit = std::max(max_logit, logits[v]);
-      double denominator = 0.0;
-      for (int64_t v = 0; v < vocab; ++v) denominator += std::exp(logits[v] - max_logit);
-      params.tokens[r] = static_cast<int32_t>(best);
-      params.confidences[r] = std::exp(logits[best] - max_logit) / denominator;
+      if (dream && params.temperature > 0.0) {
+        const float temperature = static_cast<float>(params.temperature);
+        for (float& logit : logits) logit /= temperature;
+      }
+      if (params.top_p < 1.0) FilterTopP(logits, params.top_p, order);
+      FilterTopK(logits, params.top_k, scratch);
+      const auto position = static_cast<uint32_t>(params.positions[r]);
+      if (!dream) {
+        ChooseLLaDA(params, logits, position, &params.tokens[r], &params.confidences[r]);
+        continue;
+      }
+      // Dream's float32 softmax.
+      const float max_logit = *std::max_element(logits.begin(), logits.end());
+      float total = 0.0f;
+      for (float& logit : logits) total += (logit = std::exp(logit - max_logit));
+      for (float& probability : logits) probability /= total;
+      ChooseDream(params, logits, position, &params.tokens[r], &params.confidences[r]);
     }
   }
   return absl::OkStatus();

@@ -124,20 +124,42 @@ struct GatherRowsParams {
   TensorView out;                 // [n_out, d], written
 };
 
+// How a step turns a row of logits into a token and a confidence.
+enum class TokenChoiceStyle {
+  // LLaDA: argmax at temperature 0, else the float64 Gumbel-max argmax of
+  // exp(l) / (-log u)^temperature with u from RngStream::kGumbel; confidence = float64
+  // softmax(l)[token].
+  kLLaDA,
+  // Dream's sample_tokens: l / temperature, then top_p and top_k, then a float32 softmax;
+  // argmax of the probabilities at temperature 0, else a categorical draw (Gumbel-max over
+  // log p with u from RngStream::kDreamSample).
+  kDream,
+};
+
+// What "confidence" means for the chosen token (Dream's algorithms; LLaDA uses kProbability).
+enum class ConfidenceKind {
+  kProbability,  // p(token)
+  kMargin,       // top-1 minus top-2 probability
+  kNegEntropy,   // sum p log(p + 1e-10)
+};
+
 // Picks a token and its confidence for each row of logits, keeping vocabulary-sized data on
-// the backend. With an unconditional row, logits are first guided:
-// uncond + (cfg_scale + 1) * (cond - uncond). At temperature 0 the token is the argmax (first
-// on ties); above, the Gumbel-max argmax of exp(l) / (-log u)^temperature in float64, with u
-// from RngStream::kGumbel keyed by (seed, step, position, vocabulary index).
-// confidence = softmax(l)[token] in float64 (the un-noised, guided logits).
+// the backend. With an unconditional row, logits are first guided in fp32:
+// uncond + (cfg_scale + 1) * (cond - uncond). Suppressed tokens get -inf logits. top_k/top_p
+// filter as Dream does (removed logits become the lowest float).
 struct ChooseTokensParams {
   TensorView logits;         // [n, vocab], read (and may be overwritten)
   TensorView uncond_logits;  // [n, vocab] or empty, read
   double cfg_scale = 0.0;
   double temperature = 0.0;
+  double top_p = 1.0;  // 1 = off
+  int top_k = 0;       // 0 = off
+  TokenChoiceStyle style = TokenChoiceStyle::kLLaDA;
+  ConfidenceKind confidence = ConfidenceKind::kProbability;
+  std::span<const int32_t> suppressed_tokens;  // host memory
   uint64_t seed = 0;
   uint32_t step = 0;
-  std::span<const int32_t> positions;  // [n], host memory: canvas position of each row
+  std::span<const int32_t> positions;  // [n], host memory: canvas position of each row (RNG key)
   std::span<int32_t> tokens;           // [n], host memory, written
   std::span<double> confidences;       // [n], host memory, written
 };

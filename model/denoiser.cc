@@ -1,22 +1,33 @@
 #include "model/denoiser.h"
 
+#include <algorithm>
+
 #include "common/status.h"
 
 namespace sculpt {
 
 absl::StatusOr<int> RunDenoisingStep(Transformer& model, std::span<Generation* const> generations) {
-  // Unconditional canvases must outlive the forward that reads them.
+  const bool shifted = model.config().shifted_predictions();
+  // Canvases and logit rows must outlive the forward that reads them.
   std::vector<std::vector<int32_t>> unconditional;
+  std::vector<std::vector<int32_t>> logit_rows;
   unconditional.reserve(generations.size());
+  logit_rows.reserve(generations.size());
   std::vector<SequenceInput> batch;
   std::vector<Generation*> active;
   for (Generation* generation : generations) {
     if (generation->finished()) continue;
     active.push_back(generation);
-    batch.push_back({generation->canvas(), generation->candidate_positions()});
+    // Dream reads the prediction for position p from the logits of p - 1 (0 keeps its own).
+    std::vector<int32_t> rows = generation->candidate_positions();
+    if (shifted) {
+      for (int32_t& row : rows) row = std::max(row - 1, 0);
+    }
+    logit_rows.push_back(std::move(rows));
+    batch.push_back({generation->canvas(), logit_rows.back()});
     if (generation->guided()) {
       unconditional.push_back(generation->UnconditionalCanvas());
-      batch.push_back({unconditional.back(), generation->candidate_positions()});
+      batch.push_back({unconditional.back(), logit_rows.back()});
     }
   }
   if (batch.empty()) return 0;
@@ -33,6 +44,7 @@ absl::StatusOr<int> RunDenoisingStep(Transformer& model, std::span<Generation* c
   std::vector<int32_t> tokens;
   std::vector<double> confidences;
   for (Generation* generation : active) {
+    const GenerationParams& params = generation->params();
     const auto& positions = generation->candidate_positions();
     const auto count = static_cast<int64_t>(positions.size());
     ChooseTokensParams choose;
@@ -42,9 +54,14 @@ absl::StatusOr<int> RunDenoisingStep(Transformer& model, std::span<Generation* c
       choose.uncond_logits = rows(row, count);
       row += count;
     }
-    choose.cfg_scale = generation->params().cfg_scale;
-    choose.temperature = generation->params().temperature;
-    choose.seed = generation->params().seed;
+    choose.cfg_scale = params.cfg_scale;
+    choose.temperature = params.temperature;
+    choose.top_p = params.top_p;
+    choose.top_k = params.top_k;
+    choose.style = generation->policy().style();
+    choose.confidence = generation->policy().confidence_kind();
+    choose.suppressed_tokens = generation->suppressed_tokens();
+    choose.seed = params.seed;
     choose.step = generation->global_step();
     choose.positions = positions;
     tokens.resize(count);
@@ -57,19 +74,29 @@ absl::StatusOr<int> RunDenoisingStep(Transformer& model, std::span<Generation* c
   return static_cast<int>(batch.size());
 }
 
-absl::StatusOr<GenerationResult> Generate(Transformer& model, std::span<const int32_t> prompt,
-                                          const GenerationParams& params) {
-  SCULPT_ASSIGN_OR_RETURN(Generation generation,
-                          Generation::Create(prompt, params, model.config()));
+absl::StatusOr<GenerationResult> RunToCompletion(Transformer& model, Generation& generation,
+                                                 const StepObserver& observer) {
   GenerationResult result;
   Generation* const batch[] = {&generation};
   while (!generation.finished()) {
     SCULPT_ASSIGN_OR_RETURN(int forwarded, RunDenoisingStep(model, batch));
     result.forward_passes += forwarded;
+    if (observer) observer(generation.last_event(), generation.canvas());
   }
-  result.token_ids.assign(generation.generated().begin(), generation.generated().end());
+  result.token_ids.assign(generation.answer().begin(), generation.answer().end());
+  result.canvas.assign(generation.full_canvas().begin(), generation.full_canvas().end());
+  result.finish_reason = generation.finish_reason();
+  if (generation.stop_match()) result.stop_text = generation.stop_match()->text;
   result.steps = generation.steps_run();
   return result;
+}
+
+absl::StatusOr<GenerationResult> Generate(Transformer& model, std::span<const int32_t> prompt,
+                                          const GenerationParams& params,
+                                          const StepObserver& observer) {
+  SCULPT_ASSIGN_OR_RETURN(Generation generation,
+                          Generation::Create(prompt, params, model.config()));
+  return RunToCompletion(model, generation, observer);
 }
 
 }  // namespace sculpt

@@ -1,7 +1,10 @@
 // Advancing generations through shared forwards: the step loop the scheduler builds on.
 #pragma once
 
+#include <functional>
+#include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -16,13 +19,24 @@ namespace sculpt {
 absl::StatusOr<int> RunDenoisingStep(Transformer& model, std::span<Generation* const> generations);
 
 struct GenerationResult {
-  std::vector<int32_t> token_ids;  // the generated part of the canvas
+  std::vector<int32_t> token_ids;  // the answer (trimmed at an early stop or stop string)
+  std::vector<int32_t> canvas;     // the whole final canvas (prompt or template included)
+  FinishReason finish_reason = FinishReason::kLength;
+  std::optional<std::string> stop_text;  // the answer's text, cut at the stop string
   int steps = 0;
   int forward_passes = 0;  // sequences forwarded; a guided step counts two
 };
 
+// Sees every step of a generation as it happens (the canvas after the step's commits).
+using StepObserver = std::function<void(const StepEvent& event, std::span<const int32_t> canvas)>;
+
+// Runs one prepared generation to completion on its own.
+absl::StatusOr<GenerationResult> RunToCompletion(Transformer& model, Generation& generation,
+                                                 const StepObserver& observer = nullptr);
+
 // Runs one request to completion on its own.
 absl::StatusOr<GenerationResult> Generate(Transformer& model, std::span<const int32_t> prompt,
-                                          const GenerationParams& params);
+                                          const GenerationParams& params,
+                                          const StepObserver& observer = nullptr);
 
 }  // namespace sculpt

@@ -2,12 +2,26 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 
 namespace sculpt {
+namespace {
+
+// A block of a policy with dynamic steps ends when its masks are gone; this caps it when a
+// model keeps predicting the mask token (which leaves the position masked).
+constexpr int kMaxDynamicStepsPerBlockLength = 4;
+
+absl::Status CheckFinite(double value, double min_value, const char* name, bool inclusive = true) {
+  if (!std::isfinite(value) || (inclusive ? value < min_value : value <= min_value)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, " must be a finite number ", inclusive ? ">= " : "> ", min_value, ", got ", value));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::Status ValidateGenerationParams(const GenerationParams& params, const ModelConfig& config,
                                       std::span<const int32_t> prompt) {
@@ -28,11 +42,23 @@ absl::Status ValidateGenerationParams(const GenerationParams& params, const Mode
     return invalid("steps (", params.steps, ") must be a multiple of the number of blocks (",
                    num_blocks, " = gen_length / block_length)");
   }
-  if (!std::isfinite(params.temperature) || params.temperature < 0.0) {
-    return invalid("temperature must be a finite number >= 0, got ", params.temperature);
+  SCULPT_RETURN_IF_ERROR(CheckFinite(params.temperature, 0.0, "temperature"));
+  SCULPT_RETURN_IF_ERROR(CheckFinite(params.cfg_scale, 0.0, "cfg_scale"));
+  SCULPT_RETURN_IF_ERROR(CheckFinite(params.alg_temp, 0.0, "alg_temp"));
+  SCULPT_RETURN_IF_ERROR(CheckFinite(params.factor, 0.0, "factor", /*inclusive=*/false));
+  if (!std::isfinite(params.top_p) || params.top_p <= 0.0 || params.top_p > 1.0) {
+    return invalid("top_p must be in (0, 1], got ", params.top_p);
   }
-  if (!std::isfinite(params.cfg_scale) || params.cfg_scale < 0.0) {
-    return invalid("cfg_scale must be a finite number >= 0, got ", params.cfg_scale);
+  if (params.top_k < 0) return invalid("top_k must be >= 0 (0 = off), got ", params.top_k);
+  if (!std::isfinite(params.confidence_threshold) || params.confidence_threshold < 0.0 ||
+      params.confidence_threshold > 1.0) {
+    return invalid("confidence_threshold must be in [0, 1], got ", params.confidence_threshold);
+  }
+  for (int32_t id : params.stop_token_ids) {
+    if (id < 0 || id >= config.embedding_size) {
+      return invalid("stop token id ", id, " is outside the vocabulary [0, ", config.embedding_size,
+                     ")");
+    }
   }
   const int64_t total = static_cast<int64_t>(prompt.size()) + params.gen_length;
   if (total > config.max_sequence_length) {
@@ -48,86 +74,187 @@ absl::Status ValidateGenerationParams(const GenerationParams& params, const Mode
   return absl::OkStatus();
 }
 
-std::vector<int> NumTransferTokens(int masked, int steps) {
-  std::vector<int> counts(steps, masked / steps);
-  for (int i = 0; i < masked % steps; ++i) ++counts[i];
-  return counts;
-}
-
 absl::StatusOr<Generation> Generation::Create(std::span<const int32_t> prompt,
                                               const GenerationParams& params,
                                               const ModelConfig& config) {
   SCULPT_RETURN_IF_ERROR(ValidateGenerationParams(params, config, prompt));
+  std::vector<int32_t> canvas(prompt.begin(), prompt.end());
+  canvas.resize(prompt.size() + params.gen_length, config.mask_token_id);
+  return Start(std::move(canvas), static_cast<int>(prompt.size()), params, config);
+}
+
+absl::StatusOr<Generation> Generation::CreateInfill(std::span<const int32_t> canvas,
+                                                    GenerationParams params,
+                                                    const ModelConfig& config) {
+  const auto masks = std::count(canvas.begin(), canvas.end(), config.mask_token_id);
+  if (masks == 0) {
+    return absl::InvalidArgumentError(
+        "the infill template has no masked span to fill (use <|mask:N|> or the mask token)");
+  }
+  if (params.early_stop) {
+    return absl::InvalidArgumentError("early_stop cannot be combined with infilling");
+  }
+  params.gen_length = static_cast<int>(canvas.size());
+  if (params.block_length == 0) params.block_length = params.gen_length;
+  if (params.steps == 0) params.steps = static_cast<int>(masks);
+  // Validated as a generation with an empty prompt whose region is the canvas.
+  SCULPT_RETURN_IF_ERROR(ValidateGenerationParams(params, config, {}));
+  for (size_t i = 0; i < canvas.size(); ++i) {
+    if (canvas[i] < 0 || canvas[i] >= config.embedding_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("template token ", i, " has id ", canvas[i], ", outside the vocabulary"));
+    }
+  }
+  return Start(std::vector<int32_t>(canvas.begin(), canvas.end()), 0, params, config);
+}
+
+absl::StatusOr<Generation> Generation::Start(std::vector<int32_t> canvas, int region_start,
+                                             const GenerationParams& params,
+                                             const ModelConfig& config) {
   Generation generation;
   generation.params_ = params;
-  generation.mask_id_ = config.mask_token_id;
-  generation.prompt_length_ = static_cast<int>(prompt.size());
-  generation.canvas_.assign(prompt.begin(), prompt.end());
-  generation.canvas_.resize(prompt.size() + params.gen_length, config.mask_token_id);
-  generation.prompt_mask_.resize(generation.canvas_.size());
-  for (size_t i = 0; i < generation.canvas_.size(); ++i) {
-    generation.prompt_mask_[i] = generation.canvas_[i] != config.mask_token_id;
+  if (generation.params_.stop_token_ids.empty()) {
+    generation.params_.stop_token_ids = {config.eos_token_id};
   }
+  generation.policy_ = &GetRemaskingPolicy(params.remasking);
+  generation.mask_id_ = config.mask_token_id;
+  generation.region_start_ = region_start;
+  generation.canvas_ = std::move(canvas);
+  generation.given_.resize(generation.canvas_.size());
+  for (size_t i = 0; i < generation.canvas_.size(); ++i) {
+    generation.given_[i] = generation.canvas_[i] != config.mask_token_id;
+  }
+  generation.answer_end_ = static_cast<int>(generation.canvas_.size());
   generation.num_blocks_ = params.gen_length / params.block_length;
   generation.steps_per_block_ = params.steps / generation.num_blocks_;
   generation.StartBlock();
   return generation;
 }
 
+std::span<const int32_t> Generation::suppressed_tokens() const {
+  if (!params_.logits_eos_inf) return {};
+  return params_.stop_token_ids;
+}
+
 std::vector<int32_t> Generation::UnconditionalCanvas() const {
   std::vector<int32_t> unconditional = canvas_;
   for (size_t i = 0; i < unconditional.size(); ++i) {
-    if (prompt_mask_[i]) unconditional[i] = mask_id_;
+    if (given_[i]) unconditional[i] = mask_id_;
   }
   return unconditional;
 }
 
 void Generation::StartBlock() {
   step_in_block_ = 0;
-  if (finished()) {
+  // Blocks without masks (possible when infilling) need no steps at all.
+  while (block_ < num_blocks_ &&
+         std::find(canvas_.begin() + block_begin(), canvas_.begin() + block_end(), mask_id_) ==
+             canvas_.begin() + block_end()) {
+    ++block_;
+  }
+  if (block_ >= num_blocks_) {
+    finished_ = true;
     candidates_.clear();
     return;
   }
-  const int begin = prompt_length_ + block_ * params_.block_length;
-  const int masked = static_cast<int>(std::count(
-      canvas_.begin() + begin, canvas_.begin() + begin + params_.block_length, mask_id_));
-  transfer_counts_ = NumTransferTokens(masked, steps_per_block_);
+  block_masks_at_start_ = static_cast<int>(
+      std::count(canvas_.begin() + block_begin(), canvas_.begin() + block_end(), mask_id_));
   UpdateCandidates();
 }
 
 void Generation::UpdateCandidates() {
   candidates_.clear();
-  const int block_end = prompt_length_ + (block_ + 1) * params_.block_length;
-  for (int32_t position = 0; position < block_end; ++position) {
+  for (int32_t position = 0; position < block_end(); ++position) {
     if (canvas_[position] == mask_id_) candidates_.push_back(position);
   }
 }
 
-void Generation::Commit(std::span<const int32_t> tokens, std::span<const double> confidences) {
-  SCULPT_CHECK(!finished());
-  SCULPT_CHECK(tokens.size() == candidates_.size() && confidences.size() == candidates_.size());
-  std::vector<double> scores(candidates_.size());
-  GetRemaskingPolicy(params_.remasking)
-      .Score({params_.seed, global_step()}, candidates_, confidences, scores);
+bool Generation::BlockDone() const {
+  if (policy_->fixed_steps()) return step_in_block_ == steps_per_block_;
+  const bool masks_left = std::find(canvas_.begin() + block_begin(), canvas_.begin() + block_end(),
+                                    mask_id_) != canvas_.begin() + block_end();
+  return !masks_left || step_in_block_ >= kMaxDynamicStepsPerBlockLength * params_.block_length;
+}
 
-  // Highest score first; equal scores commit the earlier position first.
-  std::vector<size_t> order(candidates_.size());
-  std::iota(order.begin(), order.end(), 0);
-  const auto count = static_cast<size_t>(
-      std::min<int>(transfer_counts_[step_in_block_], static_cast<int>(order.size())));
-  std::partial_sort(order.begin(), order.begin() + count, order.end(), [&](size_t a, size_t b) {
-    if (scores[a] != scores[b]) return scores[a] > scores[b];
-    return candidates_[a] < candidates_[b];
-  });
-  for (size_t i = 0; i < count; ++i) canvas_[candidates_[order[i]]] = tokens[order[i]];
-
-  ++steps_run_;
-  if (++step_in_block_ == steps_per_block_) {
-    ++block_;
-    StartBlock();
-  } else {
-    UpdateCandidates();
+void Generation::CheckStops() {
+  const auto is_stop = [&](int32_t token) {
+    return std::find(params_.stop_token_ids.begin(), params_.stop_token_ids.end(), token) !=
+           params_.stop_token_ids.end();
+  };
+  // The committed prefix of the answer: up to the first mask.
+  int prefix_end = region_start_;
+  while (prefix_end < static_cast<int>(canvas_.size()) && canvas_[prefix_end] != mask_id_) {
+    if (params_.early_stop && is_stop(canvas_[prefix_end])) {
+      finished_ = true;
+      finish_reason_ = FinishReason::kStop;
+      answer_end_ = prefix_end;
+      break;
+    }
+    ++prefix_end;
   }
+  if (stop_matcher_) {
+    auto match = stop_matcher_(std::span<const int32_t>(canvas_).subspan(
+        region_start_, std::min(prefix_end, answer_end_) - region_start_));
+    if (match) {
+      finished_ = true;
+      finish_reason_ = FinishReason::kStop;
+      answer_end_ = region_start_ + static_cast<int>(match->tokens_kept);
+      stop_match_ = std::move(match);
+    }
+  }
+}
+
+const StepEvent& Generation::Commit(std::span<const int32_t> tokens,
+                                    std::span<const double> confidences) {
+  SCULPT_CHECK(!finished_);
+  SCULPT_CHECK(tokens.size() == candidates_.size() && confidences.size() == candidates_.size());
+  std::vector<double> model_confidence(confidences.begin(), confidences.end());
+  if (params_.confidence_eos_eot_inf) {
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      if (std::find(params_.stop_token_ids.begin(), params_.stop_token_ids.end(), tokens[i]) !=
+          params_.stop_token_ids.end()) {
+        model_confidence[i] = -INFINITY;
+      }
+    }
+  }
+  const SelectionContext context{.seed = params_.seed,
+                                 .step = global_step(),
+                                 .step_in_block = step_in_block_,
+                                 .steps_per_block = steps_per_block_,
+                                 .block_masks_at_start = block_masks_at_start_,
+                                 .alg_temp = params_.alg_temp,
+                                 .confidence_threshold = params_.confidence_threshold,
+                                 .factor = params_.factor};
+  std::vector<double> scores(candidates_.size());
+  policy_->Score(context, candidates_, model_confidence, scores);
+  std::vector<size_t> chosen = policy_->Select(context, candidates_, scores);
+  std::sort(chosen.begin(), chosen.end());
+
+  event_ = StepEvent();
+  event_.step = global_step();
+  event_.block = block_;
+  for (size_t index : chosen) {
+    canvas_[candidates_[index]] = tokens[index];
+    event_.committed.emplace_back(candidates_[index], tokens[index]);
+  }
+  ++steps_run_;
+  ++step_in_block_;
+  CheckStops();
+  if (!finished_) {
+    if (BlockDone()) {
+      ++block_;
+      StartBlock();
+    } else {
+      UpdateCandidates();
+    }
+  }
+  event_.masks_left = static_cast<int>(std::count(canvas_.begin(), canvas_.end(), mask_id_));
+  event_.finished = finished_;
+  return event_;
+}
+
+std::span<const int32_t> Generation::answer() const {
+  return std::span<const int32_t>(canvas_).subspan(region_start_, answer_end_ - region_start_);
 }
 
 }  // namespace sculpt

@@ -1,9 +1,13 @@
-// One masked-diffusion generation as a step-by-step state machine (LLaDA's generate()), so a
-// scheduler can advance many of them through shared forwards.
+// One masked-diffusion generation as a step-by-step state machine, so a scheduler can advance
+// many of them through shared forwards. Semantics: LLaDA's generate(), Dream's _sample and
+// Fast-dLLM's threshold decoding, chosen by the remasking policy (docs/generation.md).
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -18,64 +22,124 @@ struct GenerationParams {
   int block_length = 128;
   Remasking remasking = Remasking::kLowConfidence;
   double temperature = 0.0;
+  double top_p = 1.0;  // 1 = off
+  int top_k = 0;       // 0 = off
+  double alg_temp = 0.0;
+  double confidence_threshold = 0.9;
+  double factor = 1.0;
   double cfg_scale = 0.0;
   uint64_t seed = 0;
+  // Finish once a stop token is committed with everything before it committed; trim there.
+  bool early_stop = false;
+  // Never choose a stop token (their logits become -inf).
+  bool logits_eos_inf = false;
+  // A prediction of a stop token ranks last, so end-of-text is committed only when nothing
+  // else is left (the intent of LLaDA's Appendix B.4).
+  bool confidence_eos_eot_inf = false;
+  // EOS/EoT ids; empty means the model's eos_token_id.
+  std::vector<int32_t> stop_token_ids;
 };
 
-// INVALID_ARGUMENT naming the parameter for any combination LLaDA's generate() rejects or the
-// model cannot hold; checked before anything is allocated.
+// INVALID_ARGUMENT naming the parameter for any combination the references reject or the model
+// cannot hold; checked before anything is allocated.
 absl::Status ValidateGenerationParams(const GenerationParams& params, const ModelConfig& config,
                                       std::span<const int32_t> prompt);
 
-// How many masks each of `steps` steps commits so that `masked` are committed in all, evenly,
-// the earlier steps taking the remainder (LLaDA's get_num_transfer_tokens).
-std::vector<int> NumTransferTokens(int masked, int steps);
+enum class FinishReason { kLength, kStop };
+
+// What one step did, for streaming drafts.
+struct StepEvent {
+  uint32_t step = 0;  // global step index, from 0
+  int block = 0;
+  std::vector<std::pair<int32_t, int32_t>> committed;  // (canvas position, token)
+  int masks_left = 0;                                  // in the whole canvas
+  bool finished = false;
+};
+
+// Where a stop string ended the answer: the tokens kept, and the text up to the stop string.
+struct StopMatch {
+  size_t tokens_kept = 0;
+  std::string text;
+};
+// Looks for a stop string in the committed prefix of the answer (called after every step).
+using StopMatcher = std::function<std::optional<StopMatch>(std::span<const int32_t> prefix)>;
 
 class Generation {
  public:
+  // canvas = prompt + gen_length masks.
   static absl::StatusOr<Generation> Create(std::span<const int32_t> prompt,
                                            const GenerationParams& params,
                                            const ModelConfig& config);
+  // Infilling: the canvas is given, with masks anywhere; everything else is kept as is. The
+  // whole canvas is the answer region (gen_length = its length; block_length 0 means one block;
+  // steps 0 means one per mask).
+  static absl::StatusOr<Generation> CreateInfill(std::span<const int32_t> canvas,
+                                                 GenerationParams params,
+                                                 const ModelConfig& config);
 
-  bool finished() const { return block_ >= num_blocks_; }
+  void set_stop_matcher(StopMatcher matcher) { stop_matcher_ = std::move(matcher); }
+
+  bool finished() const { return finished_; }
   bool guided() const { return params_.cfg_scale > 0.0; }
   const GenerationParams& params() const { return params_; }
+  const RemaskingPolicy& policy() const { return *policy_; }
+  // Tokens whose logits are set to -inf before token choice.
+  std::span<const int32_t> suppressed_tokens() const;
 
-  // [prompt | generated], masks where nothing is committed yet.
+  // The current canvas, masks where nothing is committed yet.
   std::span<const int32_t> canvas() const { return canvas_; }
-  // The canvas with the prompt masked too: the unconditional input of classifier-free guidance.
+  int32_t mask_id() const { return mask_id_; }
+  // The canvas with the given (prompt) tokens masked: classifier-free guidance's input.
   std::vector<int32_t> UnconditionalCanvas() const;
-  // Canvas positions whose predictions this step may commit: masked and before the current
-  // block's end. Only these need logits.
+  // Canvas positions this step may commit: masked and before the current block's end.
   const std::vector<int32_t>& candidate_positions() const { return candidates_; }
   uint32_t global_step() const { return static_cast<uint32_t>(steps_run_); }
 
-  // Takes the chosen token and its model confidence for every candidate position, scores the
-  // candidates with the remasking policy and commits this step's share of them.
-  void Commit(std::span<const int32_t> tokens, std::span<const double> confidences);
+  // Takes the chosen token and model confidence of every candidate, ranks them with the policy
+  // and commits this step's share.
+  const StepEvent& Commit(std::span<const int32_t> tokens, std::span<const double> confidences);
 
-  std::span<const int32_t> generated() const {
-    return std::span<const int32_t>(canvas_).subspan(prompt_length_);
-  }
+  // The answer: the generated region, trimmed at an early stop or stop string.
+  std::span<const int32_t> answer() const;
+  // With infilling, the whole canvas; otherwise prompt + answer region.
+  std::span<const int32_t> full_canvas() const { return canvas_; }
+  int region_start() const { return region_start_; }
+  FinishReason finish_reason() const { return finish_reason_; }
+  const std::optional<StopMatch>& stop_match() const { return stop_match_; }
   int steps_run() const { return steps_run_; }
+  const StepEvent& last_event() const { return event_; }
 
  private:
   Generation() = default;
+  static absl::StatusOr<Generation> Start(std::vector<int32_t> canvas, int region_start,
+                                          const GenerationParams& params,
+                                          const ModelConfig& config);
   void StartBlock();
   void UpdateCandidates();
+  bool BlockDone() const;
+  void CheckStops();
+  int block_begin() const { return region_start_ + block_ * params_.block_length; }
+  int block_end() const { return block_begin() + params_.block_length; }
 
   GenerationParams params_;
+  const RemaskingPolicy* policy_ = nullptr;
   int32_t mask_id_ = 0;
-  int prompt_length_ = 0;
+  int region_start_ = 0;
   std::vector<int32_t> canvas_;
-  std::vector<bool> prompt_mask_;  // true where the initial canvas held a real (unmasked) token
+  std::vector<bool> given_;  // true where the initial canvas held a real token
   int num_blocks_ = 0;
   int steps_per_block_ = 0;
   int block_ = 0;
   int step_in_block_ = 0;
+  int block_masks_at_start_ = 0;
   int steps_run_ = 0;
-  std::vector<int> transfer_counts_;
   std::vector<int32_t> candidates_;
+  bool finished_ = false;
+  FinishReason finish_reason_ = FinishReason::kLength;
+  int answer_end_ = 0;
+  std::optional<StopMatch> stop_match_;
+  StopMatcher stop_matcher_;
+  StepEvent event_;
 };
 
 }  // namespace sculpt

@@ -5,7 +5,9 @@
     python tools/gen_golden.py --check    # recompute and compare with the committed fixtures
 
 Fixtures: rng.json (Philox draws), forward.json + forward_<model>.safetensors (per-layer
-activations), generate.json (token ids of full generate() runs and how close each came to a tie).
+activations), generate.json (token ids of full LLaDA generate() runs and how close each came to a
+tie), policies.json (every remasking policy, filter and stop option on tiny LLaDA and Dream models,
+plus exact references for what is random by design).
 """
 
 from __future__ import annotations
@@ -72,6 +74,113 @@ GENERATE_CASES = [
 
 GENERATE_DEFAULTS = dict(remasking="low_confidence", temperature=0.0, cfg_scale=0.0, seed=0)
 
+# policies.json: every policy on both families, at temperature 0, with one block and with two.
+# (label, settings, requirements); see REQUIREMENTS. Confidences of the tiny models are mostly well
+# below 0.9, so threshold 0.5 and factor must show that they commit in parallel.
+POLICY_MATRIX = [
+    ("low_conf", dict(remasking="low_confidence"), ()),
+    ("random", dict(remasking="random", seed=7), ()),
+    ("maskgit_plus", dict(remasking="maskgit_plus"), ()),
+    ("topk_margin", dict(remasking="topk_margin"), ()),
+    ("entropy", dict(remasking="entropy"), ()),
+    ("origin", dict(remasking="origin", seed=11), ()),
+    ("threshold0.5", dict(remasking="threshold", confidence_threshold=0.5), ("parallel",)),
+    ("threshold0.9", dict(remasking="threshold", confidence_threshold=0.9), ()),
+    ("factor1", dict(remasking="factor", factor=1.0), ("parallel",)),
+]
+POLICY_FAMILIES = {"llada": "tiny-llada", "dream": "tiny-dream"}
+
+# Sampling, filters and guidance, on both families.
+# fmt: off
+POLICY_EXTRA = [
+    ("maskgit_plus_temp0.7_top_p0.9", dict(remasking="maskgit_plus", temperature=0.7, top_p=0.9,
+     seed=101, gen_length=24, steps=12, block_length=12)),
+    ("entropy_temp1_top_k20", dict(remasking="entropy", temperature=1.0, top_k=20, seed=102,
+     gen_length=24, steps=12, block_length=24)),
+    ("origin_temp0.5", dict(remasking="origin", temperature=0.5, seed=103, gen_length=24,
+     steps=12, block_length=12)),
+    ("low_conf_top_k50_temp0.8", dict(remasking="low_confidence", temperature=0.8, top_k=50,
+     seed=104, gen_length=24, steps=12, block_length=24)),
+    ("maskgit_plus_alg_temp0.5", dict(remasking="maskgit_plus", alg_temp=0.5, seed=105,
+     gen_length=24, steps=12, block_length=12)),
+    ("threshold_temp0.6", dict(remasking="threshold", temperature=0.6, seed=106)),
+    ("maskgit_plus_cfg1", dict(remasking="maskgit_plus", cfg_scale=1.0)),
+]
+
+# Stop ids. tiny-dream commits its EOS on some prompts (found by a search over prompt seeds 6000 to
+# 7500, prompt length 6 + seed % 7); tiny-llada never did in that search, so its cases stop at
+# token 5, the token it commits most often in this setting (over prompt seeds 6000 to 6200).
+EOS_SETTING = dict(gen_length=24, steps=12, block_length=8)
+LLADA_STOP = [5]
+POLICY_EOS = [
+    dict(name="dream_early_stop_low_conf", model="tiny-dream", prompt_seed=6695, early_stop=True,
+         require=("finished_early",)),
+    # The first answer position commits EOS: the answer is empty.
+    dict(name="dream_early_stop_empty_answer", model="tiny-dream", prompt_seed=6620,
+         early_stop=True, require=("finished_early",)),
+    dict(name="dream_early_stop_maskgit_plus", model="tiny-dream", prompt_seed=6695,
+         remasking="maskgit_plus", early_stop=True, require=("finished_early",)),
+    dict(name="dream_early_stop_threshold0.5", model="tiny-dream", prompt_seed=6695,
+         remasking="threshold", confidence_threshold=0.5, early_stop=True,
+         require=("finished_early",)),
+    dict(name="dream_logits_eos_inf", model="tiny-dream", prompt_seed=6695, logits_eos_inf=True,
+         require=("flag_changes_result",)),
+    dict(name="dream_confidence_eos_eot_inf", model="tiny-dream", prompt_seed=6695,
+         confidence_eos_eot_inf=True, require=("flag_changes_result",)),
+    dict(name="dream_confidence_eos_eot_inf_maskgit_plus", model="tiny-dream", prompt_seed=6695,
+         remasking="maskgit_plus", confidence_eos_eot_inf=True,
+         require=("flag_changes_result",)),
+    dict(name="llada_early_stop_low_conf", model="tiny-llada", prompt_seed=6010,
+         stop_ids=LLADA_STOP, early_stop=True, require=("finished_early",)),
+    dict(name="llada_early_stop_maskgit_plus", model="tiny-llada", prompt_seed=6010,
+         stop_ids=LLADA_STOP, remasking="maskgit_plus", early_stop=True,
+         require=("finished_early",)),
+    dict(name="llada_logits_eos_inf", model="tiny-llada", prompt_seed=6010, stop_ids=LLADA_STOP,
+         logits_eos_inf=True, require=("flag_changes_result",)),
+    dict(name="llada_confidence_eos_eot_inf", model="tiny-llada", prompt_seed=6010,
+         stop_ids=LLADA_STOP, confidence_eos_eot_inf=True, require=("flag_changes_result",)),
+]
+# fmt: on
+
+POLICY_DEFAULTS = dict(
+    remasking="low_confidence",
+    temperature=0.0,
+    top_p=1.0,
+    top_k=0,
+    cfg_scale=0.0,
+    seed=0,
+    alg_temp=0.0,
+    confidence_threshold=0.9,
+    factor=1.0,
+    early_stop=False,
+    logits_eos_inf=False,
+    confidence_eos_eot_inf=False,
+    stop_ids=None,
+)
+
+# What a policy case must show besides its margins, so that it tests what its name says.
+REQUIREMENTS = {
+    # Some step commits more than one token.
+    "parallel": lambda case, result, run: result.steps < case["gen_length"],
+    # Early stop fired and saved at least one step.
+    "finished_early": lambda case, result, run: result.finished_early
+    and result.steps < run(dict(case, early_stop=False)).steps,
+    # The stop-id flag changes the answer.
+    "flag_changes_result": lambda case, result, run: result.token_ids
+    != run(dict(case, logits_eos_inf=False, confidence_eos_eot_inf=False)).token_ids,
+}
+
+# alg_temp_first_pick: one step with fixed logits (temperature 0), where the first position chosen
+# is distributed as softmax(confidence / alg_temp), whatever the random numbers.
+FIRST_PICK = dict(
+    model="tiny-dream",
+    prompt_len=8,
+    prompt_seed=4242,
+    params=dict(gen_length=16, steps=8, block_length=16, remasking="maskgit_plus", alg_temp=0.2),
+)
+# Dream's timestep tables for these steps per block (torch.linspace in float32).
+TIMESTEP_TABLES = [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 64, 100, 128, 256, 512, 1000, 1024]
+
 # (seed, step, position, index, stream) draws for the C++ RNG unit test; seeds cover both halves
 # of the 64-bit key, and positions/indices the sizes of a real LLaDA vocabulary and canvas.
 RNG_DRAWS = [
@@ -98,7 +207,7 @@ RNG_DRAWS = [
 ]
 
 
-def prompt_ids(config: ref.LladaConfig, length: int, seed: int) -> list[int]:
+def prompt_ids(config: ref.ModelConfig, length: int, seed: int) -> list[int]:
     # Ordinary tokens only: a mask in the prompt would change prompt_index, an EOS is uninteresting.
     limit = min(config.mask_token_id, config.eos_token_id)
     return np.random.default_rng(seed).integers(0, limit, size=length).tolist()
@@ -125,7 +234,7 @@ def build_rng() -> dict:
     return {"philox_known_answers": known, "draws": draws}
 
 
-def build_forward(models: dict[str, ref.LladaModel]) -> tuple[dict, dict[str, dict]]:
+def build_forward(models: dict[str, ref.Transformer]) -> tuple[dict, dict[str, dict]]:
     cases, tensors = [], {}
     for case in FORWARD_CASES:
         model = models[case["model"]]
@@ -142,7 +251,7 @@ def build_forward(models: dict[str, ref.LladaModel]) -> tuple[dict, dict[str, di
     return {"cases": cases}, tensors
 
 
-def run_generate_case(model: ref.LladaModel, case: dict) -> dict:
+def run_generate_case(model: ref.Transformer, case: dict) -> dict:
     settings = dict(GENERATE_DEFAULTS)
     settings.update({k: case[k] for k in GENERATE_DEFAULTS if k in case})
     skipped = []
@@ -159,7 +268,7 @@ def run_generate_case(model: ref.LladaModel, case: dict) -> dict:
                 block_length=case["block_length"],
                 margins=margins,
                 **settings,
-            )
+            ).token_ids
         min_margin = min(margins)
         if min_margin >= MIN_MARGIN:
             break
@@ -183,6 +292,129 @@ def run_generate_case(model: ref.LladaModel, case: dict) -> dict:
     return out
 
 
+def policy_cases() -> list[dict]:
+    cases = []
+    for family, model in POLICY_FAMILIES.items():
+        for label, settings, require in POLICY_MATRIX:
+            for blocks in (1, 2):
+                index = len(cases)
+                cases.append(
+                    dict(
+                        name=f"{family}_{label}_{blocks}block{'s' if blocks > 1 else ''}",
+                        model=model,
+                        prompt_len=6 + index % 7,
+                        prompt_seed=3000 + 100 * index,
+                        gen_length=16,
+                        steps=8,
+                        block_length=16 // blocks,
+                        require=require + ("varied",),
+                        **settings,
+                    )
+                )
+    for family, model in POLICY_FAMILIES.items():
+        for label, settings in POLICY_EXTRA:
+            index = len(cases)
+            case = dict(
+                name=f"{family}_{label}",
+                model=model,
+                prompt_len=6 + index % 7,
+                prompt_seed=3000 + 100 * index,
+                gen_length=16,
+                steps=8,
+                block_length=8,
+                require=("varied",),
+            )
+            case.update(settings)
+            cases.append(case)
+    # The alias must give exactly what topk_margin gives (same case otherwise).
+    alias = next(c for c in cases if c["name"] == "dream_topk_margin_2blocks")
+    cases.append(dict(alias, name="dream_margin_alias", remasking="margin"))
+    for eos in POLICY_EOS:
+        prompt_len = 6 + eos["prompt_seed"] % 7  # as in the search that found these prompts
+        cases.append(dict(EOS_SETTING, prompt_len=prompt_len, **eos))
+    return cases
+
+
+REQUIREMENTS["varied"] = lambda case, result, run: len(set(result.token_ids)) >= 4
+
+
+def run_policy_case(model: ref.Transformer, case: dict) -> dict:
+    settings = dict(POLICY_DEFAULTS)
+    settings.update({k: case[k] for k in POLICY_DEFAULTS if k in case})
+    shape = dict(gen_length=case["gen_length"], steps=case["steps"], block_length=case["block_length"])
+    skipped = []
+    for attempt in range(MAX_PROMPT_ATTEMPTS):
+        prompt_seed = case["prompt_seed"] + attempt
+        prompt = prompt_ids(model.config, case["prompt_len"], prompt_seed)
+
+        def run(variant: dict, margins: list[float] | None = None) -> ref.GenerateResult:
+            params = ref.GenerateParams(**shape, **{k: variant[k] for k in POLICY_DEFAULTS})
+            with torch.inference_mode():
+                return ref.generate(model, prompt, params, margins=margins)
+
+        margins: list[float] = []
+        result = run(settings, margins)
+        min_margin = min(margins, default=math.inf)
+        full = dict(settings, **shape)
+        failed = [r for r in case.get("require", ()) if not REQUIREMENTS[r](full, result, run)]
+        if min_margin >= MIN_MARGIN and not failed:
+            break
+        why = f"came within {min_margin:.2e} of a tie" if min_margin < MIN_MARGIN else ""
+        why += (" and " if why else "") + ", ".join(f"failed {r}" for r in failed)
+        skipped.append(f"prompt seed {prompt_seed} {why}")
+    else:
+        raise RuntimeError(f"{case['name']}: no prompt seed met the margin and {case.get('require')}")
+    settings["stop_ids"] = settings["stop_ids"] or [model.config.eos_token_id]
+    out = dict(
+        name=case["name"],
+        model=case["model"],
+        family=model.config.family,
+        prompt_ids=prompt,
+        **shape,
+        **settings,
+        token_ids=result.token_ids,
+        executed_steps=result.steps,
+        forward_passes=result.forward_passes,
+        finished_early=result.finished_early,
+        min_margin=min_margin,
+        prompt_seed=prompt_seed,
+    )
+    if skipped:
+        out["note"] = "; ".join(skipped)
+    return out
+
+
+def build_first_pick(models: dict[str, ref.Transformer]) -> dict:
+    """The exact law of the first position chosen by alg_temp sampling at step 0."""
+    spec = FIRST_PICK
+    model = models[spec["model"]]
+    params = ref.GenerateParams(**spec["params"])
+    prompt = prompt_ids(model.config, spec["prompt_len"], spec["prompt_seed"])
+    x = torch.tensor([prompt + [model.config.mask_token_id] * params.gen_length])
+    candidates = torch.nonzero(x[0] == model.config.mask_token_id)[:, 0]
+    with torch.inference_mode():
+        logits, _ = ref.guided_logits(model, x, params, x != model.config.mask_token_id)
+        choice = ref.choose_dream_style(
+            logits[candidates], params, params.remasking, 0, candidates.numpy().astype(np.uint64)
+        )
+    probabilities = torch.softmax(choice.confidence / params.alg_temp, dim=-1)
+    return dict(
+        model=spec["model"],
+        prompt_ids=prompt,
+        params=spec["params"],
+        candidate_positions=candidates.tolist(),
+        confidences=choice.confidence.tolist(),
+        probabilities=probabilities.tolist(),
+    )
+
+
+def build_timesteps() -> list[dict]:
+    return [
+        dict(steps_per_block=n, timesteps=ref.dream_timesteps(n).tolist())
+        for n in TIMESTEP_TABLES
+    ]
+
+
 def dump_cases(key: str, items: list[dict], extra: dict | None = None) -> str:
     """JSON with one object per line: readable diffs without one number per line."""
     lines = [json.dumps({k: v})[1:-1] + "," for k, v in (extra or {}).items()]
@@ -192,8 +424,9 @@ def dump_cases(key: str, items: list[dict], extra: dict | None = None) -> str:
 
 def build_all(model_dir: pathlib.Path) -> dict[str, object]:
     """Every fixture file, by name: JSON text for .json, a tensor dict for .safetensors."""
-    names = {c["model"] for c in FORWARD_CASES} | {c["model"] for c in GENERATE_CASES}
-    models = {name: ref.LladaModel(model_dir / name) for name in sorted(names)}
+    cases = policy_cases()
+    names = {c["model"] for c in FORWARD_CASES + GENERATE_CASES + cases + [FIRST_PICK]}
+    models = {name: ref.Transformer(model_dir / name) for name in sorted(names)}
     rng = build_rng()
     files: dict[str, object] = {
         "rng.json": dump_cases(
@@ -209,6 +442,13 @@ def build_all(model_dir: pathlib.Path) -> dict[str, object]:
         print(f"{case['name']:28s} min_margin {result['min_margin']:.3e}", file=sys.stderr)
         generated.append(result)
     files["generate.json"] = dump_cases("cases", generated)
+    policies = []
+    for case in cases:
+        result = run_policy_case(models[case["model"]], case)
+        print(f"{case['name']:44s} min_margin {result['min_margin']:.3e}", file=sys.stderr)
+        policies.append(result)
+    extra = {"alg_temp_first_pick": build_first_pick(models), "dream_timesteps": build_timesteps()}
+    files["policies.json"] = dump_cases("cases", policies, extra)
     return files
 
 
@@ -243,6 +483,8 @@ def compare_json(old, new, where: str) -> bool:
         return all(compare_json(a, b, f"{where}[{i}]") for i, (a, b) in enumerate(zip(old, new)))
     if where.endswith("min_margin"):
         same = math.isclose(old, new, rel_tol=1e-2)
+    elif ".confidences[" in where or ".probabilities[" in where:
+        same = math.isclose(old, new, rel_tol=1e-5)  # model outputs: platform summation order
     elif where.endswith(".note"):
         same = True  # mentions margins of rejected prompts, which move like min_margin does
     else:

@@ -1,4 +1,4 @@
-"""Independent PyTorch fp32 reference of the LLaDA forward pass and of LLaDA's generate().
+"""Independent PyTorch fp32 reference of the LLaDA and Dream forward passes and of generate().
 
 Shared by tools/gen_golden.py (golden fixtures) and bench/torch_reference.py (benchmark peer). The
 randomness is the counter-based Philox stream the C++ engine uses, so sampled runs match bit for bit.
@@ -81,7 +81,8 @@ def uniform_open01(seed: int, step, position, index, stream) -> np.ndarray:
 
 
 @dataclass
-class LladaConfig:
+class ModelConfig:
+    family: str  # "llada" or "dream"
     d_model: int
     n_heads: int
     n_kv_heads: int
@@ -100,9 +101,26 @@ class LladaConfig:
         return self.d_model // self.n_heads
 
     @staticmethod
-    def from_json(path: pathlib.Path) -> LladaConfig:
+    def from_json(path: pathlib.Path) -> ModelConfig:
         raw = json.loads(pathlib.Path(path).read_text())
-        return LladaConfig(
+        if raw.get("model_type") == "Dream":
+            return ModelConfig(
+                family="dream",
+                d_model=raw["hidden_size"],
+                n_heads=raw["num_attention_heads"],
+                n_kv_heads=raw.get("num_key_value_heads") or raw["num_attention_heads"],
+                n_layers=raw["num_hidden_layers"],
+                mlp_hidden_size=raw["intermediate_size"],
+                embedding_size=raw["vocab_size"],
+                rope_theta=float(raw["rope_theta"]),
+                rms_norm_eps=float(raw["rms_norm_eps"]),
+                weight_tying=bool(raw.get("tie_word_embeddings", False)),
+                include_qkv_bias=True,  # Qwen2 attention always has q/k/v biases
+                mask_token_id=raw["mask_token_id"],
+                eos_token_id=raw["eos_token_id"],
+            )
+        return ModelConfig(
+            family="llada",
             d_model=raw["d_model"],
             n_heads=raw["n_heads"],
             n_kv_heads=raw.get("n_kv_heads") or raw["n_heads"],
@@ -116,6 +134,40 @@ class LladaConfig:
             mask_token_id=raw["mask_token_id"],
             eos_token_id=raw["eos_token_id"],
         )
+
+
+# Checkpoint tensor names per family, by role; {i} is the layer. Linear layers that may carry a
+# bias are named without the ".weight" suffix.
+TENSOR_NAMES = {
+    "llada": dict(
+        embed="model.transformer.wte.weight",
+        attn_norm="model.transformer.blocks.{i}.attn_norm.weight",
+        q="model.transformer.blocks.{i}.q_proj",
+        k="model.transformer.blocks.{i}.k_proj",
+        v="model.transformer.blocks.{i}.v_proj",
+        o="model.transformer.blocks.{i}.attn_out",
+        ffn_norm="model.transformer.blocks.{i}.ff_norm.weight",
+        gate="model.transformer.blocks.{i}.ff_proj",
+        up="model.transformer.blocks.{i}.up_proj",
+        down="model.transformer.blocks.{i}.ff_out",
+        final_norm="model.transformer.ln_f.weight",
+        head="model.transformer.ff_out.weight",
+    ),
+    "dream": dict(
+        embed="model.embed_tokens.weight",
+        attn_norm="model.layers.{i}.input_layernorm.weight",
+        q="model.layers.{i}.self_attn.q_proj",
+        k="model.layers.{i}.self_attn.k_proj",
+        v="model.layers.{i}.self_attn.v_proj",
+        o="model.layers.{i}.self_attn.o_proj",
+        ffn_norm="model.layers.{i}.post_attention_layernorm.weight",
+        gate="model.layers.{i}.mlp.gate_proj",
+        up="model.layers.{i}.mlp.up_proj",
+        down="model.layers.{i}.mlp.down_proj",
+        final_norm="model.norm.weight",
+        head="lm_head.weight",
+    ),
+}
 
 
 def load_tensors(model_dir: pathlib.Path) -> dict[str, torch.Tensor]:
@@ -143,24 +195,26 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
 
 
-class LladaModel:
-    """LLaDA (OLMo "llama" block): pre-norm, RoPE, non-causal GQA attention, SwiGLU MLP.
+class Transformer:
+    """LLaDA (OLMo "llama" block) or Dream (Qwen2): the same maths under different tensor names.
+    Pre-norm, NeoX RoPE, non-causal GQA attention, SwiGLU MLP.
 
     `sdpa=True` uses torch's fused attention (what the HF model runs, fair for benchmarks); the
     default spells the softmax out so the fixtures depend on no kernel choice.
     """
 
     def __init__(self, model_dir: pathlib.Path, sdpa: bool = False):
-        self.config = LladaConfig.from_json(pathlib.Path(model_dir) / "config.json")
+        self.config = ModelConfig.from_json(pathlib.Path(model_dir) / "config.json")
         self.w = load_tensors(model_dir)
         self.sdpa = sdpa
         cfg = self.config
+        self.names = TENSOR_NAMES[cfg.family]
         hd = cfg.head_dim
         self.inv_freq = 1.0 / (
             cfg.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd)
         )  # [hd/2]
-        head = "wte" if cfg.weight_tying else "ff_out"
-        self.head = self.w[f"model.transformer.{head}.weight"]  # [embedding_size, d]
+        head = "embed" if cfg.weight_tying else "head"
+        self.head = self.w[self.names[head]]  # [embedding_size, d]
 
     def rope_tables(self, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
         t = torch.arange(seq_len, dtype=torch.float32)
@@ -172,7 +226,8 @@ class LladaModel:
         return F.linear(x, self.w[name + ".weight"], self.w.get(name + ".bias"))
 
     def forward(self, ids: torch.Tensor, trace: dict | None = None) -> torch.Tensor:
-        """ids [B, T] -> logits [B, T, embedding_size]. `trace` (B == 1) gets named activations."""
+        """ids [B, T] -> logits [B, T, embedding_size], row t computed at position t (unshifted;
+        see predict). `trace` (B == 1) gets named activations."""
         cfg = self.config
         B, T = ids.shape
         hd = cfg.head_dim
@@ -183,15 +238,15 @@ class LladaModel:
             if trace is not None:
                 trace[name] = value[0].reshape(T, -1).clone()
 
-        x = self.w["model.transformer.wte.weight"][ids]  # [B, T, d]
+        x = self.w[self.names["embed"]][ids]  # [B, T, d]
         record("embed", x)
         for i in range(cfg.n_layers):
-            p = f"model.transformer.blocks.{i}."
-            h = rms_norm(x, self.w[p + "attn_norm.weight"], cfg.rms_norm_eps)
+            n = {role: template.format(i=i) for role, template in self.names.items()}
+            h = rms_norm(x, self.w[n["attn_norm"]], cfg.rms_norm_eps)
             record(f"layers.{i}.attn_norm", h)
-            q = self.linear(h, p + "q_proj").view(B, T, cfg.n_heads, hd)
-            k = self.linear(h, p + "k_proj").view(B, T, cfg.n_kv_heads, hd)
-            v = self.linear(h, p + "v_proj").view(B, T, cfg.n_kv_heads, hd)
+            q = self.linear(h, n["q"]).view(B, T, cfg.n_heads, hd)
+            k = self.linear(h, n["k"]).view(B, T, cfg.n_kv_heads, hd)
+            v = self.linear(h, n["v"]).view(B, T, cfg.n_kv_heads, hd)
             q = q * cos + rotate_half(q) * sin
             k = k * cos + rotate_half(k) * sin
             record(f"layers.{i}.q", q)
@@ -208,31 +263,93 @@ class LladaModel:
                 a = torch.softmax(scores, dim=-1) @ v
             a = a.transpose(1, 2).reshape(B, T, cfg.n_heads * hd)
             record(f"layers.{i}.attn", a)
-            a = self.linear(a, p + "attn_out")
+            a = self.linear(a, n["o"])
             record(f"layers.{i}.attn_out", a)
             x = x + a
             record(f"layers.{i}.h_attn", x)
-            g = rms_norm(x, self.w[p + "ff_norm.weight"], cfg.rms_norm_eps)
+            g = rms_norm(x, self.w[n["ffn_norm"]], cfg.rms_norm_eps)
             record(f"layers.{i}.ff_norm", g)
-            act = F.silu(self.linear(g, p + "ff_proj")) * self.linear(g, p + "up_proj")
+            act = F.silu(self.linear(g, n["gate"])) * self.linear(g, n["up"])
             record(f"layers.{i}.ff_act", act)
-            x = x + self.linear(act, p + "ff_out")
+            x = x + self.linear(act, n["down"])
             record(f"layers.{i}.out", x)
-        h = rms_norm(x, self.w["model.transformer.ln_f.weight"], cfg.rms_norm_eps)
+        h = rms_norm(x, self.w[self.names["final_norm"]], cfg.rms_norm_eps)
         record("ln_f", h)
         logits = F.linear(h, self.head)
         record("logits", logits)
         return logits
 
+    def predict(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids [B, T] -> the logits that predict each canvas position [B, T, embedding_size].
+
+        Dream was trained autoregressively before diffusion, so row t predicts position t + 1: the
+        prediction for position p is row max(p - 1, 0). LLaDA predicts each position in place.
+        """
+        logits = self.forward(ids)
+        if self.config.family == "dream":
+            logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+        return logits
+
+
+# bench/torch_reference.py loads every family through this name.
+LladaModel = Transformer
+
 
 # ---------------------------------------------------------------------------------------------
-# LLaDA's generate(): semi-autoregressive blocks, a fixed commit schedule, low-confidence or random
-# remasking, optional Gumbel-max sampling and classifier-free guidance.
+# generate(): semi-autoregressive blocks over a canvas of masks, with the remasking policies of
+# LLaDA (low_confidence, random), Dream (origin, maskgit_plus, topk_margin, entropy) and Fast-dLLM
+# (threshold, factor), optional sampling filters, classifier-free guidance and early stop at EOS.
+
+# Philox streams: one per kind of draw, so no two uses of randomness ever share a number.
+STREAM_GUMBEL = 0  # LLaDA Gumbel-max token sampling, index = vocabulary entry
+STREAM_REMASK = 1  # random remasking confidence, index 0
+STREAM_CATEGORICAL = 2  # Dream categorical token sampling, index = vocabulary entry
+STREAM_ORIGIN = 3  # Dream origin transfer coin, index 0
+STREAM_ALG_TEMP = 4  # Dream alg_temp position sampling, index 0
+
+LLADA_STYLE = ("low_confidence", "random", "threshold", "factor")
+DREAM_STYLE = ("origin", "maskgit_plus", "topk_margin", "entropy")
+POLICY_ALIASES = {"margin": "topk_margin"}
+DREAM_EPS = 1e-3  # the last timestep of Dream's schedule
+FLOAT32_MIN = float(torch.finfo(torch.float32).min)  # what Dream's filters write, not -inf
+ADAPTIVE_STEP_CAP = 4  # threshold/factor: at most this many steps per block position
 
 
-def relative_gap(best: float, runner_up: float) -> float:
-    """How far a decision is from flipping, relative to the size of the values compared."""
-    scale = max(abs(best), abs(runner_up))
+@dataclass
+class GenerateParams:
+    gen_length: int
+    steps: int
+    block_length: int
+    remasking: str = "low_confidence"
+    temperature: float = 0.0
+    top_p: float = 1.0  # 1.0: off
+    top_k: int = 0  # 0: off
+    cfg_scale: float = 0.0
+    seed: int = 0
+    alg_temp: float = 0.0  # Dream-style position sampling; 0: deterministic top-k
+    confidence_threshold: float = 0.9
+    factor: float = 1.0
+    early_stop: bool = False
+    logits_eos_inf: bool = False
+    confidence_eos_eot_inf: bool = False
+    stop_ids: list[int] | None = None  # None: [eos_token_id]
+
+
+@dataclass
+class GenerateResult:
+    token_ids: list[int]  # the answer; trimmed before the stop id when it finished early
+    steps: int  # steps executed
+    forward_passes: int  # sequences forwarded (two per step with guidance)
+    finished_early: bool
+
+
+def relative_gap(best: float, runner_up: float, floor: float = 0.0) -> float:
+    """How far a decision is from flipping, relative to the size of the values compared (at
+    least `floor`, for sums of logs whose rounding error is absolute). An infinite value is exact
+    in every implementation, so a decision that involves one cannot flip."""
+    if math.isinf(best) or math.isinf(runner_up):
+        return math.inf
+    scale = max(abs(best), abs(runner_up), floor)
     return (best - runner_up) / scale if scale > 0 else math.inf
 
 
@@ -242,73 +359,314 @@ def commit_schedule(n_masks: int, steps_per_block: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(steps_per_block)]
 
 
+def dream_timesteps(steps_per_block: int) -> torch.Tensor:
+    """Dream's noise levels t_0 = 1 > ... > t_S = eps in float32: torch.linspace's own rounding,
+    which the engine reproduces."""
+    return torch.linspace(1, DREAM_EPS, steps_per_block + 1)
+
+
+def dream_transfer_count(n: int, timesteps: torch.Tensor, i: int) -> int:
+    """Positions Dream unmasks at step i of S out of n candidates, in float32 like Dream."""
+    if i == len(timesteps) - 2:
+        return n
+    t, s = timesteps[i], timesteps[i + 1]
+    return int(torch.tensor(float(n), dtype=torch.float32) * (1 - s / t))
+
+
+def dream_transfer_probability(timesteps: torch.Tensor, i: int) -> float:
+    """origin: the chance that a candidate is unmasked at step i, float32 like Dream."""
+    if i == len(timesteps) - 2:
+        return 1.0
+    t, s = timesteps[i], timesteps[i + 1]
+    return float(1 - s / t)
+
+
+def filter_logits(
+    logits: torch.Tensor, top_p: float, top_k: int, margins: list[list[float]] | None
+) -> torch.Tensor:
+    """Dream's nucleus then top-k filters on float32 logits [n, V]; removed entries get the
+    float32 minimum. margins[r] gets how close row r's kept/removed boundaries came to a flip."""
+    n, vocab = logits.shape
+    if 0 < top_p < 1:
+        # Stable sort: among equal logits the lower vocabulary index comes first.
+        ordered, order = torch.sort(logits, dim=-1, descending=True, stable=True)
+        cumulative = torch.cumsum(torch.softmax(ordered, dim=-1), dim=-1)
+        remove = cumulative > top_p
+        # Shift right by one: an entry goes when the mass before it already passes top_p, so the
+        # most likely entry always stays.
+        remove[:, 1:] = remove[:, :-1].clone()
+        remove[:, 0] = False
+        logits = logits.masked_fill(remove.scatter(-1, order, remove), FLOAT32_MIN)
+        if margins is not None:
+            # Every prefix mass but the last is compared with top_p.
+            gaps = (cumulative[:, :-1].double() - top_p).abs() / cumulative[:, :-1].double().clamp(
+                min=top_p
+            )
+            for r in range(n):
+                margins[r].append(float(gaps[r].min()))
+    if top_k > 0:
+        k = min(top_k, vocab)
+        ordered = torch.sort(logits, dim=-1, descending=True).values
+        kth = ordered[:, k - 1 : k]
+        logits = logits.masked_fill(logits < kth, FLOAT32_MIN)
+        if margins is not None and k < vocab:
+            for r in range(n):
+                above, below = float(ordered[r, k - 1]), float(ordered[r, k])
+                # Entries already removed by top_p tie at the minimum and stay removed.
+                if above != FLOAT32_MIN:
+                    margins[r].append(relative_gap(above, below))
+    return logits
+
+
+@dataclass
+class Choice:
+    """Per candidate row: the token, the confidence that ranks it, and the margins of the
+    decisions that chose the token (token) and shaped its probabilities (filters)."""
+
+    tokens: torch.Tensor  # [n] long
+    confidence: torch.Tensor  # [n] float64
+    token_margin: list[float]
+    filter_margins: list[list[float]]
+
+
+def choose_llada_style(
+    logits: torch.Tensor, params: GenerateParams, policy: str, step: int, positions: np.ndarray
+) -> Choice:
+    """LLaDA's token choice: float64 Gumbel-max exp(l) / (-log u)^T (argmax at T = 0); the
+    confidence is the softmax probability of the chosen token, or a uniform draw for random."""
+    filter_margins: list[list[float]] = [[] for _ in positions]
+    if params.top_k > 0 or 0 < params.top_p < 1:
+        logits = filter_logits(logits, params.top_p, params.top_k, filter_margins)
+    l64 = logits.double()  # [n, V]
+    if params.temperature == 0:
+        scores = l64
+    else:
+        vocab_index = np.arange(logits.shape[1], dtype=np.uint64)
+        u = uniform_open01(
+            params.seed, step, positions[:, None], vocab_index[None, :], STREAM_GUMBEL
+        )
+        scores = l64.exp() / (-torch.from_numpy(np.log(u))) ** params.temperature
+    tokens = scores.argmax(-1)  # first index on ties
+    if policy == "random":
+        confidence = torch.from_numpy(uniform_open01(params.seed, step, positions, 0, STREAM_REMASK))
+    else:
+        confidence = torch.softmax(l64, -1).gather(-1, tokens[:, None])[:, 0]
+    top2 = scores.topk(2, dim=-1).values.tolist()
+    return Choice(tokens, confidence, [relative_gap(a, b) for a, b in top2], filter_margins)
+
+
+def choose_dream_style(
+    logits: torch.Tensor, params: GenerateParams, policy: str, step: int, positions: np.ndarray
+) -> Choice:
+    """Dream's token choice: temperature, top_p, top_k on float32 logits, float32 softmax, then
+    the argmax (T = 0) or a Gumbel-max draw from the categorical; confidence per policy."""
+    filter_margins: list[list[float]] = [[] for _ in positions]
+    if params.temperature > 0:
+        logits = logits / params.temperature
+    logits = filter_logits(logits, params.top_p, params.top_k, filter_margins)
+    probs = torch.softmax(logits, dim=-1)  # [n, V] float32
+    if params.temperature == 0:
+        tokens = probs.argmax(-1)  # first index on ties
+        top2 = probs.topk(2, dim=-1).values.double().tolist()
+        token_margin = [relative_gap(a, b) for a, b in top2]
+    else:
+        vocab_index = np.arange(logits.shape[1], dtype=np.uint64)
+        u = uniform_open01(
+            params.seed, step, positions[:, None], vocab_index[None, :], STREAM_CATEGORICAL
+        )
+        gumbel = torch.from_numpy(-np.log(-np.log(u)))
+        p64 = probs.double()
+        scores = torch.where(p64 > 0, p64.log() + gumbel, torch.full_like(p64, -math.inf))
+        tokens = scores.argmax(-1)
+        top2 = scores.topk(2, dim=-1).values.tolist()
+        token_margin = [relative_gap(a, b, floor=1.0) for a, b in top2]
+    if policy in ("maskgit_plus", "origin"):
+        confidence = probs.gather(-1, tokens[:, None])[:, 0].double()
+    elif policy == "topk_margin":
+        top2 = probs.topk(2, dim=-1).values
+        confidence = (top2[:, 0] - top2[:, 1]).double()  # the difference rounds in float32
+    else:  # entropy: the negative entropy, summed in float64
+        p64 = probs.double()
+        confidence = (p64 * (p64 + 1e-10).log()).sum(-1)
+    return Choice(tokens, confidence, token_margin, filter_margins)
+
+
+def rank(values: torch.Tensor) -> list[int]:
+    """Row indices by descending value; equal values keep the lower index (position) first."""
+    return torch.sort(-values, stable=True).indices.tolist()
+
+
+def top_k_boundary(values: torch.Tensor, order: list[int], k: int) -> list[float]:
+    """Margin of a top-k cut, when the cut separates two candidates."""
+    if 0 < k < len(order):
+        return [relative_gap(float(values[order[k - 1]]), float(values[order[k]]))]
+    return []
+
+
+def select_factor(confidence: torch.Tensor, factor: float) -> tuple[list[int], list[float]]:
+    """Fast-dLLM's dynamic count: the j-th most confident (0-based) must reach 1 - factor/(j + 2)
+    for the scan to go on; returns the chosen rows and the margins of every comparison made."""
+    order = rank(confidence)
+    ordered = [float(confidence[r]) for r in order]
+    n = len(order)
+    thresholds = [-1.0] + [1 - factor / (j + 2) for j in range(1, n)]
+    margins = []
+    top_i = n - 1  # the scan's last index when it never stops early
+    for j in range(n):
+        margins.append(relative_gap(max(ordered[j], thresholds[j]), min(ordered[j], thresholds[j])))
+        if ordered[j] < thresholds[j]:
+            top_i = j
+            break
+    if top_i == 0 or top_i == n - 1:
+        top_i += 1
+    margins += top_k_boundary(confidence, order, top_i)
+    return order[:top_i], margins
+
+
+def guided_logits(model: Transformer, x: torch.Tensor, params: GenerateParams, prompt_index):
+    """The float32 prediction for every canvas position [T, V] and the sequences forwarded."""
+    if params.cfg_scale > 0:
+        un_x = x.clone()
+        un_x[prompt_index] = model.config.mask_token_id
+        cond, un = model.predict(torch.cat([x, un_x]))
+        return un + (params.cfg_scale + 1) * (cond - un), 2
+    return model.predict(x)[0], 1
+
+
 def generate(
-    model: LladaModel,
+    model: Transformer,
     prompt_ids: list[int],
+    params: GenerateParams | None = None,
     *,
-    gen_length: int,
-    steps: int,
-    block_length: int,
-    remasking: str = "low_confidence",
-    temperature: float = 0.0,
-    cfg_scale: float = 0.0,
-    seed: int = 0,
     margins: list[float] | None = None,
-) -> list[int]:
-    """Returns the generated token ids. `margins` gets the relative gap of every decision that
-    decided a committed token: the argmax at each committed position and each top-k boundary."""
-    if remasking not in ("low_confidence", "random"):
-        raise ValueError(f"unsupported remasking {remasking!r}")
-    if gen_length % block_length:
+    **settings,
+) -> GenerateResult:
+    """Runs one generation; `params` or the same fields as keywords. `margins` gets the relative
+    gap of every decision that a rounding difference could flip and that would change the result:
+    each committed token's choice, each filter boundary of a row whose probabilities rank it, each
+    top-k cut, each threshold comparison."""
+    p = params or GenerateParams(**settings)
+    policy = POLICY_ALIASES.get(p.remasking, p.remasking)
+    if policy not in LLADA_STYLE + DREAM_STYLE:
+        raise ValueError(f"unsupported remasking {p.remasking!r}")
+    if p.gen_length % p.block_length:
         raise ValueError("gen_length must be a multiple of block_length")
-    num_blocks = gen_length // block_length
-    if steps % num_blocks:
+    num_blocks = p.gen_length // p.block_length
+    if p.steps % num_blocks:
         raise ValueError("steps must be a multiple of the number of blocks")
-    steps_per_block = steps // num_blocks
-    mask_id = model.config.mask_token_id
+    steps_per_block = p.steps // num_blocks
+    cfg = model.config
+    mask_id = cfg.mask_token_id
+    stop_ids = [cfg.eos_token_id] if p.stop_ids is None else list(p.stop_ids)
     prompt_len = len(prompt_ids)
-    x = torch.tensor([list(prompt_ids) + [mask_id] * gen_length], dtype=torch.long)  # [1, T]
+    x = torch.tensor([list(prompt_ids) + [mask_id] * p.gen_length], dtype=torch.long)  # [1, T]
     T = x.shape[1]
     prompt_index = x != mask_id
-    positions = np.arange(T, dtype=np.uint64)
-    vocab_index = np.arange(model.config.embedding_size, dtype=np.uint64)
+    choose = choose_llada_style if policy in LLADA_STYLE else choose_dream_style
+    # Rows whose confidence ranks them among the candidates: a filter flip anywhere moves them.
+    ranks_all_rows = policy not in ("random", "origin")
+    # Whether a flip of a row's token choice can jump its confidence, so that the choice matters
+    # for rows left uncommitted too: a sampled token's probability is not the runner-up's (at
+    # T = 0 the top two are nearly equal when they nearly tie), and a stop id's confidence is -inf.
+    probability_of_token = policy in ("low_confidence", "threshold", "factor", "maskgit_plus")
+    token_sets_confidence = (probability_of_token and p.temperature > 0) or (
+        p.confidence_eos_eot_inf and policy != "origin"
+    )
+    step = 0
+    forward_passes = 0
+    answer_end = None
 
     for b in range(num_blocks):
-        block_end = prompt_len + (b + 1) * block_length
-        n_masks = int((x[0, block_end - block_length : block_end] == mask_id).sum())
-        for i, k in enumerate(commit_schedule(n_masks, steps_per_block)):
-            s = b * steps_per_block + i
-            mask_index = x[0] == mask_id
-            if cfg_scale > 0:
-                un_x = x.clone()
-                un_x[prompt_index] = mask_id
-                cond, un = model.forward(torch.cat([x, un_x]))
-                logits = un + (cfg_scale + 1) * (cond - un)
-            else:
-                logits = model.forward(x)[0]
-            l64 = logits.double()  # [T, V]
-            if temperature == 0:
-                scores = l64
-            else:
-                u = uniform_open01(seed, s, positions[:, None], vocab_index[None, :], 0)
-                scores = l64.exp() / (-torch.from_numpy(np.log(u))) ** temperature
-            x0 = scores.argmax(-1)  # first index on ties
-            if remasking == "low_confidence":
-                conf = torch.softmax(l64, -1).gather(-1, x0[:, None])[:, 0]
-            else:
-                conf = torch.from_numpy(uniform_open01(seed, s, positions, 0, 1))
-            conf[block_end:] = -math.inf
-            conf = torch.where(mask_index, conf, torch.full_like(conf, -math.inf))
-            x0 = torch.where(mask_index, x0, x[0])
-            # Stable ascending sort of -conf: highest confidence first, lower position on ties.
-            order = torch.sort(-conf, stable=True).indices
-            chosen = order[:k]
+        block_start = prompt_len + b * p.block_length
+        block_end = block_start + p.block_length
+        if policy in ("low_confidence", "random"):
+            n_masks = int((x[0, block_start:block_end] == mask_id).sum())
+            schedule = commit_schedule(n_masks, steps_per_block)
+            max_steps = steps_per_block
+        elif policy in DREAM_STYLE:
+            timesteps = dream_timesteps(steps_per_block)
+            max_steps = steps_per_block
+        else:
+            max_steps = ADAPTIVE_STEP_CAP * p.block_length
+        for i in range(max_steps):
+            if policy in ("threshold", "factor") and not (x[0, block_start:block_end] == mask_id).any():
+                break
+            logits, passes = guided_logits(model, x, p, prompt_index)
+            forward_passes += passes
+            if p.logits_eos_inf:
+                logits[:, stop_ids] = -math.inf
+            candidates = torch.nonzero(x[0, :block_end] == mask_id)[:, 0]  # ascending positions
+            positions = candidates.numpy().astype(np.uint64)
+            choice = choose(logits[candidates], p, policy, step, positions)
+            confidence = choice.confidence.clone()
+            if p.confidence_eos_eot_inf:
+                is_stop = torch.isin(choice.tokens, torch.tensor(stop_ids))
+                confidence[is_stop] = -math.inf
+            n = len(positions)
+            decided: list[float] = []  # margins of the selection itself
+            if policy in ("low_confidence", "random"):
+                order = rank(confidence)
+                chosen = order[: schedule[i]]
+                decided += top_k_boundary(confidence, order, schedule[i])
+            elif policy == "origin":
+                u = uniform_open01(p.seed, step, positions, 0, STREAM_ORIGIN)
+                chosen = np.nonzero(u < dream_transfer_probability(timesteps, i))[0].tolist()
+            elif policy in DREAM_STYLE:
+                k = dream_transfer_count(n, timesteps, i)
+                if p.alg_temp > 0:
+                    # Gumbel-top-k: k draws without replacement from softmax(confidence / alg_temp).
+                    u = uniform_open01(p.seed, step, positions, 0, STREAM_ALG_TEMP)
+                    score = confidence / p.alg_temp + torch.from_numpy(-np.log(-np.log(u)))
+                    order = rank(score)
+                    chosen = order[:k]
+                    if 0 < k < n:
+                        a, c = float(score[order[k - 1]]), float(score[order[k]])
+                        decided.append(relative_gap(a, c, floor=1.0))
+                else:
+                    order = rank(confidence)
+                    chosen = order[:k]
+                    decided += top_k_boundary(confidence, order, k)
+            elif policy == "threshold":
+                tau = p.confidence_threshold
+                order = rank(confidence)
+                chosen = [order[0]] + [r for r in order[1:] if confidence[r] >= tau]
+                for r in order[1:]:
+                    c = float(confidence[r])
+                    decided.append(relative_gap(max(c, tau), min(c, tau)))
+                if n > 1 and confidence[order[1]] < tau:
+                    decided += top_k_boundary(confidence, order, 1)
+            else:  # factor
+                chosen, decided = select_factor(confidence, p.factor)
             if margins is not None:
-                for pos in chosen.tolist():
-                    top2 = scores[pos].topk(2).values.tolist()
-                    margins.append(relative_gap(top2[0], top2[1]))
-                n_candidates = int(torch.isfinite(conf).sum())
-                if 0 < k < n_candidates:
-                    margins.append(relative_gap(conf[order[k - 1]].item(), conf[order[k]].item()))
-            x[0, chosen] = x0[chosen]
-    return x[0, prompt_len:].tolist()
+                margins += decided
+                chosen_set = set(chosen)
+                for r in range(n):
+                    if r in chosen_set or token_sets_confidence:
+                        margins.append(choice.token_margin[r])
+                    if r in chosen_set or ranks_all_rows:
+                        margins += choice.filter_margins[r]
+            if chosen:
+                rows = torch.tensor(chosen, dtype=torch.long)
+                x[0, candidates[rows]] = choice.tokens[rows]
+            step += 1
+            if p.early_stop:
+                answer_end = early_stop_end(x[0, prompt_len:].tolist(), stop_ids, mask_id)
+                if answer_end is not None:
+                    break
+        if answer_end is not None:
+            break
+
+    answer = x[0, prompt_len:].tolist()
+    if answer_end is not None:
+        answer = answer[:answer_end]
+    return GenerateResult(answer, step, forward_passes, answer_end is not None)
+
+
+def early_stop_end(answer: list[int], stop_ids: list[int], mask_id: int) -> int | None:
+    """Where the answer ends, once its first stop id has no mask before it; None until then."""
+    for e, token in enumerate(answer):
+        if token == mask_id:
+            return None
+        if token in stop_ids:
+            return e
+    return None

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes deterministic tiny random LLaDA checkpoints (HF layout) for tests and benchmarks.
+"""Writes deterministic tiny random LLaDA and Dream checkpoints (HF layout) for tests and benchmarks.
 
 Only numpy is needed: the safetensors file is written by hand, so tests can rebuild their models on
 a machine without torch. `python3 tools/make_tiny_model.py --out tests/models` writes every default
@@ -55,6 +55,22 @@ BASE_CONFIG = {
     "use_cache": False,
 }
 
+# Dream is Qwen2-shaped; these are the keys of the real Dream-7B config.json that a parser meets.
+DREAM_BASE_CONFIG = {
+    "architectures": ["DreamModel"],
+    "attention_dropout": 0.0,
+    "hidden_act": "silu",
+    "initializer_range": 0.02,
+    "max_window_layers": None,
+    "model_type": "Dream",
+    "rms_norm_eps": 1e-06,
+    "rope_scaling": None,
+    "rope_theta": 1000000.0,
+    "sliding_window": None,
+    "use_cache": True,
+    "use_sliding_window": False,
+}
+
 # Shape and special ids per default variant. tiny-llada-bf16 shares the seed of tiny-llada, so its
 # weights are exactly tiny-llada's rounded to BF16.
 TINY_LLADA = dict(
@@ -99,6 +115,52 @@ VARIANTS = {
         dtype="bf16",
         seed=20250103,
         tokenizer="llada-style",
+    ),
+    # Dream (Qwen2 layout): GQA, q/k/v biases, separate head, predictions shifted by one position.
+    "tiny-dream": dict(
+        TINY_LLADA,
+        family="dream",
+        n_heads=4,
+        n_kv_heads=2,
+        mlp_hidden_size=160,
+        vocab_size=1013,
+        include_qkv_bias=True,
+        mask_token_id=1012,
+        eos_token_id=1011,
+        bos_token_id=1010,
+        seed=20250104,
+    ),
+}
+
+# Checkpoint tensor names per family, by role; {i} is the layer.
+TENSOR_NAMES = {
+    "llada": dict(
+        embed="model.transformer.wte.weight",
+        attn_norm="model.transformer.blocks.{i}.attn_norm.weight",
+        q="model.transformer.blocks.{i}.q_proj",
+        k="model.transformer.blocks.{i}.k_proj",
+        v="model.transformer.blocks.{i}.v_proj",
+        o="model.transformer.blocks.{i}.attn_out.weight",
+        ffn_norm="model.transformer.blocks.{i}.ff_norm.weight",
+        gate="model.transformer.blocks.{i}.ff_proj.weight",
+        up="model.transformer.blocks.{i}.up_proj.weight",
+        down="model.transformer.blocks.{i}.ff_out.weight",
+        final_norm="model.transformer.ln_f.weight",
+        head="model.transformer.ff_out.weight",
+    ),
+    "dream": dict(
+        embed="model.embed_tokens.weight",
+        attn_norm="model.layers.{i}.input_layernorm.weight",
+        q="model.layers.{i}.self_attn.q_proj",
+        k="model.layers.{i}.self_attn.k_proj",
+        v="model.layers.{i}.self_attn.v_proj",
+        o="model.layers.{i}.self_attn.o_proj.weight",
+        ffn_norm="model.layers.{i}.post_attention_layernorm.weight",
+        gate="model.layers.{i}.mlp.gate_proj.weight",
+        up="model.layers.{i}.mlp.up_proj.weight",
+        down="model.layers.{i}.mlp.down_proj.weight",
+        final_norm="model.norm.weight",
+        head="lm_head.weight",
     ),
 }
 
@@ -149,6 +211,8 @@ def write_safetensors(path: pathlib.Path, tensors: dict[str, np.ndarray], dtype:
 
 
 def make_config(spec: dict) -> dict:
+    if spec.get("family", "llada") == "dream":
+        return make_dream_config(spec)
     config = dict(BASE_CONFIG)
     config.update(
         d_model=spec["d_model"],
@@ -165,6 +229,27 @@ def make_config(spec: dict) -> dict:
         eos_token_id=spec["eos_token_id"],
         pad_token_id=spec["eos_token_id"],
         torch_dtype="bfloat16" if spec["dtype"] == "bf16" else "float32",
+    )
+    return dict(sorted(config.items()))
+
+
+def make_dream_config(spec: dict) -> dict:
+    config = dict(DREAM_BASE_CONFIG)
+    config.update(
+        bos_token_id=spec["bos_token_id"],
+        eos_token_id=spec["eos_token_id"],
+        hidden_size=spec["d_model"],
+        intermediate_size=spec["mlp_hidden_size"],
+        mask_token_id=spec["mask_token_id"],
+        max_position_embeddings=spec["max_sequence_length"],
+        max_window_layers=spec["n_layers"],
+        num_attention_heads=spec["n_heads"],
+        num_hidden_layers=spec["n_layers"],
+        num_key_value_heads=spec["n_kv_heads"],
+        pad_token_id=spec["eos_token_id"],
+        tie_word_embeddings=spec["weight_tying"],
+        torch_dtype="bfloat16" if spec["dtype"] == "bf16" else "float32",
+        vocab_size=spec["vocab_size"],
     )
     return dict(sorted(config.items()))
 
@@ -191,36 +276,38 @@ def make_weights(spec: dict) -> dict[str, np.ndarray]:
     def bias(dim: int) -> np.ndarray:
         return (0.1 * rng.standard_normal(dim)).astype(np.float32)
 
+    # The draw order is the same for every family, so a family's names never change its values.
+    names = TENSOR_NAMES[spec.get("family", "llada")]
     w: dict[str, np.ndarray] = {}
-    w["model.transformer.wte.weight"] = rng.standard_normal((vocab, d)).astype(np.float32)
+    w[names["embed"]] = rng.standard_normal((vocab, d)).astype(np.float32)
     for i in range(spec["n_layers"]):
-        p = f"model.transformer.blocks.{i}."
-        w[p + "attn_norm.weight"] = norm(d)
-        w[p + "q_proj.weight"] = linear(q_dim, d, QK_GAIN)
-        w[p + "k_proj.weight"] = linear(kv_dim, d, QK_GAIN)
-        w[p + "v_proj.weight"] = linear(kv_dim, d)
+        name = {role: template.format(i=i) for role, template in names.items()}
+        w[name["attn_norm"]] = norm(d)
+        w[name["q"] + ".weight"] = linear(q_dim, d, QK_GAIN)
+        w[name["k"] + ".weight"] = linear(kv_dim, d, QK_GAIN)
+        w[name["v"] + ".weight"] = linear(kv_dim, d)
         if spec["include_qkv_bias"]:
-            w[p + "q_proj.bias"] = bias(q_dim)
-            w[p + "k_proj.bias"] = bias(kv_dim)
-            w[p + "v_proj.bias"] = bias(kv_dim)
-        w[p + "attn_out.weight"] = linear(d, q_dim)
-        w[p + "ff_norm.weight"] = norm(d)
-        w[p + "ff_proj.weight"] = linear(hidden, d)
-        w[p + "up_proj.weight"] = linear(hidden, d)
-        w[p + "ff_out.weight"] = linear(d, hidden)
+            w[name["q"] + ".bias"] = bias(q_dim)
+            w[name["k"] + ".bias"] = bias(kv_dim)
+            w[name["v"] + ".bias"] = bias(kv_dim)
+        w[name["o"]] = linear(d, q_dim)
+        w[name["ffn_norm"]] = norm(d)
+        w[name["gate"]] = linear(hidden, d)
+        w[name["up"]] = linear(hidden, d)
+        w[name["down"]] = linear(d, hidden)
     if spec["weight_tying"]:
         # The head is wte (entries of std 1), so logits = ln_f(x) . wte would have std sqrt(d);
         # the final norm's gain brings them down to LOGIT_STD while embeddings stay N(0, 1).
-        w["model.transformer.ln_f.weight"] = norm(d, LOGIT_STD / np.sqrt(d))
+        w[names["final_norm"]] = norm(d, LOGIT_STD / np.sqrt(d))
     else:
-        w["model.transformer.ln_f.weight"] = norm(d)
-        w["model.transformer.ff_out.weight"] = linear(vocab, d, LOGIT_STD)
-    # A trained LLaDA never predicts the mask token; a random head would, and committing it leaves a
+        w[names["final_norm"]] = norm(d)
+        w[names["head"]] = linear(vocab, d, LOGIT_STD)
+    # A trained model never predicts the mask token; a random head would, and committing it leaves a
     # position masked after its step. Shrinking the mask row keeps its logit near 0, far below the
     # top logit (about 3 * LOGIT_STD). With tying that row is also the mask embedding: RMSNorm undoes
     # the scale before attention, and block outputs then dominate the residual at masked positions.
-    head = "wte" if spec["weight_tying"] else "ff_out"
-    w[f"model.transformer.{head}.weight"][spec["mask_token_id"]] *= MASK_ROW_SCALE
+    head = names["embed"] if spec["weight_tying"] else names["head"]
+    w[head][spec["mask_token_id"]] *= MASK_ROW_SCALE
     return w
 
 
@@ -283,6 +370,8 @@ def requested_specs(args: argparse.Namespace) -> dict[str, dict]:
     if "vocab_size" in shape:
         spec["mask_token_id"] = spec["vocab_size"] - 1
         spec["eos_token_id"] = spec["vocab_size"] - 2
+        if "bos_token_id" in spec:
+            spec["bos_token_id"] = spec["vocab_size"] - 3
     if spec["d_model"] % spec["n_heads"] or spec["n_heads"] % spec["n_kv_heads"]:
         sys.exit("d_model must divide by heads and heads by kv-heads")
     return {name: spec}

@@ -1,16 +1,16 @@
-// `low_confidence`: commit the predictions the model is surest of (LLaDA's default), i.e.
-// remask the low-confidence ones.
-#include "model/denoise/low_confidence.h"
-
-#include <algorithm>
+// `low_confidence` (LLaDA's default): each step commits a fixed share of the block's masks,
+// the predictions the model is surest of; the others are remasked.
+#include "model/denoise/policies.h"
+#include "model/denoise/selection.h"
 
 namespace sculpt {
 
-void LowConfidenceRemasking::Score(const RemaskingContext& /*context*/,
-                                   std::span<const int32_t> /*positions*/,
-                                   std::span<const double> model_confidence,
-                                   std::span<double> scores) const {
-  std::copy(model_confidence.begin(), model_confidence.end(), scores.begin());
+std::vector<size_t> LowConfidenceRemasking::Select(const SelectionContext& context,
+                                                   std::span<const int32_t> positions,
+                                                   std::span<const double> scores) const {
+  const int count = NumTransferTokens(context.block_masks_at_start,
+                                      context.steps_per_block)[context.step_in_block];
+  return TopK(positions, scores, static_cast<size_t>(count));
 }
 
 }  // namespace sculpt

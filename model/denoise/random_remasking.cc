@@ -1,18 +1,28 @@
-// `random`: commit uniformly random positions, drawn from the counter-based RNG so the choice
-// depends only on (seed, step, position).
-#include "model/denoise/random_remasking.h"
-
+// `random` (LLaDA): a fixed share per step, at uniformly random positions drawn from the
+// counter-based RNG, so the choice depends only on (seed, step, position).
 #include "common/rng.h"
+#include "model/denoise/policies.h"
+#include "model/denoise/selection.h"
 
 namespace sculpt {
 
-void RandomRemasking::Score(const RemaskingContext& context, std::span<const int32_t> positions,
-                            std::span<const double> /*model_confidence*/,
-                            std::span<double> scores) const {
+void RandomRemasking::Score(const SelectionContext& context, std::span<const int32_t> positions,
+                            std::span<const double> confidences, std::span<double> scores) const {
   for (size_t i = 0; i < positions.size(); ++i) {
-    scores[i] = UniformOpen01(context.seed, context.step, static_cast<uint32_t>(positions[i]), 0,
-                              RngStream::kRandomRemasking);
+    // A suppressed candidate (-inf) stays last whatever its draw.
+    scores[i] = confidences[i] == -INFINITY
+                    ? -INFINITY
+                    : UniformOpen01(context.seed, context.step, static_cast<uint32_t>(positions[i]),
+                                    0, RngStream::kRandomRemasking);
   }
+}
+
+std::vector<size_t> RandomRemasking::Select(const SelectionContext& context,
+                                            std::span<const int32_t> positions,
+                                            std::span<const double> scores) const {
+  const int count = NumTransferTokens(context.block_masks_at_start,
+                                      context.steps_per_block)[context.step_in_block];
+  return TopK(positions, scores, static_cast<size_t>(count));
 }
 
 }  // namespace sculpt

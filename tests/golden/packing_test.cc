@@ -121,7 +121,7 @@ TEST(BatchInvarianceTest, GenerationsSteppedTogetherEqualGenerationsAlone) {
   }
   EXPECT_EQ(shared_forwards, 16);  // the longest request's steps, not the sum
   for (size_t i = 0; i < requests.size(); ++i) {
-    const auto generated = generations[i].generated();
+    const auto generated = generations[i].answer();
     EXPECT_EQ(std::vector<int32_t>(generated.begin(), generated.end()), alone[i])
         << "request " << i;
   }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "common/rng.h"
+#include "model/denoise/selection.h"
 
 namespace sculpt {
 namespace {
@@ -88,7 +89,7 @@ TEST(GenerationTest, CommitsTheMostConfidentWithinTheCurrentBlockOnly) {
   EXPECT_EQ(ToVector(generation->canvas()), (std::vector<int32_t>{1, 2, 7, 6, 3, kMask}));
   generation->Commit(std::vector<int32_t>{8}, std::vector<double>{0.2});
   EXPECT_TRUE(generation->finished());
-  EXPECT_EQ(ToVector(generation->generated()), (std::vector<int32_t>{7, 6, 3, 8}));
+  EXPECT_EQ(ToVector(generation->answer()), (std::vector<int32_t>{7, 6, 3, 8}));
   EXPECT_EQ(generation->steps_run(), 4);
 }
 
@@ -98,7 +99,7 @@ TEST(GenerationTest, StepsBeyondTheMasksCommitNothing) {
   ASSERT_TRUE(generation.ok());
   generation->Commit(std::vector<int32_t>{4, 5}, std::vector<double>{0.3, 0.6});
   generation->Commit(std::vector<int32_t>{4}, std::vector<double>{0.3});
-  EXPECT_EQ(ToVector(generation->generated()), (std::vector<int32_t>{4, 5}));
+  EXPECT_EQ(ToVector(generation->answer()), (std::vector<int32_t>{4, 5}));
   EXPECT_FALSE(generation->finished());
   generation->Commit({}, {});
   generation->Commit({}, {});
