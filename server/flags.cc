@@ -45,7 +45,7 @@ absl::Status FlagSet::Parse(const std::vector<std::string>& args) {
       }
       value = args[++i];
     }
-    values_[name] = value;
+    values_[name].push_back(value);
   }
   return absl::OkStatus();
 }
@@ -66,9 +66,14 @@ std::string FlagSet::Usage() const {
 }
 
 std::string FlagSet::GetString(const std::string& name) const {
-  if (auto it = values_.find(name); it != values_.end()) return it->second;
+  if (auto it = values_.find(name); it != values_.end()) return it->second.back();
   auto spec = specs_.find(name);
   return spec == specs_.end() ? "" : spec->second.default_value;
+}
+
+std::vector<std::string> FlagSet::GetStrings(const std::string& name) const {
+  auto it = values_.find(name);
+  return it == values_.end() ? std::vector<std::string>() : it->second;
 }
 
 absl::StatusOr<int64_t> FlagSet::GetInt(const std::string& name) const {

@@ -22,7 +22,8 @@ class FlagSet {
 
   bool Has(const std::string& name) const { return values_.count(name) != 0; }
   bool GetBool(const std::string& name) const { return Has(name); }
-  std::string GetString(const std::string& name) const;
+  std::string GetString(const std::string& name) const;                // the last value given
+  std::vector<std::string> GetStrings(const std::string& name) const;  // every value, in order
   absl::StatusOr<int64_t> GetInt(const std::string& name) const;
   absl::StatusOr<double> GetDouble(const std::string& name) const;
   absl::StatusOr<std::vector<int32_t>> GetIntList(const std::string& name) const;
@@ -35,7 +36,7 @@ class FlagSet {
   };
   std::vector<std::string> order_;
   std::map<std::string, Spec> specs_;
-  std::map<std::string, std::string> values_;
+  std::map<std::string, std::vector<std::string>> values_;
 };
 
 }  // namespace sculpt

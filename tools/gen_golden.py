@@ -120,7 +120,7 @@ POLICY_EOS = [
          early_stop=True, require=("finished_early",)),
     dict(name="dream_early_stop_maskgit_plus", model="tiny-dream", prompt_seed=6695,
          remasking="maskgit_plus", early_stop=True, require=("finished_early",)),
-    dict(name="dream_early_stop_threshold0.5", model="tiny-dream", prompt_seed=6695,
+    dict(name="dream_early_stop_threshold0.5", model="tiny-dream", prompt_seed=6218,
          remasking="threshold", confidence_threshold=0.5, early_stop=True,
          require=("finished_early",)),
     dict(name="dream_logits_eos_inf", model="tiny-dream", prompt_seed=6695, logits_eos_inf=True,
@@ -176,7 +176,7 @@ FIRST_PICK = dict(
     model="tiny-dream",
     prompt_len=8,
     prompt_seed=4242,
-    params=dict(gen_length=16, steps=8, block_length=16, remasking="maskgit_plus", alg_temp=0.2),
+    params=dict(gen_length=16, steps=8, block_length=16, remasking="maskgit_plus", alg_temp=0.05),
 )
 # Dream's timestep tables for these steps per block (torch.linspace in float32).
 TIMESTEP_TABLES = [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 64, 100, 128, 256, 512, 1000, 1024]
@@ -341,7 +341,9 @@ REQUIREMENTS["varied"] = lambda case, result, run: len(set(result.token_ids)) >=
 def run_policy_case(model: ref.Transformer, case: dict) -> dict:
     settings = dict(POLICY_DEFAULTS)
     settings.update({k: case[k] for k in POLICY_DEFAULTS if k in case})
-    shape = dict(gen_length=case["gen_length"], steps=case["steps"], block_length=case["block_length"])
+    shape = dict(
+        gen_length=case["gen_length"], steps=case["steps"], block_length=case["block_length"]
+    )
     skipped = []
     for attempt in range(MAX_PROMPT_ATTEMPTS):
         prompt_seed = case["prompt_seed"] + attempt
@@ -359,11 +361,13 @@ def run_policy_case(model: ref.Transformer, case: dict) -> dict:
         failed = [r for r in case.get("require", ()) if not REQUIREMENTS[r](full, result, run)]
         if min_margin >= MIN_MARGIN and not failed:
             break
-        why = f"came within {min_margin:.2e} of a tie" if min_margin < MIN_MARGIN else ""
-        why += (" and " if why else "") + ", ".join(f"failed {r}" for r in failed)
-        skipped.append(f"prompt seed {prompt_seed} {why}")
+        why = [f"came within {min_margin:.2e} of a tie"] if min_margin < MIN_MARGIN else []
+        why += [f"failed {r}" for r in failed]
+        skipped.append(f"prompt seed {prompt_seed} {' and '.join(why)}")
     else:
-        raise RuntimeError(f"{case['name']}: no prompt seed met the margin and {case.get('require')}")
+        raise RuntimeError(
+            f"{case['name']}: no prompt seed met the margin and {case.get('require')}"
+        )
     settings["stop_ids"] = settings["stop_ids"] or [model.config.eos_token_id]
     out = dict(
         name=case["name"],
@@ -410,8 +414,7 @@ def build_first_pick(models: dict[str, ref.Transformer]) -> dict:
 
 def build_timesteps() -> list[dict]:
     return [
-        dict(steps_per_block=n, timesteps=ref.dream_timesteps(n).tolist())
-        for n in TIMESTEP_TABLES
+        dict(steps_per_block=n, timesteps=ref.dream_timesteps(n).tolist()) for n in TIMESTEP_TABLES
     ]
 
 

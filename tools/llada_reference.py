@@ -448,7 +448,9 @@ def choose_llada_style(
         scores = l64.exp() / (-torch.from_numpy(np.log(u))) ** params.temperature
     tokens = scores.argmax(-1)  # first index on ties
     if policy == "random":
-        confidence = torch.from_numpy(uniform_open01(params.seed, step, positions, 0, STREAM_REMASK))
+        confidence = torch.from_numpy(
+            uniform_open01(params.seed, step, positions, 0, STREAM_REMASK)
+        )
     else:
         confidence = torch.softmax(l64, -1).gather(-1, tokens[:, None])[:, 0]
     top2 = scores.topk(2, dim=-1).values.tolist()
@@ -560,7 +562,6 @@ def generate(
     stop_ids = [cfg.eos_token_id] if p.stop_ids is None else list(p.stop_ids)
     prompt_len = len(prompt_ids)
     x = torch.tensor([list(prompt_ids) + [mask_id] * p.gen_length], dtype=torch.long)  # [1, T]
-    T = x.shape[1]
     prompt_index = x != mask_id
     choose = choose_llada_style if policy in LLADA_STYLE else choose_dream_style
     # Rows whose confidence ranks them among the candidates: a filter flip anywhere moves them.
@@ -589,7 +590,10 @@ def generate(
         else:
             max_steps = ADAPTIVE_STEP_CAP * p.block_length
         for i in range(max_steps):
-            if policy in ("threshold", "factor") and not (x[0, block_start:block_end] == mask_id).any():
+            if (
+                policy in ("threshold", "factor")
+                and not (x[0, block_start:block_end] == mask_id).any()
+            ):
                 break
             logits, passes = guided_logits(model, x, p, prompt_index)
             forward_passes += passes

@@ -1,0 +1,112 @@
+#include "model/text_io.h"
+
+#include <algorithm>
+#include <memory>
+#include <regex>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+
+namespace sculpt {
+
+absl::StatusOr<StopMatcher> MakeStopStringMatcher(const Tokenizer& tokenizer,
+                                                  std::vector<std::string> stops) {
+  for (size_t i = 0; i < stops.size(); ++i) {
+    if (stops[i].empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("stop[", i, "] must not be empty"));
+    }
+    SCULPT_RETURN_IF_ERROR(ValidateUtf8(stops[i], absl::StrCat("stop[", i, "]")));
+  }
+  return StopMatcher([&tokenizer, stops = std::move(stops)](
+                         std::span<const int32_t> prefix) -> std::optional<StopMatch> {
+    // Bytes of each token, so the token holding the stop string's first byte can be found.
+    std::string bytes;
+    std::vector<size_t> token_end;
+    for (int32_t id : prefix) {
+      auto token_bytes = tokenizer.TokenBytes(id, /*skip_special_tokens=*/false);
+      if (!token_bytes.ok()) return std::nullopt;
+      bytes += *token_bytes;
+      token_end.push_back(bytes.size());
+    }
+    size_t first = std::string::npos;
+    for (const std::string& stop : stops) first = std::min(first, bytes.find(stop));
+    if (first == std::string::npos) return std::nullopt;
+    StopMatch match;
+    match.tokens_kept = static_cast<size_t>(
+        std::upper_bound(token_end.begin(), token_end.end(), first) - token_end.begin());
+    match.text = DecodeUtf8Lossy(bytes.substr(0, first));
+    return match;
+  });
+}
+
+std::vector<int32_t> StopTokenIds(const ModelConfig& config, const Tokenizer* tokenizer) {
+  std::vector<int32_t> ids = {config.eos_token_id};
+  if (tokenizer != nullptr) {
+    for (const char* name : {"<|eot_id|>", "<|im_end|>", "<|endoftext|>"}) {
+      const int32_t id = tokenizer->TokenToId(name);
+      if (id >= 0 && id < config.embedding_size &&
+          std::find(ids.begin(), ids.end(), id) == ids.end()) {
+        ids.push_back(id);
+      }
+    }
+  }
+  return ids;
+}
+
+absl::StatusOr<std::vector<InfillSegment>> ParseInfillTemplate(const std::string& text) {
+  SCULPT_RETURN_IF_ERROR(ValidateUtf8(text, "the infill template"));
+  static const std::regex kMaskSpan(R"(<\|mask:([^|>]*)\|>)");
+  std::vector<InfillSegment> segments;
+  size_t previous = 0;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), kMaskSpan);
+       it != std::sregex_iterator(); ++it) {
+    const std::smatch& match = *it;
+    const size_t begin = static_cast<size_t>(match.position(0));
+    if (begin > previous) segments.push_back({text.substr(previous, begin - previous), 0});
+    int count = 0;
+    if (!absl::SimpleAtoi(match[1].str(), &count) || count < 1 || count > 100000) {
+      return absl::InvalidArgumentError(absl::StrCat("infill template: '", match[0].str(),
+                                                     "' must hold a count from 1 to 100000"));
+    }
+    segments.push_back({"", count});
+    previous = begin + static_cast<size_t>(match.length(0));
+  }
+  if (previous < text.size()) segments.push_back({text.substr(previous), 0});
+  return segments;
+}
+
+absl::StatusOr<std::vector<int32_t>> BuildInfillCanvas(const Tokenizer& tokenizer,
+                                                       const ModelConfig& config,
+                                                       const std::vector<InfillSegment>& segments) {
+  SCULPT_ASSIGN_OR_RETURN(std::vector<int32_t> canvas, tokenizer.Encode("", true));
+  for (const InfillSegment& segment : segments) {
+    if (segment.masks > 0) {
+      canvas.insert(canvas.end(), segment.masks, config.mask_token_id);
+      continue;
+    }
+    SCULPT_ASSIGN_OR_RETURN(std::vector<int32_t> ids, tokenizer.Encode(segment.text, false));
+    canvas.insert(canvas.end(), ids.begin(), ids.end());
+  }
+  return canvas;
+}
+
+absl::StatusOr<std::vector<FilledSpan>> FilledSpans(const Tokenizer* tokenizer, int32_t mask_id,
+                                                    std::span<const int32_t> initial,
+                                                    std::span<const int32_t> final_canvas) {
+  std::vector<FilledSpan> spans;
+  for (size_t i = 0; i < initial.size(); ++i) {
+    if (initial[i] != mask_id) continue;
+    if (i == 0 || initial[i - 1] != mask_id) spans.push_back({static_cast<int>(i), {}, ""});
+    spans.back().tokens.push_back(final_canvas[i]);
+  }
+  if (tokenizer != nullptr) {
+    for (FilledSpan& span : spans) {
+      SCULPT_ASSIGN_OR_RETURN(span.text,
+                              tokenizer->Decode(span.tokens, /*skip_special_tokens=*/true));
+    }
+  }
+  return spans;
+}
+
+}  // namespace sculpt
