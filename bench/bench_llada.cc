@@ -76,6 +76,8 @@ int Run(const std::vector<std::string>& args) {
   flags.Add("gen-length", "N", "128", "generate: gen_length");
   flags.Add("steps", "N", "128", "generate: steps");
   flags.Add("block-length", "N", "32", "generate: block_length");
+  flags.Add("remasking", "POLICY", "low_confidence", "generate: remasking policy");
+  flags.Add("confidence-threshold", "C", "0.9", "generate: threshold policy's C");
   flags.Add("help", "", "", "show this help");
   if (auto status = flags.Parse(args); !status.ok() || flags.GetBool("help")) {
     std::cerr << status.message() << "\nUsage: bench_llada --model DIR [flags]\n" << flags.Usage();
@@ -104,6 +106,13 @@ int Run(const std::vector<std::string>& args) {
     params.gen_length = static_cast<int>(*flags.GetInt("gen-length"));
     params.steps = static_cast<int>(*flags.GetInt("steps"));
     params.block_length = static_cast<int>(*flags.GetInt("block-length"));
+    auto remasking = ParseRemasking(flags.GetString("remasking"));
+    if (!remasking.ok()) {
+      std::cerr << remasking.status() << "\n";
+      return 2;
+    }
+    params.remasking = *remasking;
+    params.confidence_threshold = *flags.GetDouble("confidence-threshold");
     std::vector<int32_t> prompt(*flags.GetInt("prompt-len"));
     for (int32_t& id : prompt) id = token(random);
     GenerationResult last;
@@ -114,6 +123,8 @@ int Run(const std::vector<std::string>& args) {
     });
     const double median = Median(times);
     result.update({{"mode", "generate"},
+                   {"remasking", flags.GetString("remasking")},
+                   {"steps_run", last.steps},
                    {"prompt_len", prompt.size()},
                    {"gen_length", params.gen_length},
                    {"steps", params.steps},

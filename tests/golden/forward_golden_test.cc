@@ -74,7 +74,7 @@ TEST_P(ForwardGoldenTest, EveryIntermediateMatchesTheReference) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, ForwardGoldenTest, ::testing::Values(0, 1));
+INSTANTIATE_TEST_SUITE_P(Fixtures, ForwardGoldenTest, ::testing::Values(0, 1, 2));
 
 TEST(ForwardGoldenTest, Bf16CheckpointEqualsItsFp32Rounding) {
   // The bf16 model stores tiny-llada's weights rounded to bf16, so its logits must differ from
