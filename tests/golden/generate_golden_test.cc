@@ -6,22 +6,11 @@
 #include <vector>
 
 #include "model/denoiser.h"
+#include "tests/support/fixture_params.h"
 #include "tests/support/test_data.h"
 
 namespace sculpt {
 namespace {
-
-GenerationParams ParamsFromFixture(const nlohmann::json& test_case) {
-  GenerationParams params;
-  params.gen_length = test_case["gen_length"];
-  params.steps = test_case["steps"];
-  params.block_length = test_case["block_length"];
-  params.remasking = *ParseRemasking(test_case["remasking"].get<std::string>());
-  params.temperature = test_case["temperature"];
-  params.cfg_scale = test_case["cfg_scale"];
-  params.seed = test_case["seed"];
-  return params;
-}
 
 TEST(GenerateGoldenTest, TokenIdsMatchTheReference) {
   const nlohmann::json fixture = testing::LoadJsonFixture("tests/golden/data/generate.json");
@@ -35,7 +24,7 @@ TEST(GenerateGoldenTest, TokenIdsMatchTheReference) {
     Transformer* model = models[model_name].model.get();
     ASSERT_NE(model, nullptr);
 
-    const GenerationParams params = ParamsFromFixture(test_case);
+    const GenerationParams params = testing::ParamsFromFixture(test_case);
     const std::vector<int32_t> prompt = test_case["prompt_ids"];
     auto result = Generate(*model, prompt, params);
     ASSERT_TRUE(result.ok()) << result.status();

@@ -11,31 +11,11 @@
 
 #include "model/denoise/selection.h"
 #include "model/denoiser.h"
+#include "tests/support/fixture_params.h"
 #include "tests/support/test_data.h"
 
 namespace sculpt {
 namespace {
-
-GenerationParams ParamsFromFixture(const nlohmann::json& c) {
-  GenerationParams params;
-  params.gen_length = c["gen_length"];
-  params.steps = c["steps"];
-  params.block_length = c["block_length"];
-  params.remasking = *ParseRemasking(c["remasking"].get<std::string>());
-  params.temperature = c["temperature"];
-  params.top_p = c["top_p"];
-  params.top_k = c["top_k"];
-  params.cfg_scale = c["cfg_scale"];
-  params.seed = c["seed"];
-  params.alg_temp = c["alg_temp"];
-  params.confidence_threshold = c["confidence_threshold"];
-  params.factor = c["factor"];
-  params.early_stop = c["early_stop"];
-  params.logits_eos_inf = c["logits_eos_inf"];
-  params.confidence_eos_eot_inf = c["confidence_eos_eot_inf"];
-  params.stop_token_ids = c["stop_ids"].get<std::vector<int32_t>>();
-  return params;
-}
 
 class PolicyModels {
  public:
@@ -60,7 +40,7 @@ TEST(PoliciesGoldenTest, EveryPolicyMatchesTheReferenceOnBothFamilies) {
     ASSERT_NE(model, nullptr);
     ++families[c["family"]];
     const std::vector<int32_t> prompt = c["prompt_ids"];
-    auto result = Generate(*model, prompt, ParamsFromFixture(c));
+    auto result = Generate(*model, prompt, testing::ParamsFromFixture(c));
     ASSERT_TRUE(result.ok()) << result.status();
     EXPECT_EQ(result->token_ids, c["token_ids"].get<std::vector<int32_t>>());
     EXPECT_EQ(result->steps, c["executed_steps"].get<int>());
@@ -80,8 +60,8 @@ TEST(PoliciesGoldenTest, SameRequestAndSeedTwiceGivesTheSameOutput) {
     ++sampled;
     Transformer* model = models.Get(c["model"]);
     const std::vector<int32_t> prompt = c["prompt_ids"];
-    auto first = Generate(*model, prompt, ParamsFromFixture(c));
-    auto second = Generate(*model, prompt, ParamsFromFixture(c));
+    auto first = Generate(*model, prompt, testing::ParamsFromFixture(c));
+    auto second = Generate(*model, prompt, testing::ParamsFromFixture(c));
     ASSERT_TRUE(first.ok() && second.ok());
     EXPECT_EQ(first->token_ids, second->token_ids) << c["name"];
   }
@@ -95,7 +75,7 @@ TEST(PoliciesGoldenTest, AlgTempDrawsPositionsWithTheReferenceProbabilities) {
   Transformer* model = models.Get(pick["model"]);
   ASSERT_NE(model, nullptr);
   nlohmann::json params_json = pick["params"];
-  const GenerationParams params = ParamsFromFixture(params_json);
+  const GenerationParams params = testing::ParamsFromFixture(params_json);
   const std::vector<int32_t> prompt = pick["prompt_ids"];
 
   // The engine's step-0 confidences equal the reference's.

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "tests/support/test_data.h"
 
 namespace sculpt {
@@ -190,6 +191,62 @@ TEST(CliTest, TokenizerErrorsAreClear) {
     EXPECT_NE(outcome.output.find(c.message), std::string::npos) << c.arguments << "\n"
                                                                  << outcome.output;
   }
+}
+
+TEST(CliTest, EventsInfillStopAndLiveView) {
+  const std::string model = " --model " + testing::TestModelDir("tiny-llada-text");
+  // One JSON line per step, then the result; the commits add up to the answer.
+  const Outcome events =
+      RunSculpt("generate --json --events --gen-length 12 --steps 6 --prompt hi" + model);
+  ASSERT_EQ(events.exit_code, 0) << events.output;
+  std::vector<nlohmann::json> lines;
+  for (absl::string_view line : absl::StrSplit(events.output, '\n', absl::SkipEmpty())) {
+    lines.push_back(nlohmann::json::parse(line));
+  }
+  ASSERT_EQ(lines.size(), 7u);
+  size_t committed = 0;
+  for (size_t i = 0; i + 1 < lines.size(); ++i) {
+    EXPECT_EQ(lines[i]["event"], "step");
+    EXPECT_EQ(lines[i]["step"], i);
+    committed += lines[i]["committed"].size();
+  }
+  EXPECT_EQ(committed, 12u);
+  EXPECT_EQ(lines.back()["steps"], 6);
+
+  const Outcome infill = RunSculpt("generate --json --infill 'x = <|mask:3|> + 1'" + model);
+  ASSERT_EQ(infill.exit_code, 0) << infill.output;
+  const nlohmann::json result = nlohmann::json::parse(infill.output);
+  ASSERT_EQ(result["spans"].size(), 1u);
+  EXPECT_EQ(result["spans"][0]["token_ids"].size(), 3u);
+  const std::string text = result["text"];
+  EXPECT_EQ(text.rfind("x = ", 0), 0u) << text;
+  EXPECT_EQ(text.substr(text.size() - 4), " + 1") << text;
+
+  // A stop string that the random model produces at once: the answer ends before it.
+  const Outcome free_run =
+      RunSculpt("generate --json --gen-length 16 --steps 16 --prompt hi" + model);
+  const std::string free_text = nlohmann::json::parse(free_run.output)["text"];
+  ASSERT_GE(free_text.size(), 4u);
+  // Whole characters: skip the first, stop at the second.
+  const auto next_char = [&](size_t at) {
+    size_t end = at + 1;
+    while (end < free_text.size() && (static_cast<uint8_t>(free_text[end]) & 0xC0) == 0x80) ++end;
+    return end;
+  };
+  const size_t second = next_char(0);
+  const std::string stop = free_text.substr(second, next_char(second) - second);
+  const Outcome stopped = RunSculpt(
+      "generate --json --gen-length 16 --steps 16 --prompt hi --stop '" + stop + "'" + model);
+  ASSERT_EQ(stopped.exit_code, 0) << stopped.output;
+  const nlohmann::json stopped_result = nlohmann::json::parse(stopped.output);
+  EXPECT_EQ(stopped_result["finish_reason"], "stop");
+  EXPECT_EQ(stopped_result["text"].get<std::string>().find(stop), std::string::npos);
+
+  const Outcome live = RunSculpt("generate --live --gen-length 8 --steps 4 --prompt hi" + model);
+  ASSERT_EQ(live.exit_code, 0) << live.output;
+  EXPECT_NE(live.output.find("step 4/4"), std::string::npos) << live.output;
+  EXPECT_NE(live.output.find("\u2591"), std::string::npos);         // masked positions drawn
+  EXPECT_NE(live.output.find("\x1b[1;30;42m"), std::string::npos);  // new commits highlighted
 }
 
 TEST(CliTest, NoArgumentsPrintsUsage) {
