@@ -9,5 +9,6 @@ namespace sculpt {
 int RunGenerateCommand(const std::vector<std::string>& args);
 int RunTokenizeCommand(const std::vector<std::string>& args);
 int RunDetokenizeCommand(const std::vector<std::string>& args);
+int RunEvalCommand(const std::vector<std::string>& args);
 
 }  // namespace sculpt

@@ -15,6 +15,7 @@ Commands:
   generate    run one generation on the CPU and print the answer
   tokenize    encode text with the model's tokenizer.json
   detokenize  decode token ids to text
+  eval        measure a model's masked-token accuracy and infilling on held-out code
   (sculpt COMMAND --help lists each command's flags)
 
 Flags:
@@ -39,6 +40,7 @@ int main(int argc, char** argv) {
   if (command == "generate") return sculpt::RunGenerateCommand(args);
   if (command == "tokenize") return sculpt::RunTokenizeCommand(args);
   if (command == "detokenize") return sculpt::RunDetokenizeCommand(args);
+  if (command == "eval") return sculpt::RunEvalCommand(args);
   std::cerr << "sculpt: unknown command '" << command << "' (see sculpt --help)\n";
   return 2;
 }

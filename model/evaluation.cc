@@ -1,0 +1,131 @@
+#include "model/evaluation.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "common/rng.h"
+#include "common/status.h"
+#include "model/denoiser.h"
+
+namespace sculpt {
+namespace {
+
+// Which positions of a window are hidden: the `count` lowest draws.
+std::vector<int32_t> HiddenPositions(uint64_t seed, uint32_t window_index, int length, int count) {
+  std::vector<double> draws(length);
+  for (int i = 0; i < length; ++i) {
+    draws[i] =
+        UniformOpen01(seed, window_index, static_cast<uint32_t>(i), 0, RngStream::kRandomRemasking);
+  }
+  std::vector<int32_t> order(length);
+  std::iota(order.begin(), order.end(), 0);
+  std::partial_sort(order.begin(), order.begin() + count, order.end(),
+                    [&](int32_t a, int32_t b) { return draws[a] < draws[b]; });
+  order.resize(count);
+  std::sort(order.begin(), order.end());
+  return order;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<MaskedAccuracy>> EvaluateMaskedAccuracy(
+    Transformer& model, const std::vector<std::vector<int32_t>>& documents,
+    std::span<const double> ratios, int32_t baseline_token, int window, uint64_t seed,
+    int64_t max_tokens) {
+  const ModelConfig& config = model.config();
+  std::vector<std::vector<int32_t>> windows;
+  int64_t total = 0;
+  for (const auto& document : documents) {
+    for (size_t start = 0; start < document.size() && total < max_tokens; start += window) {
+      const size_t end = std::min(document.size(), start + static_cast<size_t>(window));
+      windows.emplace_back(document.begin() + start, document.begin() + end);
+      total += static_cast<int64_t>(end - start);
+    }
+    if (total >= max_tokens) break;
+  }
+  constexpr size_t kWindowsPerForward = 8;
+  std::vector<MaskedAccuracy> results;
+  for (double ratio : ratios) {
+    MaskedAccuracy accuracy{.ratio = ratio};
+    for (size_t first = 0; first < windows.size(); first += kWindowsPerForward) {
+      const size_t last = std::min(windows.size(), first + kWindowsPerForward);
+      std::vector<std::vector<int32_t>> inputs, hidden, rows;
+      for (size_t w = first; w < last; ++w) {
+        const int length = static_cast<int>(windows[w].size());
+        const int count = std::max(1, static_cast<int>(ratio * length));
+        hidden.push_back(HiddenPositions(seed, static_cast<uint32_t>(w), length, count));
+        inputs.push_back(windows[w]);
+        for (int32_t position : hidden.back()) inputs.back()[position] = config.mask_token_id;
+        rows.push_back(hidden.back());
+        if (config.shifted_predictions()) {
+          for (int32_t& row : rows.back()) row = std::max(row - 1, 0);
+        }
+      }
+      std::vector<SequenceInput> batch;
+      for (size_t i = 0; i < inputs.size(); ++i) batch.push_back({inputs[i], rows[i]});
+      SCULPT_ASSIGN_OR_RETURN(TensorView logits, model.Forward(batch));
+      std::vector<float> host(static_cast<size_t>(logits.num_elements()));
+      SCULPT_RETURN_IF_ERROR(
+          model.backend().CopyToHost(host.data(), logits.data, logits.byte_size()));
+      int64_t row = 0;
+      for (size_t i = 0; i < inputs.size(); ++i) {
+        for (int32_t position : hidden[i]) {
+          const float* scores = host.data() + row * logits.cols;
+          const int32_t predicted =
+              static_cast<int32_t>(std::max_element(scores, scores + logits.cols) - scores);
+          const int32_t truth = windows[first + i][position];
+          accuracy.correct += predicted == truth;
+          accuracy.baseline_correct += baseline_token == truth;
+          ++accuracy.masked;
+          ++row;
+        }
+      }
+    }
+    results.push_back(accuracy);
+  }
+  return results;
+}
+
+absl::StatusOr<InfillScore> EvaluateInfill(Transformer& model, std::span<const InfillCase> cases,
+                                           const GenerationParams& params, int batch_size) {
+  const ModelConfig& config = model.config();
+  InfillScore score;
+  for (size_t first = 0; first < cases.size(); first += batch_size) {
+    const size_t last = std::min(cases.size(), first + static_cast<size_t>(batch_size));
+    std::vector<Generation> generations;
+    for (size_t i = first; i < last; ++i) {
+      const InfillCase& infill = cases[i];
+      std::vector<int32_t> canvas = infill.prefix;
+      canvas.insert(canvas.end(), infill.middle.size(), config.mask_token_id);
+      canvas.insert(canvas.end(), infill.suffix.begin(), infill.suffix.end());
+      GenerationParams case_params = params;
+      case_params.block_length = 0;
+      if (params.steps == 0) case_params.steps = 0;
+      SCULPT_ASSIGN_OR_RETURN(Generation generation,
+                              Generation::CreateInfill(canvas, case_params, config));
+      generations.push_back(std::move(generation));
+    }
+    std::vector<Generation*> batch;
+    for (Generation& generation : generations) batch.push_back(&generation);
+    while (std::any_of(generations.begin(), generations.end(),
+                       [](const Generation& g) { return !g.finished(); })) {
+      SCULPT_RETURN_IF_ERROR(RunDenoisingStep(model, batch).status());
+    }
+    for (size_t i = 0; i < generations.size(); ++i) {
+      const InfillCase& infill = cases[first + i];
+      const auto canvas = generations[i].full_canvas();
+      int correct = 0;
+      for (size_t j = 0; j < infill.middle.size(); ++j) {
+        correct += canvas[infill.prefix.size() + j] == infill.middle[j];
+      }
+      ++score.cases;
+      score.exact += correct == static_cast<int>(infill.middle.size());
+      score.tokens += static_cast<int64_t>(infill.middle.size());
+      score.correct_tokens += correct;
+      score.steps += generations[i].steps_run();
+    }
+  }
+  return score;
+}
+
+}  // namespace sculpt

@@ -1,0 +1,52 @@
+// Quality measurements through the engine itself: masked-token accuracy and infilling, the
+// speed/quality trade-off later optimisations are judged by (sculpt eval).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/generation.h"
+#include "model/transformer.h"
+
+namespace sculpt {
+
+struct MaskedAccuracy {
+  double ratio = 0.0;
+  int64_t masked = 0;
+  int64_t correct = 0;           // the model's argmax equals the hidden token
+  int64_t baseline_correct = 0;  // the most frequent training token equals the hidden token
+};
+
+// Cuts `documents` into windows of `window` tokens; in each, hides a fraction `ratio` of the
+// positions (at least one, chosen with the counter-based RNG from `seed`) and asks for all of
+// them in one forward. Stops after about `max_tokens` tokens per ratio.
+absl::StatusOr<std::vector<MaskedAccuracy>> EvaluateMaskedAccuracy(
+    Transformer& model, const std::vector<std::vector<int32_t>>& documents,
+    std::span<const double> ratios, int32_t baseline_token, int window, uint64_t seed,
+    int64_t max_tokens);
+
+// One infilling task: given tokens around a hidden middle.
+struct InfillCase {
+  std::vector<int32_t> prefix;
+  std::vector<int32_t> middle;  // the truth, hidden as as many masks
+  std::vector<int32_t> suffix;
+};
+
+struct InfillScore {
+  int cases = 0;
+  int exact = 0;  // every hidden token recovered
+  int64_t tokens = 0;
+  int64_t correct_tokens = 0;
+  int64_t steps = 0;
+  double tokens_per_step() const { return steps == 0 ? 0.0 : double(tokens) / double(steps); }
+};
+
+// Fills every case with `params` (remasking, threshold, ...; steps = one per mask when
+// params.steps is 0), `batch_size` cases sharing each forward.
+absl::StatusOr<InfillScore> EvaluateInfill(Transformer& model, std::span<const InfillCase> cases,
+                                           const GenerationParams& params, int batch_size);
+
+}  // namespace sculpt

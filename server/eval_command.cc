@@ -1,0 +1,274 @@
+// `sculpt eval`: the shipped model's quality through the engine itself: held-out masked-token
+// accuracy against a unigram baseline, and infilling of held-out Python functions at several
+// decoding speeds (the speed/quality trade-off).
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "common/file_util.h"
+#include "common/rng.h"
+#include "common/status.h"
+#include "cpu/cpu_backend.h"
+#include "cpu/threads.h"
+#include "model/evaluation.h"
+#include "model/tokenizer.h"
+#include "server/commands.h"
+#include "server/flags.h"
+
+namespace sculpt {
+namespace {
+
+using nlohmann::json;
+
+struct Split {
+  std::vector<std::string> train, heldout;
+};
+
+absl::StatusOr<Split> ReadSplit(const std::string& path) {
+  SCULPT_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  const json root = json::parse(text, nullptr, false);
+  if (root.is_discarded() || !root.contains("train") || !root.contains("heldout")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": expected {\"train\": [...], \"heldout\": [...]} (tools/train/prepare_data.py)"));
+  }
+  return Split{root["train"].get<std::vector<std::string>>(),
+               root["heldout"].get<std::vector<std::string>>()};
+}
+
+// Leading spaces of a line (tabs count as one).
+size_t Indent(const std::string& line) { return line.find_first_not_of(" \t"); }
+
+// Functions of a file as ranges of lines [def line, end), with their body lines.
+struct Function {
+  std::vector<std::string> lines;
+  std::vector<size_t> body;  // indices into lines of non-blank body lines
+};
+
+std::vector<Function> ExtractFunctions(const std::string& text) {
+  static const std::regex kDef(R"(^\s*(async\s+)?def\s)");
+  const std::vector<std::string> lines = absl::StrSplit(text, '\n');
+  std::vector<Function> functions;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (!std::regex_search(lines[i], kDef)) continue;
+    const size_t indent = Indent(lines[i]);
+    size_t end = i + 1;
+    while (end < lines.size() &&
+           (Indent(lines[end]) == std::string::npos || Indent(lines[end]) > indent)) {
+      ++end;
+    }
+    if (end - i < 3 || end - i > 40) continue;
+    Function function;
+    function.lines.assign(lines.begin() + i, lines.begin() + end);
+    for (size_t j = 1; j < function.lines.size(); ++j) {
+      if (Indent(function.lines[j]) != std::string::npos) function.body.push_back(j);
+    }
+    if (function.body.size() >= 2) functions.push_back(std::move(function));
+  }
+  return functions;
+}
+
+std::string JoinLines(const std::vector<std::string>& lines, size_t begin, size_t end) {
+  std::string out;
+  for (size_t i = begin; i < end; ++i) {
+    out += lines[i];
+    if (i + 1 < lines.size()) out += '\n';
+  }
+  return out;
+}
+
+// Hides body lines [first, first + count) of a function: the prefix keeps the newline before.
+absl::StatusOr<InfillCase> MakeCase(const Tokenizer& tokenizer, const Function& function,
+                                    size_t first, size_t count, int32_t bos) {
+  const std::string prefix = JoinLines(function.lines, 0, first);
+  std::string middle;
+  for (size_t i = first; i < first + count; ++i) {
+    middle += function.lines[i];
+    if (i + 1 < first + count) middle += '\n';
+  }
+  std::string suffix = "\n";
+  suffix += JoinLines(function.lines, first + count, function.lines.size());
+  InfillCase infill;
+  if (bos >= 0) infill.prefix.push_back(bos);
+  SCULPT_ASSIGN_OR_RETURN(auto prefix_ids, tokenizer.Encode(prefix, false));
+  infill.prefix.insert(infill.prefix.end(), prefix_ids.begin(), prefix_ids.end());
+  SCULPT_ASSIGN_OR_RETURN(infill.middle, tokenizer.Encode(middle, false));
+  SCULPT_ASSIGN_OR_RETURN(infill.suffix, tokenizer.Encode(suffix, false));
+  return infill;
+}
+
+absl::Status Run(const FlagSet& flags) {
+  const std::string model_dir = flags.GetString("model");
+  if (model_dir.empty()) return absl::InvalidArgumentError("--model DIR is required");
+  SCULPT_ASSIGN_OR_RETURN(int64_t threads, flags.GetInt("threads"));
+  SetCpuThreads(static_cast<int>(threads));
+  SCULPT_ASSIGN_OR_RETURN(int64_t max_tokens, flags.GetInt("max-tokens"));
+  SCULPT_ASSIGN_OR_RETURN(int64_t samples, flags.GetInt("infill-samples"));
+  SCULPT_ASSIGN_OR_RETURN(int64_t batch, flags.GetInt("batch"));
+  SCULPT_ASSIGN_OR_RETURN(int64_t seed, flags.GetInt("seed"));
+  if (max_tokens < 1 || samples < 1 || batch < 1 || seed < 0) {
+    return absl::InvalidArgumentError("--max-tokens, --infill-samples and --batch must be >= 1");
+  }
+  SCULPT_ASSIGN_OR_RETURN(Split split, ReadSplit(flags.GetString("split")));
+  const std::string root = flags.GetString("corpus-root");
+
+  auto backend = MakeCpuBackend();
+  auto model_or = LoadTransformer(model_dir, *backend);
+  if (!model_or.ok()) return absl::DataLossError(model_or.status().message());
+  Transformer& model = **model_or;
+  SCULPT_ASSIGN_OR_RETURN(auto tokenizer, Tokenizer::Load(model_dir));
+  const int32_t bos = tokenizer->special_ids().bos;
+  const int32_t eos = model.config().eos_token_id;
+
+  // The unigram baseline: always guess the most frequent token of the training split.
+  std::map<int32_t, int64_t> frequency;
+  for (const std::string& path : split.train) {
+    SCULPT_ASSIGN_OR_RETURN(std::string text, ReadFileToString(root + "/" + path));
+    SCULPT_ASSIGN_OR_RETURN(auto ids, tokenizer->Encode(text, false));
+    for (int32_t id : ids) ++frequency[id];
+  }
+  const int32_t baseline_token =
+      std::max_element(frequency.begin(), frequency.end(), [](const auto& a, const auto& b) {
+        return a.second < b.second;
+      })->first;
+
+  std::vector<std::vector<int32_t>> documents;
+  std::vector<Function> functions;
+  for (const std::string& path : split.heldout) {
+    SCULPT_ASSIGN_OR_RETURN(std::string text, ReadFileToString(root + "/" + path));
+    SCULPT_ASSIGN_OR_RETURN(auto ids, tokenizer->Encode(text, false));
+    std::vector<int32_t> document;
+    if (bos >= 0) document.push_back(bos);
+    document.insert(document.end(), ids.begin(), ids.end());
+    document.push_back(eos);
+    documents.push_back(std::move(document));
+    for (Function& function : ExtractFunctions(text)) functions.push_back(std::move(function));
+  }
+  const int window = std::min(512, model.config().max_sequence_length);
+  const double ratios[] = {0.15, 0.5, 0.9};
+  SCULPT_ASSIGN_OR_RETURN(auto accuracy,
+                          EvaluateMaskedAccuracy(model, documents, ratios, baseline_token, window,
+                                                 static_cast<uint64_t>(seed), max_tokens));
+
+  // Infill cases: functions drawn deterministically; one hidden line, and a span of 3-5 lines.
+  std::vector<InfillCase> line_cases, span_cases;
+  for (size_t i = 0; i < functions.size() && line_cases.size() < static_cast<size_t>(samples);
+       ++i) {
+    const size_t pick =
+        static_cast<size_t>(UniformOpen01(static_cast<uint64_t>(seed), 7, static_cast<uint32_t>(i),
+                                          0, RngStream::kGumbel) *
+                            double(functions[i].body.size()));
+    const Function& function = functions[(i * 7919) % functions.size()];
+    const size_t line = function.body[pick % function.body.size()];
+    SCULPT_ASSIGN_OR_RETURN(InfillCase one, MakeCase(*tokenizer, function, line, 1, bos));
+    if (!one.middle.empty() && one.prefix.size() + one.middle.size() + one.suffix.size() <= 500) {
+      line_cases.push_back(std::move(one));
+    }
+    const size_t span = 3 + pick % 3;
+    if (function.body.front() + span <= function.lines.size()) {
+      const size_t start =
+          function.body.front() + pick % (function.lines.size() - function.body.front() - span + 1);
+      SCULPT_ASSIGN_OR_RETURN(InfillCase many, MakeCase(*tokenizer, function, start, span, bos));
+      if (!many.middle.empty() &&
+          many.prefix.size() + many.middle.size() + many.suffix.size() <= 500) {
+        span_cases.push_back(std::move(many));
+      }
+    }
+  }
+  span_cases.resize(std::min(span_cases.size(), line_cases.size()));
+
+  struct Setting {
+    std::string name;
+    Remasking remasking;
+    double threshold;
+  };
+  const std::vector<Setting> settings = {
+      {"low_confidence, 1 token/step", Remasking::kLowConfidence, 0},
+      {"threshold 0.95", Remasking::kThreshold, 0.95},
+      {"threshold 0.9", Remasking::kThreshold, 0.9},
+      {"threshold 0.8", Remasking::kThreshold, 0.8},
+      {"threshold 0.7", Remasking::kThreshold, 0.7}};
+  json report = {{"model", model_dir}, {"baseline_token", baseline_token}};
+  std::cout << absl::StrFormat("Masked-token accuracy on held-out files (%d files)\n\n",
+                               documents.size());
+  std::cout << "| mask ratio | masked tokens | model | unigram baseline |\n|---|---|---|---|\n";
+  for (const MaskedAccuracy& a : accuracy) {
+    const double model_accuracy = double(a.correct) / double(a.masked);
+    const double baseline = double(a.baseline_correct) / double(a.masked);
+    std::cout << absl::StrFormat("| %.2f | %d | %.1f%% | %.1f%% |\n", a.ratio, a.masked,
+                                 100 * model_accuracy, 100 * baseline);
+    report["masked_accuracy"].push_back({{"ratio", a.ratio},
+                                         {"masked", a.masked},
+                                         {"accuracy", model_accuracy},
+                                         {"baseline", baseline}});
+  }
+  for (const auto& [label, cases] :
+       {std::pair{"one line", &line_cases}, std::pair{"3-5 lines", &span_cases}}) {
+    std::cout << absl::StrFormat("\nInfilling held-out functions, %s hidden (%d cases)\n\n", label,
+                                 cases->size());
+    std::cout << "| decoding | exact match | token accuracy | tokens/step |\n|---|---|---|---|\n";
+    for (const Setting& setting : settings) {
+      GenerationParams params;
+      params.remasking = setting.remasking;
+      params.confidence_threshold = setting.threshold;
+      params.steps = 0;
+      SCULPT_ASSIGN_OR_RETURN(InfillScore score,
+                              EvaluateInfill(model, *cases, params, static_cast<int>(batch)));
+      const double exact = double(score.exact) / std::max(1, score.cases);
+      const double token_accuracy =
+          double(score.correct_tokens) / std::max<int64_t>(1, score.tokens);
+      std::cout << absl::StrFormat("| %s | %.1f%% | %.1f%% | %.2f |\n", setting.name, 100 * exact,
+                                   100 * token_accuracy, score.tokens_per_step());
+      report["infill"].push_back({{"hidden", label},
+                                  {"decoding", setting.name},
+                                  {"cases", score.cases},
+                                  {"exact_match", exact},
+                                  {"token_accuracy", token_accuracy},
+                                  {"tokens_per_step", score.tokens_per_step()}});
+    }
+  }
+  if (flags.Has("json-out")) {
+    std::ofstream(flags.GetString("json-out")) << report.dump(2) << "\n";
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int RunEvalCommand(const std::vector<std::string>& args) {
+  FlagSet flags;
+  flags.Add("model", "DIR", "", "model directory; required");
+  flags.Add("split", "FILE", "build/train-data/split.json",
+            "train/held-out split of the corpus (tools/train/prepare_data.py)");
+  flags.Add("corpus-root", "DIR", "/usr/lib/python3.11", "where the split's relative paths live");
+  flags.Add("max-tokens", "N", "40000", "held-out tokens per mask ratio");
+  flags.Add("infill-samples", "N", "60", "infilling cases of each kind");
+  flags.Add("batch", "N", "16", "generations sharing each forward");
+  flags.Add("seed", "N", "0", "seed of the masks and the case selection");
+  flags.Add("threads", "N", "0", "CPU threads (0 = all cores)");
+  flags.Add("json-out", "FILE", "", "also write the figures as JSON");
+  flags.Add("help", "", "", "show this help");
+  if (absl::Status status = flags.Parse(args); !status.ok()) {
+    std::cerr << "sculpt eval: " << status.message() << "\n";
+    return 2;
+  }
+  if (flags.GetBool("help")) {
+    std::cout << "Usage: sculpt eval --model DIR [flags]\n\nMeasures masked-token accuracy and "
+                 "infilling quality at several decoding speeds on the held-out split.\n\nFlags:\n"
+              << flags.Usage();
+    return 0;
+  }
+  if (absl::Status status = Run(flags); !status.ok()) {
+    std::cerr << "sculpt eval: " << status.message() << "\n";
+    return absl::IsInvalidArgument(status) ? 2 : 1;
+  }
+  return 0;
+}
+
+}  // namespace sculpt

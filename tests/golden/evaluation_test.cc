@@ -1,0 +1,47 @@
+// The evaluation harness's bookkeeping on a real tiny model: how many tokens are hidden per
+// ratio, how infill cases are scored, and that 1-token-per-step decoding takes one step per mask.
+#include "model/evaluation.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/support/test_data.h"
+
+namespace sculpt {
+namespace {
+
+TEST(EvaluationTest, MaskedAccuracyHidesTheRequestedShare) {
+  auto loaded = testing::LoadTestModel("tiny-llada");
+  ASSERT_NE(loaded.model, nullptr);
+  std::vector<std::vector<int32_t>> documents = {std::vector<int32_t>(100, 7),
+                                                 std::vector<int32_t>(40, 9)};
+  const double ratios[] = {0.15, 0.5};
+  auto results = EvaluateMaskedAccuracy(*loaded.model, documents, ratios, /*baseline_token=*/7,
+                                        /*window=*/64, /*seed=*/3, /*max_tokens=*/1000);
+  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_EQ(results->size(), 2u);
+  // Windows of 64, 36 and 40 tokens.
+  EXPECT_EQ((*results)[0].masked, 9 + 5 + 6);
+  EXPECT_EQ((*results)[1].masked, 32 + 18 + 20);
+  // The baseline guesses 7: right exactly on the first document's hidden tokens.
+  EXPECT_EQ((*results)[0].baseline_correct, 9 + 5);
+  EXPECT_LE((*results)[1].correct, (*results)[1].masked);
+}
+
+TEST(EvaluationTest, InfillScoresEveryHiddenToken) {
+  auto loaded = testing::LoadTestModel("tiny-llada");
+  ASSERT_NE(loaded.model, nullptr);
+  std::vector<InfillCase> cases = {
+      {{1, 2, 3}, {4, 5}, {6}}, {{7}, {8, 9, 10}, {11, 12}}, {{13, 14}, {15}, {}}};
+  GenerationParams params;
+  params.steps = 0;
+  auto score = EvaluateInfill(*loaded.model, cases, params, /*batch_size=*/2);
+  ASSERT_TRUE(score.ok()) << score.status();
+  EXPECT_EQ(score->cases, 3);
+  EXPECT_EQ(score->tokens, 6);
+  EXPECT_EQ(score->steps, 6);  // one token per step
+  EXPECT_DOUBLE_EQ(score->tokens_per_step(), 1.0);
+  EXPECT_LE(score->correct_tokens, 6);
+}
+
+}  // namespace
+}  // namespace sculpt
