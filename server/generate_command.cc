@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -30,7 +31,9 @@ using nlohmann::json;
 
 FlagSet GenerateFlags() {
   FlagSet flags;
-  flags.Add("model", "DIR", "", "model directory (config.json, model.safetensors); required");
+  flags.Add("model", "DIR", "",
+            "model directory (config.json, model.safetensors) (default: the "
+            "shipped models/sculpt-code-mini)");
   flags.Add("prompt", "TEXT", "", "prompt text, encoded with the model's tokenizer.json");
   flags.Add("prompt-ids", "IDS", "", "prompt as comma-separated token ids, e.g. 1,2,3");
   flags.Add("chat", "", "", "send --prompt as a user message through the model's chat format");
@@ -117,10 +120,25 @@ json EventJson(const StepEvent& event) {
           {"finished", event.finished}};
 }
 
+// The shipped model, found from the working directory or next to the binary (build/sculpt).
+std::string DefaultModelDir() {
+  const std::string relative = "models/sculpt-code-mini";
+  if (FileExists(relative + "/config.json")) return relative;
+  std::error_code error;
+  const auto executable = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (!error) {
+    const auto beside = executable.parent_path().parent_path() / relative;
+    if (FileExists((beside / "config.json").string())) return beside.string();
+  }
+  return "";
+}
+
 absl::Status Run(const FlagSet& flags) {
   SCULPT_RETURN_IF_ERROR(SetupLogging(flags.GetString("log-level")));
-  const std::string model_dir = flags.GetString("model");
-  if (model_dir.empty()) return absl::InvalidArgumentError("--model DIR is required");
+  const std::string model_dir = flags.Has("model") ? flags.GetString("model") : DefaultModelDir();
+  if (model_dir.empty()) {
+    return absl::InvalidArgumentError("--model DIR is required (the default model was not found)");
+  }
   const int inputs = flags.Has("prompt") + flags.Has("prompt-ids") + flags.Has("infill");
   if (inputs > 1) {
     return absl::InvalidArgumentError("give one of --prompt, --prompt-ids and --infill, not both");

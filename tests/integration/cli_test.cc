@@ -86,7 +86,6 @@ TEST(CliTest, BadInputGivesAClearErrorAndExitCode) {
   };
   const std::vector<Case> cases = {
       {"frobnicate", 2, "unknown command 'frobnicate'"},
-      {"generate --prompt-ids 1,2", 2, "--model DIR is required"},
       {"generate --nonsense" + model, 2, "unknown flag --nonsense"},
       {"generate --gen-length 12 --block-length 5" + model, 2,
        "block_length (5) must divide gen_length (12)"},
@@ -247,6 +246,14 @@ TEST(CliTest, EventsInfillStopAndLiveView) {
   EXPECT_NE(live.output.find("step 4/4"), std::string::npos) << live.output;
   EXPECT_NE(live.output.find("\u2591"), std::string::npos);         // masked positions drawn
   EXPECT_NE(live.output.find("\x1b[1;30;42m"), std::string::npos);  // new commits highlighted
+}
+
+TEST(CliTest, GenerateDefaultsToTheShippedModel) {
+  const Outcome outcome = RunSculpt("generate --json --prompt 'x = ' --gen-length 4 --steps 4");
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.output;
+  EXPECT_NE(
+      nlohmann::json::parse(outcome.output)["model"].get<std::string>().find("sculpt-code-mini"),
+      std::string::npos);
 }
 
 TEST(CliTest, NoArgumentsPrintsUsage) {
