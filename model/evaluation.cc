@@ -100,7 +100,6 @@ absl::StatusOr<InfillScore> EvaluateInfill(Transformer& model, std::span<const I
       canvas.insert(canvas.end(), infill.suffix.begin(), infill.suffix.end());
       GenerationParams case_params = params;
       case_params.block_length = 0;
-      if (params.steps == 0) case_params.steps = 0;
       SCULPT_ASSIGN_OR_RETURN(Generation generation,
                               Generation::CreateInfill(canvas, case_params, config));
       generations.push_back(std::move(generation));
