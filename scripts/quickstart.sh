@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install_deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSCULPT_BUILD_TESTS=OFF
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j"$(nproc)" --target sculpt
 set -x
 ./build/sculpt generate --prompt "def fibonacci(n):" --gen-length 64 --steps 64 --block-length 32

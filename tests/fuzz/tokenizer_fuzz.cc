@@ -22,10 +22,13 @@ struct Style {
 std::vector<Style>& Styles() {
   static std::vector<Style> styles = [] {
     std::vector<Style> loaded;
-    for (const auto& [name, lossless] : std::vector<std::pair<std::string, bool>>{
-             {"llada-style", true}, {"qwen2-style", false}, {"gpt2-style", true},
-             {"gpt2-prefix-digits", false}}) {
-      auto tokenizer = Tokenizer::Load(std::string(SCULPT_SOURCE_DIR) + "/tests/tokenizers/" + name);
+    for (const auto& [name, lossless] :
+         std::vector<std::pair<std::string, bool>>{{"llada-style", true},
+                                                   {"qwen2-style", false},
+                                                   {"gpt2-style", true},
+                                                   {"gpt2-prefix-digits", false}}) {
+      auto tokenizer =
+          Tokenizer::Load(std::string(SCULPT_SOURCE_DIR) + "/tests/tokenizers/" + name);
       if (!tokenizer.ok()) {
         std::fprintf(stderr, "cannot load %s: %s\n", name.c_str(),
                      std::string(tokenizer.status().message()).c_str());

@@ -5,25 +5,12 @@
 
 #include "common/rng.h"
 #include "model/denoise/selection.h"
+#include "tests/support/small_config.h"
 
 namespace sculpt {
 namespace {
 
 constexpr int32_t kMask = 9;
-
-ModelConfig SmallConfig() {
-  ModelConfig config;
-  config.d_model = 8;
-  config.n_heads = 2;
-  config.n_kv_heads = 2;
-  config.n_layers = 1;
-  config.vocab_size = 10;
-  config.embedding_size = 10;
-  config.max_sequence_length = 16;
-  config.mask_token_id = kMask;
-  config.eos_token_id = 8;
-  return config;
-}
 
 std::vector<int32_t> ToVector(std::span<const int32_t> values) {
   return std::vector<int32_t>(values.begin(), values.end());
@@ -37,7 +24,7 @@ TEST(NumTransferTokensTest, SpreadsEvenlyWithTheRemainderFirst) {
 }
 
 TEST(ValidateGenerationParamsTest, EachBadParameterIsNamed) {
-  const ModelConfig config = SmallConfig();
+  const ModelConfig config = testing::SmallConfig();
   const std::vector<int32_t> prompt = {1, 2};
   struct Case {
     GenerationParams params;
@@ -53,7 +40,7 @@ TEST(ValidateGenerationParamsTest, EachBadParameterIsNamed) {
       {{.gen_length = 4, .steps = 4, .block_length = 4, .temperature = -1}, prompt, "temperature"},
       {{.gen_length = 4, .steps = 4, .block_length = 4, .temperature = NAN}, prompt, "temperature"},
       {{.gen_length = 4, .steps = 4, .block_length = 4, .cfg_scale = -0.5}, prompt, "cfg_scale"},
-      {{.gen_length = 15, .steps = 15, .block_length = 15}, prompt, "max_sequence_length"},
+      {{.gen_length = 31, .steps = 31, .block_length = 31}, prompt, "max_sequence_length"},
       {{.gen_length = 4, .steps = 4, .block_length = 4}, {1, 10}, "prompt token 1"},
       {{.gen_length = 4, .steps = 4, .block_length = 4}, {-3}, "prompt token 0"},
   };
@@ -69,8 +56,9 @@ TEST(ValidateGenerationParamsTest, EachBadParameterIsNamed) {
 
 TEST(GenerationTest, CommitsTheMostConfidentWithinTheCurrentBlockOnly) {
   // prompt [1 2], two blocks of 2, two steps per block: one commit per step.
-  auto generation = Generation::Create(
-      std::vector<int32_t>{1, 2}, {.gen_length = 4, .steps = 4, .block_length = 2}, SmallConfig());
+  auto generation =
+      Generation::Create(std::vector<int32_t>{1, 2},
+                         {.gen_length = 4, .steps = 4, .block_length = 2}, testing::SmallConfig());
   ASSERT_TRUE(generation.ok()) << generation.status();
   EXPECT_EQ(ToVector(generation->canvas()),
             (std::vector<int32_t>{1, 2, kMask, kMask, kMask, kMask}));
@@ -94,8 +82,9 @@ TEST(GenerationTest, CommitsTheMostConfidentWithinTheCurrentBlockOnly) {
 }
 
 TEST(GenerationTest, StepsBeyondTheMasksCommitNothing) {
-  auto generation = Generation::Create(
-      std::vector<int32_t>{1}, {.gen_length = 2, .steps = 4, .block_length = 2}, SmallConfig());
+  auto generation =
+      Generation::Create(std::vector<int32_t>{1}, {.gen_length = 2, .steps = 4, .block_length = 2},
+                         testing::SmallConfig());
   ASSERT_TRUE(generation.ok());
   generation->Commit(std::vector<int32_t>{4, 5}, std::vector<double>{0.3, 0.6});
   generation->Commit(std::vector<int32_t>{4}, std::vector<double>{0.3});
@@ -114,7 +103,7 @@ TEST(GenerationTest, RandomRemaskingRanksByTheCounterBasedDraws) {
                                         .block_length = 3,
                                         .remasking = Remasking::kRandom,
                                         .seed = seed},
-                                       SmallConfig());
+                                       testing::SmallConfig());
   ASSERT_TRUE(generation.ok());
   int best = 3;
   for (int32_t position = 3; position < 6; ++position) {
@@ -136,7 +125,7 @@ TEST(GenerationTest, RandomRemaskingRanksByTheCounterBasedDraws) {
 TEST(GenerationTest, MasksInThePromptAreCandidatesLikeTheReference) {
   auto generation =
       Generation::Create(std::vector<int32_t>{1, kMask, 3},
-                         {.gen_length = 2, .steps = 2, .block_length = 2}, SmallConfig());
+                         {.gen_length = 2, .steps = 2, .block_length = 2}, testing::SmallConfig());
   ASSERT_TRUE(generation.ok());
   EXPECT_EQ(generation->candidate_positions(), (std::vector<int32_t>{1, 3, 4}));
   // The unconditional canvas masks the real prompt tokens only.

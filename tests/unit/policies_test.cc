@@ -11,6 +11,7 @@
 #include "model/denoise/selection.h"
 #include "model/generation.h"
 #include "model/text_io.h"
+#include "tests/support/small_config.h"
 #include "tests/support/test_data.h"
 
 namespace sculpt {
@@ -71,24 +72,10 @@ TEST(SelectionTest, GumbelTopKDrawsFromTheSoftmax) {
   }
 }
 
-ModelConfig SmallConfig() {
-  ModelConfig config;
-  config.d_model = 8;
-  config.n_heads = 2;
-  config.n_kv_heads = 2;
-  config.n_layers = 1;
-  config.vocab_size = 10;
-  config.embedding_size = 10;
-  config.max_sequence_length = 32;
-  config.mask_token_id = 9;
-  config.eos_token_id = 8;
-  return config;
-}
-
 TEST(GenerationStopsTest, EarlyStopTrimsOnceEverythingBeforeEosIsCommitted) {
   GenerationParams params{.gen_length = 6, .steps = 6, .block_length = 6};
   params.early_stop = true;
-  auto generation = Generation::Create(std::vector<int32_t>{1}, params, SmallConfig());
+  auto generation = Generation::Create(std::vector<int32_t>{1}, params, testing::SmallConfig());
   ASSERT_TRUE(generation.ok());
   // Step 1 commits EOS at position 3 (candidates 1..6): positions 1, 2 still masked.
   std::vector<double> confidences = {0.1, 0.2, 0.9, 0.1, 0.1, 0.1};
@@ -111,7 +98,7 @@ TEST(GenerationStopsTest, EosConfidenceRanksLastAndSuppressionIsExposed) {
   params.confidence_eos_eot_inf = true;
   params.logits_eos_inf = true;
   params.stop_token_ids = {8, 7};
-  auto generation = Generation::Create(std::vector<int32_t>{1}, params, SmallConfig());
+  auto generation = Generation::Create(std::vector<int32_t>{1}, params, testing::SmallConfig());
   ASSERT_TRUE(generation.ok());
   EXPECT_EQ(std::vector<int32_t>(generation->suppressed_tokens().begin(),
                                  generation->suppressed_tokens().end()),

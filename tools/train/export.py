@@ -17,39 +17,12 @@ import sys
 import torch
 from safetensors.torch import save_file
 
-# The keys of the real LLaDA-8B config.json that no training choice changes; the same shape of file
-# as tools/make_tiny_model.py writes, so the C++ config parser meets nothing new.
-BASE_CONFIG = {
-    "activation_type": "silu",
-    "alibi": False,
-    "alibi_bias_max": 8.0,
-    "architectures": ["LLaDAModelLM"],
-    "attention_dropout": 0.0,
-    "attention_layer_norm": False,
-    "attention_layer_norm_with_affine": True,
-    "bias_for_layer_norm": False,
-    "block_group_size": 1,
-    "block_type": "llama",
-    "embedding_dropout": 0.0,
-    "flash_attention": False,
-    "include_bias": False,
-    "include_qkv_bias": False,
-    "init_cutoff_factor": None,
-    "init_device": "meta",
-    "init_fn": "normal",
-    "input_emb_norm": False,
-    "layer_norm_type": "rms",
-    "layer_norm_with_affine": True,
-    "model_type": "llada",
-    "multi_query_attention": None,
-    "precision": "amp_bf16",
-    "residual_dropout": 0.0,
-    "rope": True,
-    "rope_full_precision": True,
-    "scale_logits": False,
-    "torch_dtype": "bfloat16",
-    "use_cache": False,
-}
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+# The keys of the real LLaDA-8B config.json that no training choice changes, shared with the tiny
+# test models so the C++ config parser meets one shape of file.
+from make_tiny_model import BASE_CONFIG as TINY_BASE_CONFIG  # noqa: E402
+
+BASE_CONFIG = dict(TINY_BASE_CONFIG, init_fn="normal", torch_dtype="bfloat16")
 
 
 def llada_config(model_cfg: dict, vocab_size: int, special_ids: dict[str, int]) -> dict:
