@@ -21,13 +21,8 @@ if [[ ! -x $python ]]; then
   python=.venv-tools/bin/python
 fi
 
-# A random model of a real shape (12 layers, d_model 768, vocab 32000: ~136M parameters).
 bench_model=build/bench-models/bench-llada-768
-if [[ ! -f $bench_model/model.safetensors ]]; then
-  "$python" tools/make_tiny_model.py --out build/bench-models --variant tiny-llada \
-    --name bench-llada-768 --layers 12 --d-model 768 --heads 12 --kv-heads 12 \
-    --mlp-hidden 2048 --vocab 32000 --max-seq-len 4096
-fi
+PYTHON="$python" bench/make_bench_model.sh
 
 results=build/bench-results.jsonl
 : > "$results"

@@ -11,11 +11,7 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target bench_llada >/dev/null
 python=${SCULPT_TEST_PYTHON:-.venv/bin/python3}
 bench_model=build/bench-models/bench-llada-768
-if [[ ! -f $bench_model/model.safetensors ]]; then
-  "$python" tools/make_tiny_model.py --out build/bench-models --variant tiny-llada \
-    --name bench-llada-768 --layers 12 --d-model 768 --heads 12 --kv-heads 12 \
-    --mlp-hidden 2048 --vocab 32000 --max-seq-len 4096
-fi
+PYTHON="$python" bench/make_bench_model.sh
 results=build/policy-results.jsonl
 : > "$results"
 run() {  # run MODEL REPEAT GEN_LENGTH BLOCK_LENGTH

@@ -47,7 +47,6 @@ class Utf8StreamDecoder {
   std::string Push(std::string_view bytes);
   // Returns what is left (replacement characters for a dangling incomplete sequence).
   std::string Finish();
-  bool has_pending() const { return !pending_.empty(); }
 
  private:
   std::string pending_;
