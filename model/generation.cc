@@ -127,6 +127,11 @@ absl::StatusOr<Generation> Generation::Start(std::vector<int32_t> canvas, int re
   generation.answer_end_ = static_cast<int>(generation.canvas_.size());
   generation.num_blocks_ = params.gen_length / params.block_length;
   generation.steps_per_block_ = params.steps / generation.num_blocks_;
+  generation.planned_steps_ =
+      generation.policy_->fixed_steps()
+          ? params.steps
+          : static_cast<int>(std::count(generation.canvas_.begin(), generation.canvas_.end(),
+                                        config.mask_token_id));
   generation.StartBlock();
   return generation;
 }

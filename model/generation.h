@@ -107,6 +107,12 @@ class Generation {
   FinishReason finish_reason() const { return finish_reason_; }
   const std::optional<StopMatch>& stop_match() const { return stop_match_; }
   int steps_run() const { return steps_run_; }
+  // The block the next step works on (num_blocks() once finished).
+  int current_block() const { return block_; }
+  int num_blocks() const { return num_blocks_; }
+  // Steps the generation plans: `steps` for fixed-step policies; for the threshold and factor
+  // policies, the masks it starts with (each step commits at least one).
+  int planned_steps() const { return planned_steps_; }
   const StepEvent& last_event() const { return event_; }
 
  private:
@@ -133,6 +139,7 @@ class Generation {
   int step_in_block_ = 0;
   int block_masks_at_start_ = 0;
   int steps_run_ = 0;
+  int planned_steps_ = 0;
   std::vector<int32_t> candidates_;
   bool finished_ = false;
   FinishReason finish_reason_ = FinishReason::kLength;

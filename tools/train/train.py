@@ -99,14 +99,17 @@ class LLaDA(nn.Module):
             if not name.endswith("norm.weight") and not name.endswith("ln_f.weight"):
                 nn.init.normal_(p, mean=0.0, std=cfg["init_std"])
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits for every position, or only where `rows` (a bool mask like ids) is set: the
+        loss needs the masked positions only, and the head is a quarter of the step's FLOPs."""
         t = self.model.transformer
         T = ids.shape[1]
         cos, sin = self.cos[:T], self.sin[:T]
         x = t.wte(ids)
         for block in t.blocks:
             x = block(x, cos, sin)
-        return F.linear(t.ln_f(x), t.wte.weight)
+        h = t.ln_f(x)
+        return F.linear(h if rows is None else h[rows], t.wte.weight)
 
 
 def make_batch(data: torch.Tensor, tc: dict, eos_id: int, gen: torch.Generator) -> torch.Tensor:
@@ -122,16 +125,31 @@ def make_batch(data: torch.Tensor, tc: dict, eos_id: int, gen: torch.Generator) 
 
 
 def diffusion_loss(
-    model: nn.Module, x: torch.Tensor, mask_id: int, eps: float, gen: torch.Generator
+    model: nn.Module,
+    x: torch.Tensor,
+    mask_id: int,
+    tc: dict,
+    gen: torch.Generator,
+    device: torch.device,
 ) -> torch.Tensor:
     """LLaDA's pre-training loss: mask each token with probability t ~ U(eps, 1), score masked
-    positions weighted by 1/t, normalise by all tokens of the batch."""
+    positions weighted by 1/t, normalise by all tokens of the batch.
+
+    With `stratified_t` the batch's t values are one draw per stratum [i/B, (i+1)/B) in random
+    order: each sequence's t is still U(eps, 1), but a batch never lacks low or high ratios, which
+    tames the variance that the 1/t weight gives a small batch."""
     B, T = x.shape
-    t = (1 - eps) * torch.rand(B, generator=gen) + eps
+    eps = tc["mask_eps"]
+    u = torch.rand(B, generator=gen)
+    if tc.get("stratified_t", False):
+        u = (torch.randperm(B, generator=gen) + u) / B
+    t = (1 - eps) * u + eps
     p_mask = t[:, None].expand(B, T)
     masked = torch.rand(B, T, generator=gen) < p_mask
-    logits = model(x.masked_fill(masked, mask_id))
-    ce = F.cross_entropy(logits[masked], x[masked], reduction="none")
+    x, masked, p_mask = x.to(device), masked.to(device), p_mask.to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.get("bf16", False)):
+        logits = model(x.masked_fill(masked, mask_id), rows=masked)
+    ce = F.cross_entropy(logits.float(), x[masked], reduction="none")
     return (ce / p_mask[masked]).sum() / (B * T)
 
 
@@ -144,14 +162,16 @@ def lr_at(step: int, tc: dict) -> float:
 
 
 @torch.no_grad()
-def heldout_loss(model: nn.Module, data: torch.Tensor, tc: dict, mask_id: int, eos_id: int):
+def heldout_loss(
+    model: nn.Module, data: torch.Tensor, tc: dict, mask_id: int, eos_id: int, device: torch.device
+):
     """The same windows and masks at every call (own seed), so the values are comparable."""
     gen = torch.Generator().manual_seed(0)
     model.eval()
     losses = []
     for _ in range(4):
         x = make_batch(data, dict(tc, random_length_prob=0.0), eos_id, gen)
-        losses.append(diffusion_loss(model, x, mask_id, tc["mask_eps"], gen).item())
+        losses.append(diffusion_loss(model, x, mask_id, tc, gen, device).item())
     model.train()
     return float(np.mean(losses))
 
@@ -206,8 +226,11 @@ def main(argv: list[str]) -> int:
         np.fromfile(args.data / "heldout.bin", dtype=np.uint16).astype(np.int64)
     )
 
+    # The same script trains on a GPU when there is one; batches and masks are always drawn on
+    # the CPU, so a run's data order does not depend on the device.
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(tc["seed"])
-    model = LLaDA(mc, vocab_size)
+    model = LLaDA(mc, vocab_size).to(device)
     # Norm gains and embeddings are not decayed, as in LLaDA/OLMo; the matrices are.
     decay = [p for n, p in model.named_parameters() if p.dim() == 2 and "wte" not in n]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "wte" in n]
@@ -226,11 +249,11 @@ def main(argv: list[str]) -> int:
         args.run / n for n in ("checkpoint.pt", "log.jsonl", "loss.png")
     )
     if args.resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         gen.set_state(ckpt["data_rng"])
-        torch.set_rng_state(ckpt["torch_rng"])
+        torch.set_rng_state(ckpt["torch_rng"].cpu())
         step, elapsed = ckpt["step"], ckpt["elapsed_s"]
         # Lines written after the checkpoint describe steps that will be run again.
         rows = [l for l in log_path.read_text().splitlines() if json.loads(l)["step"] <= step]
@@ -240,7 +263,9 @@ def main(argv: list[str]) -> int:
         log_path.write_text("")
     n_params = sum(p.numel() for p in model.parameters())
     print(
-        f"{n_params} parameters, vocab {vocab_size}, {len(train_data)} training tokens", flush=True
+        f"{n_params} parameters, vocab {vocab_size}, {len(train_data)} training tokens, "
+        f"device {device}",
+        flush=True,
     )
 
     tokens_per_step = tc["batch_size"] * tc["seq_len"]
@@ -248,8 +273,8 @@ def main(argv: list[str]) -> int:
     log = open(log_path, "a")
 
     def checkpoint() -> None:
-        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        held = heldout_loss(model, held_data, tc, mask_id, eos_id)
+        state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        held = heldout_loss(model, held_data, tc, mask_id, eos_id, device)
         log.write(
             json.dumps(dict(step=step, tokens=step * tokens_per_step, heldout_loss=held)) + "\n"
         )
@@ -277,7 +302,7 @@ def main(argv: list[str]) -> int:
         for group in opt.param_groups:
             group["lr"] = lr
         x = make_batch(train_data, tc, eos_id, gen)
-        loss = diffusion_loss(model, x, mask_id, tc["mask_eps"], gen)
+        loss = diffusion_loss(model, x, mask_id, tc, gen, device)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])

@@ -1,0 +1,108 @@
+// The outbox between the engine thread and one request's client: the engine pushes events and
+// never blocks; the front end pops them as fast as its client reads. Drafts that pile up
+// behind a slow reader are merged (the newest state wins, no commit is lost); Accepted,
+// BlockCommitted and Final are never dropped.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace sculpt {
+
+enum class StreamMode { kFinalOnly, kBlocks, kSteps };
+
+struct StreamSettings {
+  StreamMode mode = StreamMode::kSteps;
+  int every_n_steps = 1;  // drafts after every n-th step only (the last step always)
+  std::chrono::milliseconds min_interval{0};
+};
+
+struct AcceptedEvent {
+  int queue_position = 0;
+};
+
+// Commits since the previous draft delivered, positions relative to the answer region.
+struct DraftEvent {
+  uint32_t step = 0;  // steps run, counting this one
+  uint32_t block = 0;
+  int masks_left = 0;
+  std::map<int32_t, int32_t> committed;  // answer position → token
+};
+
+struct BlockEvent {
+  uint32_t block = 0;
+  uint32_t step = 0;
+  int32_t start = 0;  // answer position of the block's first token
+  std::vector<int32_t> tokens;
+};
+
+enum class FinishCause { kLength, kStop, kCancelled, kDeadline, kFailed };
+std::string_view FinishCauseName(FinishCause cause);
+
+struct FinalEvent {
+  FinishCause cause = FinishCause::kLength;
+  absl::Status status;                   // not OK only with kFailed or a refused request
+  std::vector<int32_t> token_ids;        // the answer, trimmed at a stop
+  std::vector<int32_t> canvas;           // the final canvas (infill: the filled template)
+  std::optional<std::string> stop_text;  // the answer's text cut at a stop string
+  int steps = 0;
+  int forward_passes = 0;
+  double queue_ms = 0;
+  double first_step_ms = 0;
+  double total_ms = 0;
+};
+
+using StreamEvent = std::variant<AcceptedEvent, DraftEvent, BlockEvent, FinalEvent>;
+
+class RequestStream {
+ public:
+  explicit RequestStream(StreamSettings settings) : settings_(settings) {}
+
+  // Engine side. Drafts are filtered by the settings (skipped ones are carried by the next
+  // draft sent) and merged into a draft still waiting in the outbox.
+  void PushAccepted(AcceptedEvent event);
+  void PushDraft(DraftEvent event, bool last_step);
+  void PushBlock(BlockEvent event);
+  void PushFinal(FinalEvent event);
+
+  // Front-end side: the next event, if any.
+  std::optional<StreamEvent> Pop();
+  // True once the Final event has been popped.
+  bool done() const;
+
+  // Called after every push, outside the outbox lock, from the engine thread; must not block.
+  // SetListener(nullptr) returns only when no call is in progress, so the listener's owner may
+  // go away after it.
+  void SetListener(std::function<void()> listener);
+
+  // Events now waiting (tests and metrics).
+  size_t pending() const;
+
+ private:
+  void Enqueue(StreamEvent event);
+  void Notify();
+  // Moves the held-back draft (commits of filtered steps) into the outbox.
+  void FlushHeldDraft();
+
+  const StreamSettings settings_;
+  mutable std::mutex mutex_;
+  std::deque<StreamEvent> outbox_;
+  std::optional<DraftEvent> held_;  // commits not yet sent because of every_n / interval
+  std::chrono::steady_clock::time_point last_draft_time_{};
+  bool final_popped_ = false;
+
+  std::mutex listener_mutex_;
+  std::function<void()> listener_;
+};
+
+}  // namespace sculpt

@@ -1,0 +1,329 @@
+// The engine loop: admit at step boundaries, one packed forward per iteration, events out.
+#include "scheduler/scheduler.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "model/denoiser.h"
+
+namespace sculpt {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr size_t kRecentSteps = 32;
+
+double MillisecondsBetween(Clock::time_point from, Clock::time_point to) {
+  return std::chrono::duration<double, std::milli>(to - from).count();
+}
+
+int TokensPerStep(const Generation& generation) {
+  const int canvas = static_cast<int>(generation.canvas().size());
+  return generation.guided() ? 2 * canvas : canvas;
+}
+
+}  // namespace
+
+struct Scheduler::Entry {
+  explicit Entry(Request r) : request(std::move(r)) {}
+  Request request;
+  uint64_t arrival = 0;
+  RequestState state = RequestState::kQueued;
+  std::shared_ptr<std::atomic<bool>> cancelled;
+  std::shared_ptr<RequestStream> stream;
+  Clock::time_point submitted;
+  Clock::time_point admitted;
+  std::optional<Clock::time_point> first_step_done;
+  int forward_passes = 0;
+};
+
+RequestHandle::~RequestHandle() { Cancel(); }
+
+void RequestHandle::Cancel() {
+  if (stream_->done()) return;
+  cancelled_->store(true);
+  scheduler_->Wake();
+}
+
+Scheduler::Scheduler(Transformer& model, SchedulerOptions options)
+    : model_(model), options_(options) {
+  engine_ = std::thread([this] { EngineLoop(); });
+}
+
+Scheduler::~Scheduler() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  engine_.join();
+}
+
+void Scheduler::Wake() {
+  // Taking the lock orders the caller's flag store before the engine's next wait predicate.
+  { std::lock_guard lock(mutex_); }
+  wake_.notify_all();
+}
+
+absl::StatusOr<std::unique_ptr<RequestHandle>> Scheduler::Submit(Request request) {
+  const Clock::time_point now = Clock::now();
+  if (draining_.load()) {
+    return absl::UnavailableError("the server is shutting down and accepts no new requests");
+  }
+  const int tokens = TokensPerStep(request.generation);
+  if (tokens > options_.budgets.max_num_batched_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the request needs ", tokens, " tokens per step (canvas",
+        request.generation.guided() ? " x2 for cfg_scale" : "",
+        ") but the server's max_num_batched_tokens is ", options_.budgets.max_num_batched_tokens));
+  }
+  auto cancelled = std::make_shared<std::atomic<bool>>(false);
+  auto stream = std::make_shared<RequestStream>(request.stream);
+  auto handle = std::unique_ptr<RequestHandle>(new RequestHandle(this, cancelled, stream));
+  {
+    std::lock_guard lock(mutex_);
+    if (static_cast<int>(queue_.size()) >= options_.max_queued_requests) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the request queue is full (", options_.max_queued_requests, " waiting); retry later"));
+    }
+    if (request.deadline) {
+      // The steps this request needs at the recent step rate: a lower bound, since waiting in
+      // the queue comes on top.
+      const double step_ms =
+          recent_step_ms_.empty()
+              ? 0.0
+              : std::accumulate(recent_step_ms_.begin(), recent_step_ms_.end(), 0.0) /
+                    static_cast<double>(recent_step_ms_.size());
+      const double needed_ms = step_ms * request.generation.planned_steps();
+      if (*request.deadline <= now || MillisecondsBetween(now, *request.deadline) < needed_ms) {
+        return absl::DeadlineExceededError(
+            absl::StrCat("the deadline cannot be met: the request needs about ",
+                         static_cast<int>(needed_ms), " ms of denoising at the current step rate"));
+      }
+    }
+    auto entry = std::make_unique<Entry>(std::move(request));
+    entry->cancelled = std::move(cancelled);
+    entry->stream = std::move(stream);
+    entry->submitted = now;
+    entry->arrival = next_arrival_++;
+    entry->stream->PushAccepted({.queue_position = static_cast<int>(queue_.size())});
+    queue_.push_back(std::move(entry));
+  }
+  wake_.notify_all();
+  return handle;
+}
+
+void Scheduler::StartDraining() { draining_.store(true); }
+
+void Scheduler::CancelAll() {
+  cancel_all_.store(true);
+  Wake();
+}
+
+bool Scheduler::WaitIdle(Clock::time_point until) {
+  std::unique_lock lock(mutex_);
+  return idle_.wait_until(lock, until, [&] { return queue_.empty() && running_count_ == 0; });
+}
+
+SchedulerStats Scheduler::stats() const {
+  std::lock_guard lock(mutex_);
+  SchedulerStats stats;
+  stats.running = running_count_;
+  stats.waiting = static_cast<int>(queue_.size());
+  stats.free_slots = std::max(0, options_.budgets.max_num_seqs - running_count_);
+  stats.steps_total = steps_total_;
+  stats.forward_passes_total = forward_passes_total_;
+  if (!recent_step_ms_.empty()) {
+    stats.recent_step_ms = std::accumulate(recent_step_ms_.begin(), recent_step_ms_.end(), 0.0) /
+                           static_cast<double>(recent_step_ms_.size());
+  }
+  return stats;
+}
+
+void Scheduler::Finish(Entry& entry, FinishCause cause, absl::Status status) {
+  const Clock::time_point now = Clock::now();
+  const Generation& generation = entry.request.generation;
+  FinalEvent final_event;
+  final_event.cause = cause;
+  final_event.status = std::move(status);
+  final_event.token_ids.assign(generation.answer().begin(), generation.answer().end());
+  final_event.canvas.assign(generation.full_canvas().begin(), generation.full_canvas().end());
+  if (generation.stop_match()) final_event.stop_text = generation.stop_match()->text;
+  final_event.steps = generation.steps_run();
+  final_event.forward_passes = entry.forward_passes;
+  const bool ran = entry.state != RequestState::kQueued;
+  final_event.queue_ms = MillisecondsBetween(entry.submitted, ran ? entry.admitted : now);
+  if (entry.first_step_done) {
+    final_event.first_step_ms = MillisecondsBetween(entry.submitted, *entry.first_step_done);
+  }
+  final_event.total_ms = MillisecondsBetween(entry.submitted, now);
+  switch (cause) {
+    case FinishCause::kLength:
+    case FinishCause::kStop:
+      entry.state = RequestState::kFinished;
+      break;
+    case FinishCause::kCancelled:
+    case FinishCause::kDeadline:
+      entry.state = RequestState::kCancelled;
+      break;
+    case FinishCause::kFailed:
+      entry.state = RequestState::kFailed;
+      break;
+  }
+  entry.stream->PushFinal(std::move(final_event));
+}
+
+void Scheduler::DropQueued(std::vector<std::unique_ptr<Entry>>& finished, Clock::time_point now) {
+  const bool cancel_all = cancel_all_.load();
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    Entry& entry = **it;
+    const bool expired = entry.request.deadline && *entry.request.deadline <= now;
+    if (cancel_all || entry.cancelled->load() || expired) {
+      finished.push_back(std::move(*it));
+      it = queue_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Scheduler::Admit(Clock::time_point now) {
+  std::vector<RunningRequest> running;
+  running.reserve(running_.size());
+  for (const auto& entry : running_) {
+    running.push_back({.tokens_per_step = TokensPerStep(entry->request.generation)});
+  }
+  std::vector<WaitingRequest> waiting;
+  waiting.reserve(queue_.size());
+  for (const auto& entry : queue_) {
+    waiting.push_back({.priority = entry->request.priority,
+                       .arrival = entry->arrival,
+                       .waited_s = std::chrono::duration<double>(now - entry->submitted).count(),
+                       .tokens_per_step = TokensPerStep(entry->request.generation)});
+  }
+  const std::vector<size_t> admitted = PlanAdmission(running, waiting, options_.budgets);
+  if (admitted.empty()) return;
+  for (size_t index : admitted) {
+    queue_[index]->state = RequestState::kDenoising;
+    queue_[index]->admitted = now;
+    running_.push_back(std::move(queue_[index]));
+  }
+  std::erase(queue_, nullptr);
+}
+
+void Scheduler::EngineLoop() {
+  while (true) {
+    std::vector<std::unique_ptr<Entry>> finished;
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stop_ || !queue_.empty() || !running_.empty(); });
+      if (stop_) {
+        for (auto& entry : queue_) finished.push_back(std::move(entry));
+        queue_.clear();
+        for (auto& entry : running_) finished.push_back(std::move(entry));
+        running_.clear();
+        running_count_ = 0;
+        lock.unlock();
+        for (auto& entry : finished) Finish(*entry, FinishCause::kCancelled);
+        idle_.notify_all();
+        return;
+      }
+      const Clock::time_point now = Clock::now();
+      DropQueued(finished, now);
+      // Cancelled and expired running requests leave before the step: their slots are free now.
+      const bool cancel_all = cancel_all_.load();
+      for (auto& entry : running_) {
+        const bool expired = entry->request.deadline && *entry->request.deadline <= now;
+        if (cancel_all || entry->cancelled->load() || expired) finished.push_back(std::move(entry));
+      }
+      std::erase(running_, nullptr);
+      Admit(now);
+      running_count_ = static_cast<int>(running_.size());
+      if (cancel_all && queue_.empty()) cancel_all_.store(false);
+    }
+    for (auto& entry : finished) {
+      const bool expired = entry->request.deadline && *entry->request.deadline <= Clock::now();
+      Finish(*entry, expired && !entry->cancelled->load() ? FinishCause::kDeadline
+                                                          : FinishCause::kCancelled);
+    }
+    if (!running_.empty()) RunStep();
+    bool idle = false;
+    {
+      std::lock_guard lock(mutex_);
+      running_count_ = static_cast<int>(running_.size());
+      idle = queue_.empty() && running_.empty();
+    }
+    if (idle) idle_.notify_all();
+  }
+}
+
+void Scheduler::RunStep() {
+  std::vector<Generation*> generations;
+  std::vector<int> blocks_before;
+  generations.reserve(running_.size());
+  for (auto& entry : running_) {
+    generations.push_back(&entry->request.generation);
+    blocks_before.push_back(entry->request.generation.current_block());
+  }
+  const Clock::time_point start = Clock::now();
+  absl::StatusOr<int> forwarded = RunDenoisingStep(model_, generations);
+  const Clock::time_point end = Clock::now();
+  if (!forwarded.ok()) {
+    spdlog::error("denoising step failed: {}", forwarded.status().ToString());
+    // The backend's message may describe internals; the clients get a generic one.
+    for (auto& entry : running_) {
+      Finish(*entry, FinishCause::kFailed,
+             absl::InternalError("the denoising step failed on the server"));
+    }
+    running_.clear();
+    return;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    ++steps_total_;
+    forward_passes_total_ += static_cast<uint64_t>(*forwarded);
+    recent_step_ms_.push_back(MillisecondsBetween(start, end));
+    if (recent_step_ms_.size() > kRecentSteps) recent_step_ms_.pop_front();
+  }
+  for (size_t i = 0; i < running_.size(); ++i) {
+    Entry& entry = *running_[i];
+    const Generation& generation = entry.request.generation;
+    entry.forward_passes += generation.guided() ? 2 : 1;
+    if (!entry.first_step_done) entry.first_step_done = end;
+    const StepEvent& event = generation.last_event();
+    const int region = generation.region_start();
+    DraftEvent draft{.step = event.step + 1,
+                     .block = static_cast<uint32_t>(event.block),
+                     .masks_left = event.masks_left};
+    for (const auto& [position, token] : event.committed) {
+      draft.committed.emplace(position - region, token);
+    }
+    entry.stream->PushDraft(std::move(draft), generation.finished());
+    // Blocks the step completed (a block stopped early by a stop is not "committed").
+    const bool stopped = generation.finished() && generation.finish_reason() == FinishReason::kStop;
+    if (!stopped) {
+      const int block_length = generation.params().block_length;
+      for (int block = blocks_before[i]; block < generation.current_block(); ++block) {
+        const auto tokens = generation.canvas().subspan(region + block * block_length,
+                                                        static_cast<size_t>(block_length));
+        entry.stream->PushBlock({.block = static_cast<uint32_t>(block),
+                                 .step = event.step + 1,
+                                 .start = block * block_length,
+                                 .tokens = std::vector<int32_t>(tokens.begin(), tokens.end())});
+      }
+    }
+    if (generation.finished()) {
+      Finish(entry, generation.finish_reason() == FinishReason::kStop ? FinishCause::kStop
+                                                                      : FinishCause::kLength);
+    }
+  }
+  std::erase_if(running_, [](const std::unique_ptr<Entry>& entry) {
+    return entry->state != RequestState::kDenoising;
+  });
+}
+
+}  // namespace sculpt

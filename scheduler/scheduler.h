@@ -1,0 +1,134 @@
+// The step-level batch scheduler: one engine thread per model owns every request's state,
+// admits queued requests at step boundaries within the budgets, runs ONE forward for all
+// running requests per iteration, and streams each request's events to its outbox.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/generation.h"
+#include "model/transformer.h"
+#include "scheduler/packing.h"
+#include "scheduler/request_stream.h"
+
+namespace sculpt {
+
+struct SchedulerOptions {
+  Budgets budgets;
+  int max_queued_requests = 256;
+};
+
+// What the front end hands the scheduler: a validated generation, ready to run.
+struct Request {
+  std::string request_id;
+  Generation generation;
+  int priority = 0;
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  StreamSettings stream;
+};
+
+// Request state, in chronological order.
+enum class RequestState { kQueued, kDenoising, kFinished, kCancelled, kFailed };
+
+struct SchedulerStats {
+  int running = 0;
+  int waiting = 0;
+  int free_slots = 0;
+  uint64_t steps_total = 0;
+  uint64_t forward_passes_total = 0;
+  double recent_step_ms = 0;  // mean of the last steps
+};
+
+class Scheduler;
+
+// The front end's hold on a submitted request. Destroying it cancels the request (if it has
+// not finished): the engine drops it at the next step boundary.
+class RequestHandle {
+ public:
+  ~RequestHandle();
+  RequestHandle(const RequestHandle&) = delete;
+  RequestHandle& operator=(const RequestHandle&) = delete;
+
+  const std::shared_ptr<RequestStream>& stream() const { return stream_; }
+  void Cancel();
+
+ private:
+  friend class Scheduler;
+  RequestHandle(Scheduler* scheduler, std::shared_ptr<std::atomic<bool>> cancelled,
+                std::shared_ptr<RequestStream> stream)
+      : scheduler_(scheduler), cancelled_(std::move(cancelled)), stream_(std::move(stream)) {}
+
+  Scheduler* scheduler_;
+  std::shared_ptr<std::atomic<bool>> cancelled_;
+  std::shared_ptr<RequestStream> stream_;
+};
+
+class Scheduler {
+ public:
+  // Starts the engine thread. `model` must outlive the scheduler.
+  Scheduler(Transformer& model, SchedulerOptions options);
+  // Cancels everything left and joins the engine thread.
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Queues a request. RESOURCE_EXHAUSTED when the queue is full, UNAVAILABLE while draining,
+  // INVALID_ARGUMENT when one step of it alone exceeds max_num_batched_tokens,
+  // DEADLINE_EXCEEDED when its deadline has passed or cannot be met at the recent step rate.
+  absl::StatusOr<std::unique_ptr<RequestHandle>> Submit(Request request);
+
+  // Refuses new requests from now on; queued and running ones go on.
+  void StartDraining();
+  bool draining() const { return draining_.load(); }
+  // Cancels every queued and running request (each ends with finish reason "cancelled").
+  void CancelAll();
+  // Waits until nothing is queued or running, or the time is up; true when idle.
+  bool WaitIdle(std::chrono::steady_clock::time_point until);
+
+  SchedulerStats stats() const;
+  const SchedulerOptions& options() const { return options_; }
+  const ModelConfig& config() const { return model_.config(); }
+
+ private:
+  friend class RequestHandle;
+  struct Entry;
+
+  void EngineLoop();
+  void Wake();
+  // Ends queued requests that were cancelled or cannot meet their deadline.
+  void DropQueued(std::vector<std::unique_ptr<Entry>>& finished,
+                  std::chrono::steady_clock::time_point now);
+  void Admit(std::chrono::steady_clock::time_point now);
+  void RunStep();
+  void Finish(Entry& entry, FinishCause cause, absl::Status status = absl::OkStatus());
+
+  Transformer& model_;
+  const SchedulerOptions options_;
+
+  mutable std::mutex mutex_;  // guards queue_, stop_, and the stats below
+  std::condition_variable wake_;
+  std::condition_variable idle_;
+  std::deque<std::unique_ptr<Entry>> queue_;
+  std::vector<std::unique_ptr<Entry>> running_;  // engine thread; size mirrored in running_count_
+  int running_count_ = 0;
+  uint64_t next_arrival_ = 0;
+  uint64_t steps_total_ = 0;
+  uint64_t forward_passes_total_ = 0;
+  std::deque<double> recent_step_ms_;
+  bool stop_ = false;
+  std::atomic<bool> draining_{false};
+  std::atomic<bool> cancel_all_{false};
+  std::thread engine_;
+};
+
+}  // namespace sculpt
