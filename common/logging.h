@@ -7,7 +7,8 @@
 
 namespace sculpt {
 
-// level: trace, debug, info, warn, error, off.
-absl::Status SetupLogging(const std::string& level);
+// level: trace, debug, info, warn, error, off. format: "text" (human-readable lines) or
+// "json" (one JSON object per line: time, level, message).
+absl::Status SetupLogging(const std::string& level, const std::string& format = "text");
 
 }  // namespace sculpt

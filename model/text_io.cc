@@ -54,6 +54,24 @@ std::vector<int32_t> StopTokenIds(const ModelConfig& config, const Tokenizer* to
   return ids;
 }
 
+absl::StatusOr<std::vector<int32_t>> EncodeChatPrompt(const Tokenizer& tokenizer,
+                                                      std::span<const ChatMessage> messages) {
+  SCULPT_ASSIGN_OR_RETURN(ChatFormat format, DetectChatFormat(tokenizer.chat_template()));
+  if (messages.empty()) return absl::InvalidArgumentError("messages must not be empty");
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const std::string& role = messages[i].role;
+    if (role != "system" && role != "user" && role != "assistant") {
+      return absl::InvalidArgumentError(absl::StrCat("messages[", i, "].role must be system, ",
+                                                     "user or assistant, got '", role, "'"));
+    }
+  }
+  const int32_t bos = tokenizer.special_ids().bos;
+  SCULPT_ASSIGN_OR_RETURN(std::string text,
+                          ApplyChatFormat(format, messages, /*add_generation_prompt=*/true,
+                                          bos >= 0 ? *tokenizer.IdToToken(bos) : ""));
+  return tokenizer.Encode(text, /*add_special_tokens=*/false);
+}
+
 absl::StatusOr<std::vector<InfillSegment>> ParseInfillTemplate(const std::string& text) {
   SCULPT_RETURN_IF_ERROR(ValidateUtf8(text, "the infill template"));
   static const std::regex kMaskSpan(R"(<\|mask:([^|>]*)\|>)");

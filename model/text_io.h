@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "model/chat_template.h"
 #include "model/config.h"
 #include "model/generation.h"
 #include "model/tokenizer.h"
@@ -20,6 +21,13 @@ absl::StatusOr<StopMatcher> MakeStopStringMatcher(const Tokenizer& tokenizer,
 
 // EOS plus the end-of-turn tokens the tokenizer knows (<|eot_id|>, <|im_end|>, <|endoftext|>).
 std::vector<int32_t> StopTokenIds(const ModelConfig& config, const Tokenizer* tokenizer);
+
+// The prompt ids of a conversation: the tokenizer's chat format rendered with the assistant's
+// header, encoded without the post-processor's special tokens (the template has its own), as
+// transformers' apply_chat_template. INVALID_ARGUMENT when the model has no chat format we
+// reproduce or a role is not system/user/assistant.
+absl::StatusOr<std::vector<int32_t>> EncodeChatPrompt(const Tokenizer& tokenizer,
+                                                      std::span<const ChatMessage> messages);
 
 // A piece of an infill request: given text, or a run of masked tokens to fill.
 struct InfillSegment {

@@ -10,5 +10,6 @@ int RunGenerateCommand(const std::vector<std::string>& args);
 int RunTokenizeCommand(const std::vector<std::string>& args);
 int RunDetokenizeCommand(const std::vector<std::string>& args);
 int RunEvalCommand(const std::vector<std::string>& args);
+int RunServeCommand(const std::vector<std::string>& args);
 
 }  // namespace sculpt

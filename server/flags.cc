@@ -2,9 +2,13 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
@@ -109,6 +113,67 @@ absl::StatusOr<std::vector<int32_t>> FlagSet::GetIntList(const std::string& name
     values.push_back(value);
   }
   return values;
+}
+
+absl::Status FlagSet::ApplyFallbacks(const std::string& env_prefix, const std::string& config_json,
+                                     const std::string& config_source,
+                                     const std::vector<std::string>& skip) {
+  nlohmann::json config = nlohmann::json::object();
+  if (!config_json.empty()) {
+    config = nlohmann::json::parse(config_json, nullptr, /*allow_exceptions=*/false);
+    if (!config.is_object()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(config_source, ": must be one JSON object of flag names and values"));
+    }
+    for (const auto& [key, value] : config.items()) {
+      const std::string name = absl::StrReplaceAll(key, {{"_", "-"}});
+      if (specs_.count(name) == 0 || std::find(skip.begin(), skip.end(), name) != skip.end()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(config_source, ": unknown setting '", key, "' (see --help)"));
+      }
+    }
+  }
+  for (const std::string& name : order_) {
+    if (Has(name) || std::find(skip.begin(), skip.end(), name) != skip.end()) continue;
+    const bool boolean = specs_.at(name).value_name.empty();
+    std::string value;
+    std::string source;
+    const std::string env_name =
+        env_prefix + absl::AsciiStrToUpper(absl::StrReplaceAll(name, {{"-", "_"}}));
+    if (const char* env = std::getenv(env_name.c_str()); env != nullptr) {
+      value = env;
+      source = absl::StrCat("environment variable ", env_name);
+    } else {
+      const std::string underscored = absl::StrReplaceAll(name, {{"-", "_"}});
+      const nlohmann::json* entry = nullptr;
+      if (config.contains(name)) entry = &config[name];
+      if (config.contains(underscored)) entry = &config[underscored];
+      if (entry == nullptr) continue;
+      source = absl::StrCat(config_source, ": ", name);
+      if (entry->is_string()) {
+        value = entry->get<std::string>();
+      } else if (entry->is_boolean()) {
+        value = entry->get<bool>() ? "true" : "false";
+      } else if (entry->is_number()) {
+        value = entry->dump();
+      } else {
+        return absl::InvalidArgumentError(
+            absl::StrCat(source, " must be a string, number or boolean"));
+      }
+    }
+    if (boolean) {
+      const std::string lower = absl::AsciiStrToLower(value);
+      if (lower == "1" || lower == "true") {
+        values_[name].push_back("");
+      } else if (lower != "0" && lower != "false" && !lower.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(source, " must be true or false, got '", value, "'"));
+      }
+    } else {
+      values_[name].push_back(value);
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace sculpt

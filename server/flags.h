@@ -20,6 +20,15 @@ class FlagSet {
   absl::Status Parse(const std::vector<std::string>& args);
   std::string Usage() const;
 
+  // Fills flags the command line did not give, from environment variables `PREFIX` + the
+  // name in upper case with '-' as '_' (SCULPT_MAX_NUM_SEQS), then from `config` (a JSON
+  // object keyed by flag name, '-' or '_' alike; values are strings, numbers or booleans).
+  // Order of precedence: command line, environment, config file, default. Booleans accept
+  // true/false/1/0. `skip` names flags that do not fall back (e.g. --config itself).
+  absl::Status ApplyFallbacks(const std::string& env_prefix, const std::string& config_json,
+                              const std::string& config_source,
+                              const std::vector<std::string>& skip);
+
   bool Has(const std::string& name) const { return values_.count(name) != 0; }
   bool GetBool(const std::string& name) const { return Has(name); }
   std::string GetString(const std::string& name) const;                // the last value given

@@ -23,6 +23,7 @@
 #include "server/commands.h"
 #include "server/flags.h"
 #include "server/live_view.h"
+#include "server/served_model.h"
 
 namespace sculpt {
 namespace {
@@ -120,19 +121,6 @@ json EventJson(const StepEvent& event) {
           {"finished", event.finished}};
 }
 
-// The shipped model, found from the working directory or next to the binary (build/sculpt).
-std::string DefaultModelDir() {
-  const std::string relative = "models/sculpt-code-mini";
-  if (FileExists(relative + "/config.json")) return relative;
-  std::error_code error;
-  const auto executable = std::filesystem::read_symlink("/proc/self/exe", error);
-  if (!error) {
-    const auto beside = executable.parent_path().parent_path() / relative;
-    if (FileExists((beside / "config.json").string())) return beside.string();
-  }
-  return "";
-}
-
 absl::Status Run(const FlagSet& flags) {
   SCULPT_RETURN_IF_ERROR(SetupLogging(flags.GetString("log-level")));
   const std::string model_dir = flags.Has("model") ? flags.GetString("model") : DefaultModelDir();
@@ -177,14 +165,8 @@ absl::Status Run(const FlagSet& flags) {
     SCULPT_ASSIGN_OR_RETURN(auto segments, ParseInfillTemplate(flags.GetString("infill")));
     SCULPT_ASSIGN_OR_RETURN(infill_canvas, BuildInfillCanvas(*tokenizer, config, segments));
   } else if (flags.GetBool("chat")) {
-    SCULPT_ASSIGN_OR_RETURN(ChatFormat format, DetectChatFormat(tokenizer->chat_template()));
-    const int32_t bos = tokenizer->special_ids().bos;
     const ChatMessage message{"user", flags.GetString("prompt")};
-    SCULPT_ASSIGN_OR_RETURN(std::string text,
-                            ApplyChatFormat(format, {&message, 1}, /*add_generation_prompt=*/true,
-                                            bos >= 0 ? *tokenizer->IdToToken(bos) : ""));
-    // The chat text carries its own special tokens, as transformers' apply_chat_template.
-    SCULPT_ASSIGN_OR_RETURN(prompt, tokenizer->Encode(text, /*add_special_tokens=*/false));
+    SCULPT_ASSIGN_OR_RETURN(prompt, EncodeChatPrompt(*tokenizer, {&message, 1}));
   } else if (flags.Has("prompt")) {
     SCULPT_ASSIGN_OR_RETURN(prompt, tokenizer->Encode(flags.GetString("prompt")));
   }

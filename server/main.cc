@@ -12,6 +12,7 @@ constexpr const char* kUsage = R"(Sculpt: an inference server for text diffusion
 Usage: sculpt COMMAND [flags]
 
 Commands:
+  serve       serve a model over gRPC until SIGTERM/SIGINT
   generate    run one generation on the CPU and print the answer
   tokenize    encode text with the model's tokenizer.json
   detokenize  decode token ids to text
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
   }
   const std::string command = args[0];
   args.erase(args.begin());
+  if (command == "serve") return sculpt::RunServeCommand(args);
   if (command == "generate") return sculpt::RunGenerateCommand(args);
   if (command == "tokenize") return sculpt::RunTokenizeCommand(args);
   if (command == "detokenize") return sculpt::RunDetokenizeCommand(args);

@@ -1,0 +1,39 @@
+// From a GenerateRequest message to a validated, tokenized scheduler Request: every check runs
+// here, before anything is allocated for the generation, and every error names the field.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "scheduler/scheduler.h"
+#include "sculpt/v1/text_diffusion.pb.h"
+#include "server/served_model.h"
+
+namespace sculpt {
+
+struct RequestLimits {
+  int max_stop_strings = 16;
+  int max_stop_string_bytes = 256;
+  int max_request_id_bytes = 128;
+  int max_min_interval_ms = 60'000;
+};
+
+struct BuiltRequest {
+  std::optional<Request> request;  // moved into the scheduler at submission; the rest stays
+  std::string request_id;
+  int gen_length = 0;     // the answer region (infill: the canvas)
+  int planned_steps = 0;  // Generation::planned_steps()
+  int prompt_tokens = 0;
+  bool infill = false;
+  std::vector<int32_t> initial_canvas;  // infill: the template's canvas, for the filled spans
+  bool include_text = true;
+  bool include_token_ids = true;
+};
+
+// NOT_FOUND for another model's name; INVALID_ARGUMENT naming the field for everything else.
+absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& message,
+                                          const ServedModel& model, const RequestLimits& limits);
+
+}  // namespace sculpt

@@ -1,0 +1,202 @@
+// `sculpt serve`: loads one model and serves sculpt.v1.TextDiffusion over gRPC (with health and
+// reflection) until SIGTERM/SIGINT, then drains.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/logging.h"
+#include "common/status.h"
+#include "cpu/threads.h"
+#include "scheduler/scheduler.h"
+#include "server/commands.h"
+#include "server/flags.h"
+#include "server/grpc_service.h"
+#include "server/served_model.h"
+
+namespace sculpt {
+namespace {
+
+constexpr const char* kServiceName = "sculpt.v1.TextDiffusion";
+
+FlagSet ServeFlags() {
+  FlagSet flags;
+  flags.Add("model", "DIR", "", "model directory (default: the shipped models/sculpt-code-mini)");
+  flags.Add("host", "ADDR", "127.0.0.1", "address to listen on (0.0.0.0 for every interface)");
+  flags.Add("grpc-port", "N", "50051", "gRPC port (0 = any free port, logged at start)");
+  flags.Add("max-num-seqs", "N", "16", "sequences denoised together in one step at most");
+  flags.Add("max-num-batched-tokens", "N", "8192",
+            "tokens one step may forward, summed over its sequences (cfg counts twice)");
+  flags.Add("max-queued-requests", "N", "256",
+            "requests waiting for a slot at most; beyond, RESOURCE_EXHAUSTED");
+  flags.Add("max-request-bytes", "N", "4194304",
+            "largest request message; beyond, RESOURCE_EXHAUSTED");
+  flags.Add("max-stop-strings", "N", "16", "stop strings one request may give");
+  flags.Add("priority-aging-s", "S", "10",
+            "seconds of waiting that raise a queued request's priority by one (0 = never)");
+  flags.Add("shutdown-timeout", "S", "30",
+            "on SIGTERM/SIGINT, seconds running requests get to finish before they are cancelled");
+  flags.Add("threads", "N", "0", "CPU threads for the engine (0 = all cores)");
+  flags.Add("log-level", "LEVEL", "info", "trace, debug, info, warn, error or off");
+  flags.Add("log-format", "FORMAT", "text", "text or json (one object per line)");
+  flags.Add("config", "FILE", "",
+            "JSON object of settings by flag name; flags and SCULPT_* environment variables win");
+  flags.Add("help", "", "", "show this help");
+  return flags;
+}
+
+absl::StatusOr<int> IntFlag(const FlagSet& flags, const char* name, int64_t min, int64_t max) {
+  SCULPT_ASSIGN_OR_RETURN(int64_t value, flags.GetInt(name));
+  if (value < min || value > max) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", name, " must be in [", min, ", ", max, "], got ", value));
+  }
+  return static_cast<int>(value);
+}
+
+absl::StatusOr<double> SecondsFlag(const FlagSet& flags, const char* name) {
+  SCULPT_ASSIGN_OR_RETURN(double value, flags.GetDouble(name));
+  if (value < 0 || value > 86'400) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", name, " must be in [0, 86400] seconds, got ", value));
+  }
+  return value;
+}
+
+absl::Status Serve(const FlagSet& flags, sigset_t signals) {
+  SCULPT_RETURN_IF_ERROR(SetupLogging(flags.GetString("log-level"), flags.GetString("log-format")));
+  SchedulerOptions scheduler_options;
+  SCULPT_ASSIGN_OR_RETURN(scheduler_options.budgets.max_num_seqs,
+                          IntFlag(flags, "max-num-seqs", 1, 4096));
+  SCULPT_ASSIGN_OR_RETURN(scheduler_options.budgets.max_num_batched_tokens,
+                          IntFlag(flags, "max-num-batched-tokens", 1, 1 << 24));
+  SCULPT_ASSIGN_OR_RETURN(scheduler_options.budgets.priority_aging_s,
+                          SecondsFlag(flags, "priority-aging-s"));
+  SCULPT_ASSIGN_OR_RETURN(scheduler_options.max_queued_requests,
+                          IntFlag(flags, "max-queued-requests", 0, 1 << 20));
+  ServiceOptions service_options;
+  SCULPT_ASSIGN_OR_RETURN(int max_request_bytes,
+                          IntFlag(flags, "max-request-bytes", 1024, 1 << 30));
+  service_options.max_request_bytes = static_cast<uint64_t>(max_request_bytes);
+  SCULPT_ASSIGN_OR_RETURN(service_options.limits.max_stop_strings,
+                          IntFlag(flags, "max-stop-strings", 0, 1024));
+  service_options.version = SCULPT_VERSION;
+  SCULPT_ASSIGN_OR_RETURN(int port, IntFlag(flags, "grpc-port", 0, 65535));
+  SCULPT_ASSIGN_OR_RETURN(double shutdown_timeout_s, SecondsFlag(flags, "shutdown-timeout"));
+  SCULPT_ASSIGN_OR_RETURN(int threads, IntFlag(flags, "threads", 0, 4096));
+  SetCpuThreads(threads);
+
+  const std::string model_dir = flags.Has("model") ? flags.GetString("model") : DefaultModelDir();
+  if (model_dir.empty()) {
+    return absl::InvalidArgumentError("--model DIR is required (the default model was not found)");
+  }
+  const auto load_start = std::chrono::steady_clock::now();
+  auto model_or = LoadServedModel(model_dir);
+  if (!model_or.ok()) return absl::DataLossError(model_or.status().message());
+  std::unique_ptr<ServedModel> model = std::move(*model_or);
+  spdlog::info(
+      "loaded {} ({}, {} parameters) from {} in {:.0f} ms on {} with {} threads", model->name,
+      model->config().model_type, model->parameters, model_dir,
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - load_start)
+          .count(),
+      model->device, CpuThreads());
+
+  Scheduler scheduler(*model->transformer, scheduler_options);
+  TextDiffusionService service(*model, scheduler, service_options);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  const std::string address = absl::StrCat(flags.GetString("host"), ":", port);
+  int bound_port = 0;
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &bound_port);
+  builder.SetMaxReceiveMessageSize(max_request_bytes);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || bound_port == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", address, " (in use, or not an address of this host?)"));
+  }
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  health->SetServingStatus(true);
+  health->SetServingStatus(kServiceName, true);
+  spdlog::info("serving {} over gRPC on {}:{} (max_num_seqs {}, max_num_batched_tokens {})",
+               model->name, flags.GetString("host"), bound_port,
+               scheduler_options.budgets.max_num_seqs,
+               scheduler_options.budgets.max_num_batched_tokens);
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  spdlog::info("{}: draining (up to {} s for running requests)", strsignal(signal_number),
+               shutdown_timeout_s);
+  health->SetServingStatus(false);
+  health->SetServingStatus(kServiceName, false);
+  scheduler.StartDraining();
+  const auto drain_deadline = std::chrono::steady_clock::now() +
+                              std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                  std::chrono::duration<double>(shutdown_timeout_s));
+  if (!scheduler.WaitIdle(drain_deadline)) {
+    const SchedulerStats stats = scheduler.stats();
+    spdlog::warn("shutdown timeout: cancelling {} running and {} queued requests", stats.running,
+                 stats.waiting);
+    scheduler.CancelAll();
+    scheduler.WaitIdle(std::chrono::steady_clock::now() + std::chrono::seconds(10));
+  }
+  // In-flight RPCs get a moment to deliver their final messages.
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  spdlog::info("stopped");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int RunServeCommand(const std::vector<std::string>& args) {
+  // Signals are taken by sigwait in this thread; every thread started later inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  FlagSet flags = ServeFlags();
+  absl::Status status = flags.Parse(args);
+  if (status.ok() && flags.GetBool("help")) {
+    std::cout << "Usage: sculpt serve [--model DIR] [--host ADDR] [--grpc-port N] [flags]\n\n"
+                 "Serves one model over gRPC (sculpt.v1.TextDiffusion, grpc.health.v1.Health, "
+                 "server reflection). Every flag can also come from an environment variable "
+                 "SCULPT_<FLAG> (e.g. SCULPT_MAX_NUM_SEQS=32) or from --config FILE; flags win, "
+                 "then the environment, then the file.\n\nFlags:\n"
+              << flags.Usage();
+    return 0;
+  }
+  if (status.ok()) {
+    std::string config_text;
+    const std::string config_path =
+        flags.Has("config") ? flags.GetString("config")
+                            : (std::getenv("SCULPT_CONFIG") ? std::getenv("SCULPT_CONFIG") : "");
+    if (!config_path.empty()) {
+      auto text = ReadFileToString(config_path);
+      status =
+          text.ok()
+              ? absl::OkStatus()
+              : absl::InvalidArgumentError(absl::StrCat("--config: ", text.status().message()));
+      if (text.ok()) config_text = *text;
+    }
+    if (status.ok()) {
+      status = flags.ApplyFallbacks("SCULPT_", config_text, config_path, {"config", "help"});
+    }
+  }
+  if (status.ok()) status = Serve(flags, signals);
+  if (!status.ok()) {
+    std::cerr << "sculpt serve: " << status.message() << "\n";
+    return absl::IsInvalidArgument(status) ? 2 : 1;
+  }
+  return 0;
+}
+
+}  // namespace sculpt
