@@ -80,8 +80,8 @@ void RequestStream::PushBlock(BlockEvent event) {
   if (settings_.mode == StreamMode::kFinalOnly) return;
   {
     std::lock_guard lock(mutex_);
-    // The drafts cover every commit before the block's event does.
-    FlushHeldDraft();
+    // A held-back draft stays held: every_n_steps and min_interval_ms are kept exactly, and
+    // the block's own event carries its tokens.
     outbox_.push_back(std::move(event));
   }
   Notify();

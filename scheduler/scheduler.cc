@@ -174,6 +174,13 @@ void Scheduler::Finish(Entry& entry, FinishCause cause, absl::Status status) {
       entry.state = RequestState::kFailed;
       break;
   }
+  spdlog::info(
+      "request finished: request_id={} finish_reason={} status={} generated_tokens={} steps={} "
+      "forward_passes={} queue_ms={:.1f} first_step_ms={:.1f} total_ms={:.1f}",
+      entry.request.request_id, FinishCauseName(cause),
+      absl::StatusCodeToString(final_event.status.code()), final_event.token_ids.size(),
+      final_event.steps, final_event.forward_passes, final_event.queue_ms,
+      final_event.first_step_ms, final_event.total_ms);
   entry.stream->PushFinal(std::move(final_event));
 }
 

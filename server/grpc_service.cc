@@ -133,7 +133,6 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
       return Action::kWrite;
     }
     auto& final_event = std::get<FinalEvent>(event);
-    service_->LogFinished("Generate", request_id_, final_event, built_);
     if (auto status = TerminalStatus(final_event)) {
       status_ = ToGrpcStatus(*status);
       return Action::kFinishWithStatus;
@@ -213,7 +212,6 @@ class CompleteReactor final : public grpc::ServerUnaryReactor {
   Action Prepare(StreamEvent event) {
     auto* final_event = std::get_if<FinalEvent>(&event);
     if (final_event == nullptr) return Action::kNone;
-    service_->LogFinished("Complete", request_id_, *final_event, built_);
     if (auto status = TerminalStatus(*final_event)) {
       status_ = ToGrpcStatus(*status);
     } else {
@@ -357,18 +355,6 @@ void TextDiffusionService::FillFinal(const BuiltRequest& built, const std::strin
   timings.set_queue_ms(event.queue_ms);
   timings.set_first_step_ms(event.first_step_ms);
   timings.set_total_ms(event.total_ms);
-}
-
-void TextDiffusionService::LogFinished(const std::string& rpc, const std::string& request_id,
-                                       const FinalEvent& event, const BuiltRequest& built) const {
-  spdlog::info(
-      "request finished: rpc={} request_id={} finish_reason={} status={} prompt_tokens={} "
-      "generated_tokens={} steps={} forward_passes={} queue_ms={:.1f} first_step_ms={:.1f} "
-      "total_ms={:.1f}",
-      rpc, request_id, FinishCauseName(event.cause),
-      absl::StatusCodeToString(TerminalStatus(event).value_or(absl::OkStatus()).code()),
-      built.prompt_tokens, event.token_ids.size(), event.steps, event.forward_passes,
-      event.queue_ms, event.first_step_ms, event.total_ms);
 }
 
 void TextDiffusionService::FillModelInfo(v1::ModelInfo& info) const {

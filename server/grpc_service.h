@@ -50,15 +50,12 @@ class TextDiffusionService final : public v1::TextDiffusion::CallbackService {
       grpc::CallbackServerContext* context, const v1::GenerateRequest& request);
 
   const ServedModel& model() const { return model_; }
-  // Converts an engine event into its message; false when the event has no message (it is
-  // the Final event of a failed or refused request: `status` then holds the RPC status).
+  // Engine events to their messages.
   void FillFinal(const BuiltRequest& built, const std::string& request_id, FinalEvent& event,
                  v1::GenerateResult& result) const;
   void FillDraft(const BuiltRequest& built, const DraftEvent& event, v1::StepDraft& draft) const;
   void FillBlock(const BuiltRequest& built, const BlockEvent& event,
                  v1::BlockCommitted& block) const;
-  void LogFinished(const std::string& rpc, const std::string& request_id, const FinalEvent& event,
-                   const BuiltRequest& built) const;
 
  private:
   void FillModelInfo(v1::ModelInfo& info) const;

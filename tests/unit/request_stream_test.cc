@@ -80,6 +80,19 @@ TEST(RequestStreamTest, BlocksAreNeverMergedAway) {
   EXPECT_TRUE(std::holds_alternative<FinalEvent>(events[4]));
 }
 
+TEST(RequestStreamTest, BlocksDoNotReleaseHeldDrafts) {
+  RequestStream stream({.every_n_steps = 4});
+  stream.PushDraft(Draft(1, {{0, 7}}, 3), false);
+  stream.PushBlock({.block = 0, .step = 1, .start = 0, .tokens = {7}});
+  const auto events = Drain(stream);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<BlockEvent>(events[0]));
+  stream.PushFinal({});
+  const auto rest = Drain(stream);  // the held commit arrives before the final result
+  ASSERT_EQ(rest.size(), 2u);
+  EXPECT_EQ(std::get<DraftEvent>(rest[0]).committed.size(), 1u);
+}
+
 TEST(RequestStreamTest, ModesFilterDrafts) {
   RequestStream final_only({.mode = StreamMode::kFinalOnly});
   RequestStream blocks({.mode = StreamMode::kBlocks});
