@@ -55,7 +55,9 @@ def sculpt_binary() -> pathlib.Path:
 class Server:
     """`sculpt serve` on 127.0.0.1 and a free port; stderr (the log) is collected."""
 
-    def __init__(self, *flags: str, model: pathlib.Path = TINY_TEXT_MODEL, env=None):
+    def __init__(
+        self, *flags: str, model: pathlib.Path = TINY_TEXT_MODEL, env=None, threads: int = 1
+    ):
         command = [
             str(sculpt_binary()),
             "serve",
@@ -66,7 +68,7 @@ class Server:
             "--grpc-port",
             "0",
             "--threads",
-            "1",
+            str(threads),
             *flags,
         ]
         full_env = dict(os.environ)
