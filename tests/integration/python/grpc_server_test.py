@@ -182,6 +182,50 @@ class GenerateStreamTest(unittest.TestCase):
         self.assertIn("grpc.health.v1.Health", services)
 
 
+class LoadRecipeTest(unittest.TestCase):
+    """deploy/: the ghz configs speak our proto, and the h2load recipe really drives Complete."""
+
+    DEPLOY = pathlib.Path(__file__).resolve().parents[3] / "deploy"
+
+    def test_ghz_configs_parse_as_requests(self):
+        from google.protobuf import json_format
+
+        for name in ("complete.json", "generate.json"):
+            config = json.loads((self.DEPLOY / "ghz" / name).read_text())
+            self.assertTrue(config["call"].startswith("sculpt.v1.TextDiffusion."))
+            message = json_format.ParseDict(config["data"], pb.GenerateRequest())
+            self.assertEqual(message.prompt, "def fibonacci(n):")
+
+    def test_h2load_frame_and_run(self):
+        import shutil
+        import subprocess
+
+        with tempfile.TemporaryDirectory() as tmp:
+            frame = pathlib.Path(tmp) / "complete.frame"
+            subprocess.run([str(self.DEPLOY / "h2load/make_frame.sh"),
+                            str(self.DEPLOY / "h2load/complete.txtpb"), str(frame)],
+                           check=True, capture_output=True)
+            data = frame.read_bytes()
+            self.assertEqual(data[0], 0)
+            self.assertEqual(int.from_bytes(data[1:5], "big"), len(data) - 5)
+            message = pb.GenerateRequest.FromString(data[5:])
+            self.assertEqual(message.gen_length, 32)
+        if shutil.which("h2load") is None:
+            self.skipTest("h2load (Debian nghttp2-client) is not installed")
+        server = Server()
+        try:
+            out = subprocess.run([str(self.DEPLOY / "h2load/run.sh"), server.address, "8", "2"],
+                                 check=True, capture_output=True, text=True, timeout=300)
+            self.assertIn("8 succeeded", out.stdout)
+            for _ in range(8):
+                server.wait_log("status=OK")
+            finished = [l for l in server.log_lines if "request finished" in l]
+            self.assertEqual(len(finished), 8)
+            self.assertTrue(all("finish_reason=length status=OK" in l for l in finished))
+        finally:
+            server.stop()
+
+
 class InvalidInputTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
