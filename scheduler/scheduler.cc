@@ -181,6 +181,7 @@ void Scheduler::Finish(Entry& entry, FinishCause cause, absl::Status status) {
       absl::StatusCodeToString(final_event.status.code()), final_event.token_ids.size(),
       final_event.steps, final_event.forward_passes, final_event.queue_ms,
       final_event.first_step_ms, final_event.total_ms);
+  if (options_.observer != nullptr) options_.observer->OnFinished(entry.request, final_event);
   entry.stream->PushFinal(std::move(final_event));
 }
 
@@ -295,6 +296,16 @@ void Scheduler::RunStep() {
     forward_passes_total_ += static_cast<uint64_t>(*forwarded);
     recent_step_ms_.push_back(MillisecondsBetween(start, end));
     if (recent_step_ms_.size() > kRecentSteps) recent_step_ms_.pop_front();
+  }
+  if (options_.observer != nullptr) {
+    std::vector<int> committed;
+    committed.reserve(running_.size());
+    for (const auto& entry : running_) {
+      committed.push_back(
+          static_cast<int>(entry->request.generation.last_event().committed.size()));
+    }
+    options_.observer->OnStep(std::chrono::duration<double>(end - start).count(), *forwarded,
+                              committed);
   }
   for (size_t i = 0; i < running_.size(); ++i) {
     Entry& entry = *running_[i];

@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,14 +24,30 @@
 
 namespace sculpt {
 
+struct Request;
+
+// Sees what the engine does, for metrics. Called on the engine thread: must be quick and must
+// not call back into the scheduler.
+class SchedulerObserver {
+ public:
+  virtual ~SchedulerObserver() = default;
+  // One denoising step: its wall time, the sequences it forwarded, and how many tokens each
+  // running request committed in it.
+  virtual void OnStep(double seconds, int forwarded, std::span<const int> committed) = 0;
+  // A request ended (any cause), with its final event.
+  virtual void OnFinished(const Request& request, const FinalEvent& event) = 0;
+};
+
 struct SchedulerOptions {
   Budgets budgets;
   int max_queued_requests = 256;
+  SchedulerObserver* observer = nullptr;  // not owned; outlives the scheduler
 };
 
 // What the front end hands the scheduler: a validated generation, ready to run.
 struct Request {
   std::string request_id;
+  int prompt_tokens = 0;
   Generation generation;
   int priority = 0;
   std::optional<std::chrono::steady_clock::time_point> deadline;

@@ -88,8 +88,8 @@ absl::StatusOr<GenerationParams> ReadParams(const v1::GenerateRequest& message, 
 
 }  // namespace
 
-absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& message,
-                                          const ServedModel& model, const RequestLimits& limits) {
+absl::StatusOr<BuildResult> BuildRequest(const v1::GenerateRequest& message,
+                                         const ServedModel& model, const RequestLimits& limits) {
   if (!message.model().empty() && message.model() != model.name) {
     return absl::NotFoundError(absl::StrCat(
         "model '", message.model(), "' is not served here; this server serves '", model.name, "'"));
@@ -190,12 +190,13 @@ absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& message,
   built.request_id = message.request_id();
   built.gen_length = generation->params().gen_length;
   built.planned_steps = generation->planned_steps();
-  built.request.emplace(Request{.request_id = message.request_id(),
-                                .generation = std::move(*generation),
-                                .priority = message.priority(),
-                                .deadline = std::nullopt,
-                                .stream = stream});
-  return built;
+  return BuildResult{.built = std::move(built),
+                     .request = Request{.request_id = message.request_id(),
+                                        .prompt_tokens = static_cast<int>(prompt.size()),
+                                        .generation = std::move(*generation),
+                                        .priority = message.priority(),
+                                        .deadline = std::nullopt,
+                                        .stream = stream}};
 }
 
 }  // namespace sculpt

@@ -20,8 +20,8 @@ struct RequestLimits {
   int max_min_interval_ms = 60'000;
 };
 
+// What the front end keeps about a request once the scheduler has it.
 struct BuiltRequest {
-  std::optional<Request> request;  // moved into the scheduler at submission; the rest stays
   std::string request_id;
   int gen_length = 0;     // the answer region (infill: the canvas)
   int planned_steps = 0;  // Generation::planned_steps()
@@ -32,8 +32,14 @@ struct BuiltRequest {
   bool include_token_ids = true;
 };
 
+// The scheduler's request and the front end's summary of it.
+struct BuildResult {
+  BuiltRequest built;
+  Request request;
+};
+
 // NOT_FOUND for another model's name; INVALID_ARGUMENT naming the field for everything else.
-absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& message,
-                                          const ServedModel& model, const RequestLimits& limits);
+absl::StatusOr<BuildResult> BuildRequest(const v1::GenerateRequest& message,
+                                         const ServedModel& model, const RequestLimits& limits);
 
 }  // namespace sculpt

@@ -80,7 +80,7 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
                           SecondsFlag(flags, "priority-aging-s"));
   SCULPT_ASSIGN_OR_RETURN(scheduler_options.max_queued_requests,
                           IntFlag(flags, "max-queued-requests", 0, 1 << 20));
-  ServiceOptions service_options;
+  FrontEndOptions service_options;
   SCULPT_ASSIGN_OR_RETURN(int max_request_bytes,
                           IntFlag(flags, "max-request-bytes", 1024, 1 << 30));
   service_options.max_request_bytes = static_cast<uint64_t>(max_request_bytes);
@@ -107,8 +107,11 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
           .count(),
       model->device, CpuThreads());
 
+  Metrics metrics(model->name);
+  scheduler_options.observer = &metrics;
   Scheduler scheduler(*model->transformer, scheduler_options);
-  TextDiffusionService service(*model, scheduler, service_options);
+  FrontEnd front_end(*model, scheduler, &metrics, service_options);
+  TextDiffusionService service(front_end);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

@@ -1,0 +1,227 @@
+// Validation, submission and message building shared by the front ends; see front_end.h.
+#include "server/front_end.h"
+
+#include <atomic>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/status.h"
+#include "model/text_io.h"
+
+namespace sculpt {
+namespace {
+
+std::string NewRequestId() {
+  static std::atomic<uint64_t> counter{0};
+  static const uint64_t process_tag = std::random_device{}();
+  return absl::StrFormat("req-%06x-%d", process_tag & 0xffffff, counter.fetch_add(1));
+}
+
+}  // namespace
+
+FrontEnd::FrontEnd(const ServedModel& model, Scheduler& scheduler, Metrics* metrics,
+                   FrontEndOptions options)
+    : model_(model), scheduler_(scheduler), metrics_(metrics), options_(std::move(options)) {}
+
+std::optional<absl::Status> FrontEnd::TerminalStatus(const FinalEvent& event) {
+  if (!event.status.ok()) return event.status;
+  if (event.cause == FinishCause::kDeadline && event.steps == 0) {
+    return absl::DeadlineExceededError("the deadline passed while the request was queued");
+  }
+  return std::nullopt;
+}
+
+absl::Status FrontEnd::CheckModel(const std::string& name) const {
+  if (!name.empty() && name != model_.name) {
+    return absl::NotFoundError(absl::StrCat(
+        "model '", name, "' is not served here; this server serves '", model_.name, "'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Submitted> FrontEnd::Submit(
+    const v1::GenerateRequest& request,
+    std::optional<std::chrono::steady_clock::time_point> deadline) {
+  auto submitted = [&]() -> absl::StatusOr<Submitted> {
+    if (scheduler_.draining()) {
+      return absl::UnavailableError("the server is shutting down and accepts no new requests");
+    }
+    SCULPT_ASSIGN_OR_RETURN(BuildResult result, BuildRequest(request, model_, options_.limits));
+    if (result.built.request_id.empty()) result.built.request_id = NewRequestId();
+    result.request.request_id = result.built.request_id;
+    result.request.deadline = deadline;
+    SCULPT_ASSIGN_OR_RETURN(std::unique_ptr<RequestHandle> handle,
+                            scheduler_.Submit(std::move(result.request)));
+    return Submitted{std::move(result.built), std::move(handle)};
+  }();
+  if (!submitted.ok() && metrics_ != nullptr) {
+    metrics_->RecordRejected(RejectionReason(submitted.status()));
+  }
+  return submitted;
+}
+
+absl::StatusOr<v1::TokenizeResponse> FrontEnd::Tokenize(const v1::TokenizeRequest& request) const {
+  SCULPT_RETURN_IF_ERROR(CheckModel(request.model()));
+  if (!model_.tokenizer) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("model '", model_.name, "' has no tokenizer"));
+  }
+  auto ids = model_.tokenizer->Encode(request.text(), request.add_special_tokens());
+  if (!ids.ok()) return absl::InvalidArgumentError(absl::StrCat("text: ", ids.status().message()));
+  v1::TokenizeResponse response;
+  for (int32_t id : *ids) {
+    response.add_token_ids(id);
+    response.add_tokens(model_.tokenizer->IdToToken(id).value_or(""));
+  }
+  return response;
+}
+
+absl::StatusOr<v1::DetokenizeResponse> FrontEnd::Detokenize(
+    const v1::DetokenizeRequest& request) const {
+  SCULPT_RETURN_IF_ERROR(CheckModel(request.model()));
+  if (!model_.tokenizer) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("model '", model_.name, "' has no tokenizer"));
+  }
+  const std::vector<int32_t> ids(request.token_ids().begin(), request.token_ids().end());
+  auto text = model_.tokenizer->Decode(ids, request.skip_special_tokens());
+  if (!text.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("token_ids: ", text.status().message()));
+  }
+  v1::DetokenizeResponse response;
+  response.set_text(*text);
+  return response;
+}
+
+v1::ListModelsResponse FrontEnd::ListModels() const {
+  v1::ListModelsResponse response;
+  FillModelInfo(*response.add_models());
+  return response;
+}
+
+v1::ServerInfo FrontEnd::ServerInfo() const {
+  const SchedulerStats stats = scheduler_.stats();
+  v1::ServerInfo response;
+  response.set_version(options_.version);
+  FillModelInfo(*response.mutable_model());
+  response.set_running(static_cast<uint32_t>(stats.running));
+  response.set_waiting(static_cast<uint32_t>(stats.waiting));
+  response.set_free_slots(static_cast<uint32_t>(stats.free_slots));
+  response.set_draining(scheduler_.draining());
+  response.set_steps_total(stats.steps_total);
+  response.set_recent_step_ms(stats.recent_step_ms);
+  response.set_device(model_.device);
+  v1::Limits& limits = *response.mutable_limits();
+  const SchedulerOptions& options = scheduler_.options();
+  limits.set_max_num_seqs(static_cast<uint32_t>(options.budgets.max_num_seqs));
+  limits.set_max_num_batched_tokens(static_cast<uint32_t>(options.budgets.max_num_batched_tokens));
+  limits.set_max_queued_requests(static_cast<uint32_t>(options.max_queued_requests));
+  limits.set_max_request_bytes(options_.max_request_bytes);
+  limits.set_max_stop_strings(static_cast<uint32_t>(options_.limits.max_stop_strings));
+  limits.set_max_stop_string_bytes(static_cast<uint32_t>(options_.limits.max_stop_string_bytes));
+  return response;
+}
+
+void FrontEnd::FillAccepted(const BuiltRequest& built, const AcceptedEvent& event,
+                            v1::Accepted& accepted) const {
+  accepted.set_request_id(built.request_id);
+  accepted.set_queue_position(static_cast<uint32_t>(event.queue_position));
+  accepted.set_prompt_tokens(static_cast<uint32_t>(built.prompt_tokens));
+  accepted.set_gen_length(static_cast<uint32_t>(built.gen_length));
+  accepted.set_total_steps(static_cast<uint32_t>(built.planned_steps));
+}
+
+void FrontEnd::FillSpan(const BuiltRequest& built, int32_t position, std::vector<int32_t> tokens,
+                        v1::Span& span) const {
+  span.set_position(static_cast<uint32_t>(position));
+  if (built.include_text && model_.tokenizer) {
+    auto text = model_.tokenizer->Decode(tokens);
+    if (text.ok()) span.set_text(*text);
+  }
+  if (built.include_token_ids) span.mutable_token_ids()->Add(tokens.begin(), tokens.end());
+}
+
+void FrontEnd::FillDraft(const BuiltRequest& built, const DraftEvent& event,
+                         v1::StepDraft& draft) const {
+  draft.set_step(event.step);
+  draft.set_total_steps(static_cast<uint32_t>(built.planned_steps));
+  draft.set_block(event.block);
+  draft.set_masks_left(static_cast<uint32_t>(event.masks_left));
+  // Runs of consecutive positions become one span each.
+  auto it = event.committed.begin();
+  while (it != event.committed.end()) {
+    const int32_t start = it->first;
+    std::vector<int32_t> tokens;
+    int32_t next = start;
+    while (it != event.committed.end() && it->first == next) {
+      tokens.push_back(it->second);
+      ++next;
+      ++it;
+    }
+    FillSpan(built, start, std::move(tokens), *draft.add_changed());
+  }
+}
+
+void FrontEnd::FillBlock(const BuiltRequest& built, const BlockEvent& event,
+                         v1::BlockCommitted& block) const {
+  block.set_block(event.block);
+  block.set_step(event.step);
+  FillSpan(built, event.start, event.tokens, *block.mutable_tokens());
+}
+
+void FrontEnd::FillFinal(const BuiltRequest& built, const FinalEvent& event,
+                         v1::GenerateResult& result) const {
+  result.set_request_id(built.request_id);
+  result.set_model(model_.name);
+  result.set_finish_reason(std::string(FinishCauseName(event.cause)));
+  if (built.include_text && model_.tokenizer) {
+    if (event.stop_text) {
+      result.set_text(*event.stop_text);
+    } else if (auto text = model_.tokenizer->Decode(event.token_ids, /*skip_special_tokens=*/true);
+               text.ok()) {
+      result.set_text(*text);
+    }
+  }
+  if (built.include_token_ids) {
+    result.mutable_token_ids()->Add(event.token_ids.begin(), event.token_ids.end());
+  }
+  if (built.infill) {
+    auto spans = FilledSpans(model_.tokenizer.get(), model_.config().mask_token_id,
+                             built.initial_canvas, event.canvas);
+    if (spans.ok()) {
+      for (FilledSpan& filled : *spans) {
+        v1::Span& span = *result.add_filled();
+        span.set_position(static_cast<uint32_t>(filled.start));
+        if (built.include_text) span.set_text(filled.text);
+        if (built.include_token_ids) {
+          span.mutable_token_ids()->Add(filled.tokens.begin(), filled.tokens.end());
+        }
+      }
+    }
+  }
+  v1::Usage& usage = *result.mutable_usage();
+  usage.set_prompt_tokens(static_cast<uint32_t>(built.prompt_tokens));
+  usage.set_generated_tokens(static_cast<uint32_t>(event.token_ids.size()));
+  usage.set_steps(static_cast<uint32_t>(event.steps));
+  usage.set_forward_passes(static_cast<uint32_t>(event.forward_passes));
+  v1::Timings& timings = *result.mutable_timings();
+  timings.set_queue_ms(event.queue_ms);
+  timings.set_first_step_ms(event.first_step_ms);
+  timings.set_total_ms(event.total_ms);
+}
+
+void FrontEnd::FillModelInfo(v1::ModelInfo& info) const {
+  const ModelConfig& config = model_.config();
+  info.set_name(model_.name);
+  info.set_family(config.model_type);
+  info.set_vocab_size(static_cast<uint32_t>(config.vocab_size));
+  info.set_context_length(static_cast<uint32_t>(config.max_sequence_length));
+  info.set_parameters(model_.parameters);
+  info.set_mask_token_id(config.mask_token_id);
+  info.set_eos_token_id(config.eos_token_id);
+  info.set_has_tokenizer(model_.tokenizer != nullptr);
+  info.set_has_chat_format(model_.chat_format.has_value());
+}
+
+}  // namespace sculpt

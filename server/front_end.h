@@ -1,0 +1,74 @@
+// What the gRPC service and the HTTP gateway share: validation and submission of generations,
+// the other requests of the API, and engine events turned into API messages. Both front ends
+// speak the proto's messages, so they cannot drift apart.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "scheduler/scheduler.h"
+#include "sculpt/v1/text_diffusion.pb.h"
+#include "server/metrics.h"
+#include "server/request_builder.h"
+#include "server/served_model.h"
+
+namespace sculpt {
+
+struct FrontEndOptions {
+  RequestLimits limits;
+  uint64_t max_request_bytes = 4 << 20;
+  std::string version;
+};
+
+struct Submitted {
+  BuiltRequest built;  // what the request was, for describing its events
+  std::unique_ptr<RequestHandle> handle;
+};
+
+class FrontEnd {
+ public:
+  FrontEnd(const ServedModel& model, Scheduler& scheduler, Metrics* metrics,
+           FrontEndOptions options);
+
+  // Validates and queues a generation. Refusals are counted in the metrics.
+  absl::StatusOr<Submitted> Submit(const v1::GenerateRequest& request,
+                                   std::optional<std::chrono::steady_clock::time_point> deadline);
+
+  absl::StatusOr<v1::TokenizeResponse> Tokenize(const v1::TokenizeRequest& request) const;
+  absl::StatusOr<v1::DetokenizeResponse> Detokenize(const v1::DetokenizeRequest& request) const;
+  v1::ListModelsResponse ListModels() const;
+  v1::ServerInfo ServerInfo() const;
+
+  // Engine events to their messages.
+  void FillAccepted(const BuiltRequest& built, const AcceptedEvent& event,
+                    v1::Accepted& accepted) const;
+  void FillDraft(const BuiltRequest& built, const DraftEvent& event, v1::StepDraft& draft) const;
+  void FillBlock(const BuiltRequest& built, const BlockEvent& event,
+                 v1::BlockCommitted& block) const;
+  void FillFinal(const BuiltRequest& built, const FinalEvent& event,
+                 v1::GenerateResult& result) const;
+
+  // The status a final event means for the client when it carries no result worth sending
+  // (a failure, or a deadline that passed while queued); nullopt when it has a result.
+  static std::optional<absl::Status> TerminalStatus(const FinalEvent& event);
+
+  const ServedModel& model() const { return model_; }
+  Scheduler& scheduler() { return scheduler_; }
+  const FrontEndOptions& options() const { return options_; }
+
+ private:
+  absl::Status CheckModel(const std::string& name) const;
+  void FillModelInfo(v1::ModelInfo& info) const;
+  void FillSpan(const BuiltRequest& built, int32_t position, std::vector<int32_t> tokens,
+                v1::Span& span) const;
+
+  const ServedModel& model_;
+  Scheduler& scheduler_;
+  Metrics* metrics_;
+  const FrontEndOptions options_;
+};
+
+}  // namespace sculpt

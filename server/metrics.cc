@@ -1,0 +1,173 @@
+// Prometheus text rendering; see metrics.h.
+#include "server/metrics.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace sculpt {
+namespace {
+
+std::vector<double> LatencyBuckets() {
+  return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
+}
+
+std::string FormatValue(double value) {
+  if (std::isinf(value)) return "+Inf";
+  return absl::StrFormat("%.9g", value);
+}
+
+// Label values need \, " and newline escaped.
+std::string EscapeLabel(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+void Header(std::string& out, const std::string& name, const char* type, const char* help) {
+  absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
+}
+
+}  // namespace
+
+Histogram::Histogram(std::vector<double> upper_bounds)
+    : upper_bounds_(std::move(upper_bounds)), counts_(upper_bounds_.size() + 1, 0) {}
+
+void Histogram::Observe(double value) {
+  size_t bucket = 0;
+  while (bucket < upper_bounds_.size() && value > upper_bounds_[bucket]) ++bucket;
+  ++counts_[bucket];
+  sum_ += value;
+  ++count_;
+}
+
+void Histogram::Render(const std::string& name, const std::string& labels, std::string& out) const {
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i <= upper_bounds_.size(); ++i) {
+    cumulative += counts_[i];
+    const double bound = i < upper_bounds_.size() ? upper_bounds_[i] : INFINITY;
+    absl::StrAppend(&out, name, "_bucket{", labels, ",le=\"", FormatValue(bound), "\"} ",
+                    cumulative, "\n");
+  }
+  absl::StrAppend(&out, name, "_sum{", labels, "} ", FormatValue(sum_), "\n");
+  absl::StrAppend(&out, name, "_count{", labels, "} ", count_, "\n");
+}
+
+Metrics::Metrics(std::string model_name)
+    : model_label_(absl::StrCat("model=\"", EscapeLabel(model_name), "\"")),
+      time_to_first_step_(LatencyBuckets()),
+      step_latency_(LatencyBuckets()),
+      e2e_latency_(LatencyBuckets()),
+      queue_time_(LatencyBuckets()),
+      tokens_committed_per_step_({1, 2, 4, 8, 16, 32, 64, 128, 256}) {}
+
+void Metrics::OnStep(double seconds, int forwarded, std::span<const int> committed) {
+  std::lock_guard lock(mutex_);
+  ++steps_;
+  forward_passes_ += static_cast<uint64_t>(forwarded);
+  step_latency_.Observe(seconds);
+  for (int count : committed) tokens_committed_per_step_.Observe(count);
+}
+
+void Metrics::OnFinished(const Request& request, const FinalEvent& event) {
+  std::lock_guard lock(mutex_);
+  switch (event.cause) {
+    case FinishCause::kLength:
+    case FinishCause::kStop:
+      ++success_by_reason_[std::string(FinishCauseName(event.cause))];
+      break;
+    case FinishCause::kCancelled:
+    case FinishCause::kDeadline:
+    case FinishCause::kFailed:
+      ++failure_by_reason_[std::string(FinishCauseName(event.cause))];
+      break;
+  }
+  prompt_tokens_ += static_cast<uint64_t>(request.prompt_tokens);
+  generation_tokens_ += event.token_ids.size();
+  queue_time_.Observe(event.queue_ms / 1000);
+  if (event.steps > 0) time_to_first_step_.Observe(event.first_step_ms / 1000);
+  e2e_latency_.Observe(event.total_ms / 1000);
+}
+
+void Metrics::RecordRejected(const std::string& reason) {
+  std::lock_guard lock(mutex_);
+  ++failure_by_reason_[reason];
+}
+
+std::string RejectionReason(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+      return "invalid_argument";
+    case absl::StatusCode::kNotFound:
+      return "not_found";
+    case absl::StatusCode::kResourceExhausted:
+      return "queue_full";
+    case absl::StatusCode::kUnavailable:
+      return "unavailable";
+    case absl::StatusCode::kDeadlineExceeded:
+      return "deadline";
+    default:
+      return "error";
+  }
+}
+
+std::string Metrics::Render(const SchedulerStats& stats) const {
+  std::lock_guard lock(mutex_);
+  std::string out;
+  const std::string& m = model_label_;
+  Header(out, "sculpt_num_requests_running", "gauge", "Requests in the denoising loop.");
+  absl::StrAppend(&out, "sculpt_num_requests_running{", m, "} ", stats.running, "\n");
+  Header(out, "sculpt_num_requests_waiting", "gauge", "Requests waiting in the admission queue.");
+  absl::StrAppend(&out, "sculpt_num_requests_waiting{", m, "} ", stats.waiting, "\n");
+
+  Header(out, "sculpt_request_success_total", "counter",
+         "Requests that finished normally, by finish reason.");
+  for (const char* reason : {"stop", "length"}) {
+    auto it = success_by_reason_.find(reason);
+    absl::StrAppend(&out, "sculpt_request_success_total{", m, ",finished_reason=\"", reason, "\"} ",
+                    it == success_by_reason_.end() ? 0 : it->second, "\n");
+  }
+  Header(out, "sculpt_request_failure_total", "counter",
+         "Requests that ended without a full result or were refused, by reason.");
+  for (const auto& [reason, count] : failure_by_reason_) {
+    absl::StrAppend(&out, "sculpt_request_failure_total{", m, ",reason=\"", EscapeLabel(reason),
+                    "\"} ", count, "\n");
+  }
+  Header(out, "sculpt_prompt_tokens_total", "counter", "Prompt tokens of finished requests.");
+  absl::StrAppend(&out, "sculpt_prompt_tokens_total{", m, "} ", prompt_tokens_, "\n");
+  Header(out, "sculpt_generation_tokens_total", "counter",
+         "Answer tokens of finished requests (after trimming at a stop).");
+  absl::StrAppend(&out, "sculpt_generation_tokens_total{", m, "} ", generation_tokens_, "\n");
+  Header(out, "sculpt_denoising_steps_total", "counter",
+         "Denoising steps run (each one packed forward for all running requests).");
+  absl::StrAppend(&out, "sculpt_denoising_steps_total{", m, "} ", steps_, "\n");
+  Header(out, "sculpt_forward_passes_total", "counter",
+         "Sequences forwarded (a guided request counts two per step).");
+  absl::StrAppend(&out, "sculpt_forward_passes_total{", m, "} ", forward_passes_, "\n");
+
+  const auto histogram = [&](const char* name, const char* help, const Histogram& h) {
+    Header(out, name, "histogram", help);
+    h.Render(name, m, out);
+  };
+  histogram("sculpt_time_to_first_step_seconds",
+            "From acceptance to the end of a request's first denoising step.", time_to_first_step_);
+  histogram("sculpt_step_latency_seconds", "Wall time of one denoising step.", step_latency_);
+  histogram("sculpt_e2e_request_latency_seconds", "From acceptance to the final result.",
+            e2e_latency_);
+  histogram("sculpt_request_queue_time_seconds", "Time spent in the admission queue.", queue_time_);
+  histogram("sculpt_tokens_committed_per_step", "Tokens one request committed in one step.",
+            tokens_committed_per_step_);
+  return out;
+}
+
+}  // namespace sculpt
