@@ -235,7 +235,6 @@ class CompleteReactor final : public grpc::ServerUnaryReactor {
   grpc::Status status_;
 };
 
-
 }  // namespace
 
 TextDiffusionService::TextDiffusionService(FrontEnd& front_end) : front_end_(front_end) {}

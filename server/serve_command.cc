@@ -9,7 +9,9 @@
 #include <csignal>
 #include <iostream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status.h"
@@ -18,6 +20,7 @@
 #include "server/commands.h"
 #include "server/flags.h"
 #include "server/grpc_service.h"
+#include "server/http_gateway.h"
 #include "server/served_model.h"
 
 namespace sculpt {
@@ -30,6 +33,14 @@ FlagSet ServeFlags() {
   flags.Add("model", "DIR", "", "model directory (default: the shipped models/sculpt-code-mini)");
   flags.Add("host", "ADDR", "127.0.0.1", "address to listen on (0.0.0.0 for every interface)");
   flags.Add("grpc-port", "N", "50051", "gRPC port (0 = any free port, logged at start)");
+  flags.Add("http-port", "N", "8080",
+            "HTTP port for the OpenAI-compatible and native JSON API (0 = any free port, -1 = "
+            "no HTTP)");
+  flags.Add("payload-limit", "BYTES", "1048576", "largest HTTP request body; beyond, 413");
+  flags.Add("allowed-origins", "LIST", "",
+            "comma-separated origins allowed by CORS, or * (default: CORS off)");
+  flags.Add("http-max-connections", "N", "512",
+            "HTTP connections served at once (each open stream holds one)");
   flags.Add("max-num-seqs", "N", "16", "sequences denoised together in one step at most");
   flags.Add("max-num-batched-tokens", "N", "8192",
             "tokens one step may forward, summed over its sequences (cfg counts twice)");
@@ -88,6 +99,17 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
                           IntFlag(flags, "max-stop-strings", 0, 1024));
   service_options.version = SCULPT_VERSION;
   SCULPT_ASSIGN_OR_RETURN(int port, IntFlag(flags, "grpc-port", 0, 65535));
+  HttpOptions http_options;
+  http_options.host = flags.GetString("host");
+  SCULPT_ASSIGN_OR_RETURN(http_options.port, IntFlag(flags, "http-port", -1, 65535));
+  SCULPT_ASSIGN_OR_RETURN(int payload_limit, IntFlag(flags, "payload-limit", 1024, 1 << 30));
+  http_options.payload_limit = static_cast<size_t>(payload_limit);
+  SCULPT_ASSIGN_OR_RETURN(http_options.max_connections,
+                          IntFlag(flags, "http-max-connections", 4, 65536));
+  for (absl::string_view origin :
+       absl::StrSplit(flags.GetString("allowed-origins"), ',', absl::SkipWhitespace())) {
+    http_options.allowed_origins.emplace_back(absl::StripAsciiWhitespace(origin));
+  }
   SCULPT_ASSIGN_OR_RETURN(double shutdown_timeout_s, SecondsFlag(flags, "shutdown-timeout"));
   SCULPT_ASSIGN_OR_RETURN(int threads, IntFlag(flags, "threads", 0, 4096));
   SetCpuThreads(threads);
@@ -128,6 +150,15 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
   health->SetServingStatus(true);
   health->SetServingStatus(kServiceName, true);
+  std::unique_ptr<HttpGateway> http;
+  if (http_options.port >= 0) {
+    http = std::make_unique<HttpGateway>(front_end, metrics, http_options);
+    if (absl::Status status = http->Start(); !status.ok()) {
+      server->Shutdown();
+      return status;
+    }
+    spdlog::info("serving {} over HTTP on {}:{}", model->name, http_options.host, http->port());
+  }
   spdlog::info("serving {} over gRPC on {}:{} (max_num_seqs {}, max_num_batched_tokens {})",
                model->name, flags.GetString("host"), bound_port,
                scheduler_options.budgets.max_num_seqs,
@@ -150,8 +181,9 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
     scheduler.CancelAll();
     scheduler.WaitIdle(std::chrono::steady_clock::now() + std::chrono::seconds(10));
   }
-  // In-flight RPCs get a moment to deliver their final messages.
+  // In-flight RPCs and HTTP streams get a moment to deliver their final messages.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (http) http->Stop();
   spdlog::info("stopped");
   return absl::OkStatus();
 }

@@ -1,0 +1,428 @@
+// Routes, JSON mapping and SSE plumbing of the HTTP gateway; see http_gateway.h.
+#include "server/http_gateway.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "server/openai_api.h"
+#include "server/stable_text.h"
+
+namespace sculpt {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kJson = "application/json";
+
+// Wakes an HTTP worker waiting for a request's next event.
+class Waiter {
+ public:
+  void Notify() {
+    {
+      std::lock_guard lock(mutex_);
+      signaled_ = true;
+    }
+    wake_.notify_all();
+  }
+  // False on timeout.
+  bool WaitFor(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    const bool woken = wake_.wait_for(lock, timeout, [&] { return signaled_; });
+    signaled_ = false;
+    return woken;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool signaled_ = false;
+};
+
+// A submitted request with a waiter attached to its outbox.
+struct Pending {
+  explicit Pending(Submitted s) : submitted(std::move(s)), waiter(std::make_shared<Waiter>()) {
+    submitted.handle->stream()->SetListener([w = waiter] { w->Notify(); });
+  }
+  ~Pending() { submitted.handle->stream()->SetListener(nullptr); }
+
+  // The next event, waiting at most `timeout`.
+  std::optional<StreamEvent> Next(std::chrono::milliseconds timeout) {
+    if (auto event = submitted.handle->stream()->Pop()) return event;
+    waiter->WaitFor(timeout);
+    return submitted.handle->stream()->Pop();
+  }
+
+  Submitted submitted;
+  std::shared_ptr<Waiter> waiter;
+};
+
+void SendJson(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), kJson);
+}
+
+void SendError(httplib::Response& res, const absl::Status& status, const std::string& param = "") {
+  SendJson(res, HttpStatusFor(status), OpenAiErrorBody(status, param));
+}
+
+std::string ToJson(const google::protobuf::Message& message) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  (void)google::protobuf::util::MessageToJsonString(message, &out, options);
+  return out;
+}
+
+// Parses a JSON body into a message with the proto's field names; unknown fields are errors.
+absl::Status FromJson(const std::string& text, google::protobuf::Message& message) {
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  const auto status = google::protobuf::util::JsonStringToMessage(text, &message, options);
+  if (status.ok()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("invalid request: ", status.message().ToString()));
+}
+
+absl::StatusOr<json> ParseBody(const httplib::Request& req) {
+  json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) {
+    return absl::InvalidArgumentError("the request body is not valid JSON");
+  }
+  if (!body.is_object())
+    return absl::InvalidArgumentError("the request body must be a JSON object");
+  return body;
+}
+
+std::string SseEvent(const std::string& event, const std::string& data) {
+  return event.empty() ? absl::StrCat("data: ", data, "\n\n")
+                       : absl::StrCat("event: ", event, "\ndata: ", data, "\n\n");
+}
+
+bool Write(httplib::DataSink& sink, const std::string& text) {
+  return sink.write(text.data(), text.size());
+}
+
+void SetTimingHeaders(httplib::Response& res, const v1::GenerateResult& result) {
+  res.set_header("x-queue-time", absl::StrFormat("%.3f", result.timings().queue_ms()));
+  res.set_header("x-inference-time", absl::StrFormat("%.3f", result.timings().total_ms() -
+                                                                 result.timings().queue_ms()));
+  res.set_header("x-total-time", absl::StrFormat("%.3f", result.timings().total_ms()));
+}
+
+void SetStreamHeaders(httplib::Response& res) {
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");
+}
+
+int64_t UnixSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Waits for a request's final event; the result, or the status it ended with.
+absl::StatusOr<v1::GenerateResult> AwaitResult(FrontEnd& front_end, Pending& pending) {
+  while (true) {
+    std::optional<StreamEvent> event = pending.Next(std::chrono::milliseconds(1000));
+    if (!event) continue;
+    auto* final_event = std::get_if<FinalEvent>(&*event);
+    if (final_event == nullptr) continue;
+    if (auto status = FrontEnd::TerminalStatus(*final_event)) return *status;
+    v1::GenerateResult result;
+    front_end.FillFinal(pending.submitted.built, *final_event, result);
+    return result;
+  }
+}
+
+}  // namespace
+
+HttpGateway::HttpGateway(FrontEnd& front_end, Metrics& metrics, HttpOptions options)
+    : front_end_(front_end),
+      metrics_(metrics),
+      options_(std::move(options)),
+      server_(std::make_unique<httplib::Server>()) {}
+
+HttpGateway::~HttpGateway() { Stop(); }
+
+void HttpGateway::Stop() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+absl::Status HttpGateway::Start() {
+  const int workers = options_.max_connections;
+  server_->new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
+  server_->set_payload_max_length(options_.payload_limit);
+  server_->set_keep_alive_max_count(1000);
+  server_->set_read_timeout(std::chrono::seconds(30));
+  server_->set_write_timeout(std::chrono::seconds(30));
+  Routes();
+  bound_port_ = options_.port == 0
+                    ? server_->bind_to_any_port(options_.host)
+                    : (server_->bind_to_port(options_.host, options_.port) ? options_.port : -1);
+  if (bound_port_ <= 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen for HTTP on ", options_.host, ":",
+                                               options_.port, " (in use?)"));
+  }
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return absl::OkStatus();
+}
+
+void HttpGateway::Routes() {
+  httplib::Server& server = *server_;
+  static const std::set<std::string> kGetPaths = {"/health", "/live", "/version", "/metrics",
+                                                  "/v1/models"};
+  static const std::set<std::string> kPostPaths = {
+      "/v1/completions", "/v1/chat/completions", "/v1/generate", "/v1/tokenize", "/v1/detokenize"};
+
+  // CORS is off unless origins are allowed; then the Origin is echoed when it is one of them.
+  server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (options_.allowed_origins.empty() || !req.has_header("Origin")) {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    const std::string origin = req.get_header_value("Origin");
+    const bool any = std::find(options_.allowed_origins.begin(), options_.allowed_origins.end(),
+                               "*") != options_.allowed_origins.end();
+    if (any || std::find(options_.allowed_origins.begin(), options_.allowed_origins.end(),
+                         origin) != options_.allowed_origins.end()) {
+      res.set_header("Access-Control-Allow-Origin", any ? "*" : origin);
+      res.set_header("Vary", "Origin");
+      if (req.method == "OPTIONS") {
+        res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+        res.set_header("Access-Control-Allow-Headers", "Content-Type, Authorization");
+        res.status = 204;
+        return httplib::Server::HandlerResponse::Handled;
+      }
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+
+  server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    if (res.status == 404 && (kGetPaths.count(req.path) || kPostPaths.count(req.path))) {
+      res.set_header("Allow", kGetPaths.count(req.path) ? "GET" : "POST");
+      SendError(res, absl::InvalidArgumentError(
+                         absl::StrCat("method ", req.method, " is not allowed on ", req.path)));
+      res.status = 405;
+      return;
+    }
+    if (res.status == 404) {
+      SendError(res,
+                absl::NotFoundError(absl::StrCat("no such endpoint: ", req.method, " ", req.path)));
+      return;
+    }
+    if (res.status == 413) {
+      SendJson(res, 413,
+               OpenAiErrorBody(absl::InvalidArgumentError("the request body is too large"), ""));
+      res.status = 413;
+      return;
+    }
+    SendJson(res, res.status,
+             OpenAiErrorBody(absl::UnknownError(absl::StrCat("HTTP ", res.status)), ""));
+  });
+  server.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+        SendError(res, absl::InternalError("unexpected exception"));
+      });
+
+  server.Get("/live", [](const httplib::Request&, httplib::Response& res) {
+    SendJson(res, 200, {{"status", "alive"}});
+  });
+  server.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    if (front_end_.scheduler().draining()) {
+      SendJson(res, 503, {{"status", "draining"}});
+    } else {
+      SendJson(res, 200, {{"status", "ok"}, {"model", front_end_.model().name}});
+    }
+  });
+  server.Get("/version", [this](const httplib::Request&, httplib::Response& res) {
+    SendJson(res, 200, {{"version", front_end_.options().version}});
+  });
+  server.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics_.Render(front_end_.scheduler().stats()),
+                    "text/plain; version=0.0.4; charset=utf-8");
+  });
+  server.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+    json data = json::array();
+    const v1::ListModelsResponse models = front_end_.ListModels();
+    for (const v1::ModelInfo& info : models.models()) {
+      data.push_back({{"id", info.name()},
+                      {"object", "model"},
+                      {"created", 0},
+                      {"owned_by", "sculpt"},
+                      {"max_model_len", info.context_length()}});
+    }
+    SendJson(res, 200, {{"object", "list"}, {"data", data}});
+  });
+
+  server.Post("/v1/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
+    v1::TokenizeRequest request;
+    if (auto status = FromJson(req.body, request); !status.ok()) return SendError(res, status);
+    auto response = front_end_.Tokenize(request);
+    if (!response.ok()) return SendError(res, response.status());
+    res.set_content(ToJson(*response), kJson);
+  });
+  server.Post("/v1/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
+    v1::DetokenizeRequest request;
+    if (auto status = FromJson(req.body, request); !status.ok()) return SendError(res, status);
+    auto response = front_end_.Detokenize(request);
+    if (!response.ok()) return SendError(res, response.status());
+    res.set_content(ToJson(*response), kJson);
+  });
+
+  // Native JSON: the GenerateRequest mapping plus "stream"; the events are the gRPC messages.
+  server.Post("/v1/generate", [this](const httplib::Request& req, httplib::Response& res) {
+    auto body = ParseBody(req);
+    if (!body.ok()) return SendError(res, body.status());
+    bool stream = false;
+    if (body->contains("stream")) {
+      if (!(*body)["stream"].is_boolean()) {
+        return SendError(res, absl::InvalidArgumentError("'stream' must be true or false"),
+                         "stream");
+      }
+      stream = (*body)["stream"].get<bool>();
+      body->erase("stream");
+    }
+    v1::GenerateRequest request;
+    if (auto status = FromJson(body->dump(), request); !status.ok()) {
+      return SendError(res, status);
+    }
+    if (!stream) request.mutable_stream_options()->set_mode(v1::StreamOptions::FINAL_ONLY);
+    auto submitted = front_end_.Submit(request, std::nullopt);
+    if (!submitted.ok()) return SendError(res, submitted.status());
+    auto pending = std::make_shared<Pending>(std::move(*submitted));
+    if (!stream) {
+      auto result = AwaitResult(front_end_, *pending);
+      if (!result.ok()) return SendError(res, result.status());
+      SetTimingHeaders(res, *result);
+      res.set_content(ToJson(*result), kJson);
+      return;
+    }
+    SetStreamHeaders(res);
+    const auto keepalive = options_.keepalive_interval;
+    FrontEnd* front_end = &front_end_;
+    res.set_chunked_content_provider(
+        "text/event-stream", [pending, keepalive, front_end](size_t, httplib::DataSink& sink) {
+          std::optional<StreamEvent> event = pending->Next(keepalive);
+          if (!event) return Write(sink, ": keep-alive\n\n");
+          const BuiltRequest& built = pending->submitted.built;
+          if (auto* accepted = std::get_if<AcceptedEvent>(&*event)) {
+            v1::Accepted message;
+            front_end->FillAccepted(built, *accepted, message);
+            return Write(sink, SseEvent("accepted", ToJson(message)));
+          }
+          if (auto* draft = std::get_if<DraftEvent>(&*event)) {
+            v1::StepDraft message;
+            front_end->FillDraft(built, *draft, message);
+            return Write(sink, SseEvent("step", ToJson(message)));
+          }
+          if (auto* block = std::get_if<BlockEvent>(&*event)) {
+            v1::BlockCommitted message;
+            front_end->FillBlock(built, *block, message);
+            return Write(sink, SseEvent("block", ToJson(message)));
+          }
+          const auto& final_event = std::get<FinalEvent>(*event);
+          bool ok = true;
+          if (auto status = FrontEnd::TerminalStatus(final_event)) {
+            ok = Write(sink, SseEvent("error", OpenAiErrorBody(*status, "").dump()));
+          } else {
+            v1::GenerateResult message;
+            front_end->FillFinal(built, final_event, message);
+            ok = Write(sink, SseEvent("final", ToJson(message)));
+          }
+          sink.done();
+          return ok;
+        });
+  });
+
+  const auto openai = [this](OpenAiEndpoint endpoint) {
+    return [this, endpoint](const httplib::Request& req, httplib::Response& res) {
+      auto body = ParseBody(req);
+      if (!body.ok()) return SendError(res, body.status());
+      std::string param;
+      auto parsed = ParseOpenAiRequest(endpoint, *body, &param);
+      if (!parsed.ok()) return SendError(res, parsed.status(), param);
+      auto submitted = front_end_.Submit(parsed->generate, std::nullopt);
+      if (!submitted.ok()) {
+        return SendError(res, submitted.status(),
+                         absl::IsNotFound(submitted.status()) ? "model" : "");
+      }
+      const std::string id =
+          absl::StrCat(endpoint == OpenAiEndpoint::kCompletions ? "cmpl-" : "chatcmpl-",
+                       submitted->built.request_id);
+      const std::string model = parsed->model.empty() ? front_end_.model().name : parsed->model;
+      const int64_t created = UnixSeconds();
+      auto pending = std::make_shared<Pending>(std::move(*submitted));
+      if (!parsed->stream) {
+        auto result = AwaitResult(front_end_, *pending);
+        if (!result.ok()) return SendError(res, result.status());
+        SetTimingHeaders(res, *result);
+        SendJson(res, 200, OpenAiResponse(endpoint, id, created, model, *result));
+        return;
+      }
+      SetStreamHeaders(res);
+      const Tokenizer* tokenizer = front_end_.model().tokenizer.get();
+      std::vector<std::string> stops(parsed->generate.stop().begin(),
+                                     parsed->generate.stop().end());
+      auto stable = tokenizer ? std::make_shared<StableTextStream>(
+                                    *tokenizer, stops, pending->submitted.built.gen_length)
+                              : nullptr;
+      auto first = std::make_shared<bool>(true);
+      const bool include_usage = parsed->include_usage;
+      const auto keepalive = options_.keepalive_interval;
+      FrontEnd* front_end = &front_end_;
+      res.set_chunked_content_provider("text/event-stream", [=](size_t, httplib::DataSink& sink) {
+        const auto chunk = [&](const std::string& delta, const std::string& reason) {
+          const json chunk_json = OpenAiChunk(endpoint, id, created, model, delta, reason, *first);
+          *first = false;
+          return Write(
+              sink, SseEvent("", chunk_json.dump(-1, ' ', false, json::error_handler_t::replace)));
+        };
+        std::optional<StreamEvent> event = pending->Next(keepalive);
+        if (!event) return Write(sink, ": keep-alive\n\n");
+        if (std::holds_alternative<AcceptedEvent>(*event)) {
+          // The role comes first in chat streams, as OpenAI sends it.
+          return endpoint == OpenAiEndpoint::kChatCompletions ? chunk("", "") : true;
+        }
+        if (auto* draft = std::get_if<DraftEvent>(&*event)) {
+          const std::string delta = stable ? stable->Apply(draft->committed) : "";
+          return delta.empty() ? true : chunk(delta, "");
+        }
+        if (std::holds_alternative<BlockEvent>(*event)) return true;
+        const auto& final_event = std::get<FinalEvent>(*event);
+        bool ok = true;
+        if (auto status = FrontEnd::TerminalStatus(final_event)) {
+          ok = Write(sink, SseEvent("", OpenAiErrorBody(*status, "").dump()));
+        } else {
+          v1::GenerateResult result;
+          front_end->FillFinal(pending->submitted.built, final_event, result);
+          const std::string rest = stable ? stable->Finish(result.text()) : result.text();
+          if (!rest.empty()) ok = chunk(rest, "");
+          ok = ok && chunk("", result.finish_reason());
+          if (ok && include_usage) {
+            ok = Write(
+                sink,
+                SseEvent("",
+                         OpenAiUsageChunk(endpoint, id, created, model, result.usage()).dump()));
+          }
+        }
+        ok = ok && Write(sink, "data: [DONE]\n\n");
+        sink.done();
+        return ok;
+      });
+    };
+  };
+  server.Post("/v1/completions", openai(OpenAiEndpoint::kCompletions));
+  server.Post("/v1/chat/completions", openai(OpenAiEndpoint::kChatCompletions));
+}
+
+}  // namespace sculpt
