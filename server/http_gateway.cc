@@ -3,7 +3,9 @@
 
 #include <google/protobuf/util/json_util.h>
 #include <httplib.h>
+#include <netinet/in.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <condition_variable>
 #include <mutex>
@@ -143,6 +145,29 @@ absl::StatusOr<v1::GenerateResult> AwaitResult(FrontEnd& front_end, Pending& pen
   }
 }
 
+// cpp-httplib 0.11 listens with a backlog of 5, so a burst of clients connecting at once
+// overflows the accept queue and some connections are reset. Listening again on the same socket
+// raises the backlog (Linux applies the new value); the socket is found by its port.
+void RaiseListenBacklog(int port) {
+  for (int fd = 0; fd < 4096; ++fd) {
+    int accepting = 0;
+    socklen_t length = sizeof accepting;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &length) != 0 || !accepting) {
+      continue;
+    }
+    sockaddr_storage address{};
+    socklen_t address_length = sizeof address;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &address_length) != 0) continue;
+    int bound = -1;
+    if (address.ss_family == AF_INET) {
+      bound = ntohs(reinterpret_cast<sockaddr_in*>(&address)->sin_port);
+    } else if (address.ss_family == AF_INET6) {
+      bound = ntohs(reinterpret_cast<sockaddr_in6*>(&address)->sin6_port);
+    }
+    if (bound == port) ::listen(fd, SOMAXCONN);
+  }
+}
+
 }  // namespace
 
 HttpGateway::HttpGateway(FrontEnd& front_end, Metrics& metrics, HttpOptions options)
@@ -173,6 +198,7 @@ absl::Status HttpGateway::Start() {
     return absl::UnavailableError(absl::StrCat("cannot listen for HTTP on ", options_.host, ":",
                                                options_.port, " (in use?)"));
   }
+  RaiseListenBacklog(bound_port_);
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   return absl::OkStatus();
 }

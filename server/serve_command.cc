@@ -90,7 +90,7 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
   SCULPT_ASSIGN_OR_RETURN(scheduler_options.budgets.priority_aging_s,
                           SecondsFlag(flags, "priority-aging-s"));
   SCULPT_ASSIGN_OR_RETURN(scheduler_options.max_queued_requests,
-                          IntFlag(flags, "max-queued-requests", 0, 1 << 20));
+                          IntFlag(flags, "max-queued-requests", 1, 1 << 20));
   FrontEndOptions service_options;
   SCULPT_ASSIGN_OR_RETURN(int max_request_bytes,
                           IntFlag(flags, "max-request-bytes", 1024, 1 << 30));

@@ -39,7 +39,13 @@ std::string StableTextStream::Apply(const std::map<int32_t, int32_t>& committed)
         decoder_.Push(std::span<const int32_t>(canvas_).subspan(start, prefix_end_ - start));
     if (text.ok()) decoded_ += *text;
   }
-  const size_t releasable = decoded_.size() - StopPrefixHeld(decoded_);
+  // A complete stop string ends the answer where it starts (the final result will say so);
+  // a partial one at the end might still complete.
+  size_t releasable = decoded_.size() - StopPrefixHeld(decoded_);
+  for (const std::string& stop : stops_) {
+    const size_t found = decoded_.find(stop);
+    if (found != std::string::npos) releasable = std::min(releasable, found);
+  }
   if (releasable <= sent_.size()) return "";
   std::string delta = decoded_.substr(sent_.size(), releasable - sent_.size());
   sent_ += delta;

@@ -67,6 +67,8 @@ class Server:
             "127.0.0.1",
             "--grpc-port",
             "0",
+            "--http-port",
+            "0",
             "--threads",
             str(threads),
             *flags,
@@ -83,12 +85,14 @@ class Server:
         self.log_lines: list[str] = []
         self._port_found = threading.Event()
         self.port = None
+        self.http_port = None
         self._reader = threading.Thread(target=self._read_log, daemon=True)
         self._reader.start()
         if not self._port_found.wait(60) or self.port is None:
             self.stop()
             raise RuntimeError("sculpt serve did not start:\n" + "\n".join(self.log_lines))
         self.address = f"127.0.0.1:{self.port}"
+        self.http_url = f"http://127.0.0.1:{self.http_port}"
         self.channel = grpc.insecure_channel(self.address)
         grpc.channel_ready_future(self.channel).result(timeout=30)
         self.stub = pb_grpc.TextDiffusionStub(self.channel)
@@ -97,6 +101,9 @@ class Server:
         for line in self.process.stderr:
             line = line.rstrip("\n")
             self.log_lines.append(line)
+            http = re.search(r"over HTTP on [^ ]+:(\d+)", line)
+            if http and self.http_port is None:
+                self.http_port = int(http.group(1))
             match = re.search(r"over gRPC on [^ ]+:(\d+)", line)
             if match and self.port is None:
                 self.port = int(match.group(1))

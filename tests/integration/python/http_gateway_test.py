@@ -1,0 +1,329 @@
+"""The HTTP gateway of `sculpt serve` end to end: the official `openai` SDK, raw HTTP with
+httpx, and Prometheus' own parser for /metrics. Results are compared with the gRPC API of the
+same server, which the gRPC tests compare with `sculpt generate`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import unittest
+
+import httpx
+import openai
+from prometheus_client.parser import text_string_to_metric_families
+
+from sculpt_server import TINY_TEXT_MODEL, Server, pb
+
+MODEL = TINY_TEXT_MODEL.name
+
+
+def metric_samples(text: str) -> dict:
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = (sample.name, tuple(sorted((k, v) for k, v in sample.labels.items())))
+            samples[key] = sample.value
+    return samples
+
+
+class HttpGatewayTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server("--payload-limit", "4096")
+        cls.client = openai.OpenAI(base_url=cls.server.http_url + "/v1", api_key="unused",
+                                   max_retries=0, timeout=120)
+        cls.http = httpx.Client(base_url=cls.server.http_url, timeout=120)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.http.close()
+        cls.server.stop()
+
+    def grpc_result(self, **fields):
+        return self.server.stub.Complete(pb.GenerateRequest(**fields), timeout=120)
+
+    def test_completion_equals_grpc_and_stream_sends_only_stable_text(self):
+        extra = dict(steps=8, block_length=8, remasking="low_confidence")
+        completion = self.client.completions.create(
+            model=MODEL, prompt="def add(a, b):", max_tokens=16, temperature=0.5, seed=7,
+            extra_body=extra,
+        )
+        expected = self.grpc_result(prompt="def add(a, b):", gen_length=16, temperature=0.5,
+                                    seed=7, **extra)
+        self.assertEqual(completion.choices[0].text, expected.text)
+        self.assertEqual(completion.choices[0].finish_reason, "length")
+        self.assertEqual(completion.usage.completion_tokens, 16)
+        self.assertEqual(completion.usage.prompt_tokens, expected.usage.prompt_tokens)
+        self.assertEqual(completion.model, MODEL)
+
+        stream = self.client.completions.create(
+            model=MODEL, prompt="def add(a, b):", max_tokens=16, temperature=0.5, seed=7,
+            extra_body=extra, stream=True, stream_options={"include_usage": True},
+        )
+        deltas, finish, usage = [], None, None
+        for chunk in stream:
+            if chunk.usage is not None:
+                usage = chunk.usage
+            for choice in chunk.choices:
+                deltas.append(choice.text)
+                finish = choice.finish_reason or finish
+        self.assertEqual("".join(deltas), expected.text)
+        self.assertGreater(len([d for d in deltas if d]), 1, "the text came in one piece")
+        self.assertEqual(finish, "length")
+        self.assertEqual(usage.completion_tokens, 16)
+
+    def test_chat_equals_grpc_streaming_or_not(self):
+        messages = [{"role": "user", "content": "Say hi"}]
+        chat = self.client.chat.completions.create(model=MODEL, messages=messages,
+                                                   max_tokens=12, seed=3)
+        expected = self.grpc_result(messages=[pb.ChatMessage(role="user", content="Say hi")],
+                                    gen_length=12, seed=3)
+        self.assertEqual(chat.choices[0].message.content, expected.text)
+        self.assertEqual(chat.choices[0].message.role, "assistant")
+        text, roles = "", []
+        for chunk in self.client.chat.completions.create(model=MODEL, messages=messages,
+                                                         max_tokens=12, seed=3, stream=True):
+            for choice in chunk.choices:
+                if choice.delta.role:
+                    roles.append(choice.delta.role)
+                text += choice.delta.content or ""
+        self.assertEqual(text, expected.text)
+        self.assertEqual(roles, ["assistant"])
+
+    def test_stop_strings_are_never_streamed_past(self):
+        expected = self.grpc_result(prompt="x = 1", gen_length=24, stop=["e"])
+        text = "".join(
+            choice.text
+            for chunk in self.client.completions.create(model=MODEL, prompt="x = 1",
+                                                        max_tokens=24, stop="e", stream=True)
+            for choice in chunk.choices
+        )
+        self.assertEqual(text, expected.text)
+        self.assertNotIn("e", text)
+
+    def test_errors_surface_as_the_sdks_typed_exceptions(self):
+        with self.assertRaises(openai.BadRequestError) as error:
+            self.client.completions.create(model=MODEL, prompt="x", n=2)
+        self.assertEqual(error.exception.body["param"], "n")
+        with self.assertRaises(openai.BadRequestError) as error:
+            self.client.completions.create(model=MODEL, prompt="x", max_tokens=16,
+                                           extra_body={"steps": 5, "block_length": 8})
+        self.assertIn("steps", error.exception.message)
+        with self.assertRaises(openai.BadRequestError) as error:
+            self.client.completions.create(model=MODEL, prompt="x", temperature="hot")
+        self.assertEqual(error.exception.body["param"], "temperature")
+        with self.assertRaises(openai.NotFoundError) as error:
+            self.client.completions.create(model="gpt-4", prompt="x")
+        self.assertEqual(error.exception.body["param"], "model")
+        with self.assertRaises(openai.BadRequestError):
+            self.client.chat.completions.create(model=MODEL, messages=[])
+        with self.assertRaises(openai.BadRequestError) as error:
+            self.client.completions.create(model=MODEL, prompt="x", max_tokens=100000)
+        self.assertIn("gen_length", error.exception.message)
+
+    def test_models_health_version(self):
+        models = self.client.models.list()
+        self.assertEqual([m.id for m in models.data], [MODEL])
+        self.assertEqual(self.http.get("/health").status_code, 200)
+        self.assertEqual(self.http.get("/live").status_code, 200)
+        self.assertIn("version", self.http.get("/version").json())
+
+    def test_native_generate_is_the_proto_mapping(self):
+        body = {"prompt": "def f():", "gen_length": 12, "steps": 6, "block_length": 6, "seed": 4}
+        reply = self.http.post("/v1/generate", json=body)
+        self.assertEqual(reply.status_code, 200, reply.text)
+        result = reply.json()
+        expected = self.grpc_result(prompt="def f():", gen_length=12, steps=6, block_length=6,
+                                    seed=4)
+        self.assertEqual(result["token_ids"], list(expected.token_ids))
+        self.assertEqual(result["text"], expected.text)
+        self.assertEqual(result["usage"]["steps"], 6)
+        self.assertGreaterEqual(float(reply.headers["x-queue-time"]), 0)
+        self.assertGreater(float(reply.headers["x-inference-time"]), 0)
+
+        events = []
+        with self.http.stream("POST", "/v1/generate", json=dict(body, stream=True)) as stream:
+            self.assertEqual(stream.headers["content-type"], "text/event-stream")
+            self.assertEqual(stream.headers["x-accel-buffering"], "no")
+            event = None
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    event = line[len("event: "):]
+                elif line.startswith("data: "):
+                    events.append((event, json.loads(line[len("data: "):])))
+        kinds = [kind for kind, _ in events]
+        self.assertEqual(kinds[0], "accepted")
+        self.assertEqual(kinds.count("block"), 2)
+        self.assertEqual(kinds[-1], "final")
+        self.assertEqual(events[-1][1]["token_ids"], list(expected.token_ids))
+        # Drafts may be merged behind a slow reader, never lost: they rebuild the answer.
+        drafts = [data for kind, data in events if kind == "step"]
+        self.assertLessEqual(len(drafts), 6)
+        self.assertEqual(drafts[-1]["step"], 6)
+        masks = [draft["masks_left"] for draft in drafts]
+        self.assertEqual(masks, sorted(masks, reverse=True))
+        canvas = [None] * 12
+        for draft in drafts:
+            for span in draft["changed"]:
+                for offset, token in enumerate(span["token_ids"]):
+                    canvas[span["position"] + offset] = token
+        self.assertEqual(canvas, list(expected.token_ids))
+
+    def test_tokenize_and_detokenize(self):
+        ids = self.http.post("/v1/tokenize", json={"text": "def f(): pass"}).json()["token_ids"]
+        self.assertGreater(len(ids), 0)
+        text = self.http.post("/v1/detokenize", json={"token_ids": ids}).json()["text"]
+        self.assertEqual(text, "def f(): pass")
+
+    def test_bad_requests_get_the_right_status(self):
+        cases = [
+            (self.http.post("/v1/completions", content=b"{not json"), 400),
+            (self.http.post("/v1/completions", content=b"[1, 2]"), 400),
+            (self.http.post("/v1/generate", json={"prompt": "x", "gen_length": "many"}), 400),
+            (self.http.post("/v1/generate", json={"prompt": "x", "bogus": 1}), 400),
+            (self.http.post("/v1/generate", json={"prompt": "x", "model": "nope"}), 404),
+            (self.http.post("/v1/completions", json={"prompt": "x" * 10000}), 413),
+            (self.http.get("/v1/nothing"), 404),
+            (self.http.get("/v1/completions"), 405),
+            (self.http.post("/health"), 405),
+        ]
+        for reply, status in cases:
+            with self.subTest(url=str(reply.url), status=status):
+                self.assertEqual(reply.status_code, status, reply.text)
+                self.assertIn("message", reply.json()["error"])
+        field = self.http.post("/v1/generate", json={"prompt": "x", "gen_length": "many"})
+        self.assertIn("gen_length", field.json()["error"]["message"])
+        # CORS stays off unless origins are allowed.
+        reply = self.http.get("/health", headers={"Origin": "http://example.com"})
+        self.assertNotIn("access-control-allow-origin", reply.headers)
+
+    def test_metrics_parse_and_count(self):
+        before = metric_samples(self.http.get("/metrics").text)
+        self.client.completions.create(model=MODEL, prompt="a", max_tokens=8)
+        self.server.stub.Complete(pb.GenerateRequest(prompt="b", gen_length=8), timeout=60)
+        reply = self.http.get("/metrics")
+        self.assertTrue(reply.headers["content-type"].startswith("text/plain"))
+        after = metric_samples(reply.text)
+        model = (("model", MODEL),)
+        length = (("finished_reason", "length"), ("model", MODEL))
+
+        def delta(name, labels=model):
+            return after.get((name, labels), 0) - before.get((name, labels), 0)
+
+        self.assertEqual(delta("sculpt_request_success_total", length), 2)
+        self.assertEqual(delta("sculpt_generation_tokens_total"), 16)
+        self.assertGreater(delta("sculpt_prompt_tokens_total"), 0)
+        self.assertGreaterEqual(delta("sculpt_denoising_steps_total"), 8)
+        self.assertGreaterEqual(delta("sculpt_forward_passes_total"), 16)
+        self.assertEqual(delta("sculpt_e2e_request_latency_seconds_count"), 2)
+        self.assertEqual(delta("sculpt_request_queue_time_seconds_count"), 2)
+        self.assertEqual(delta("sculpt_time_to_first_step_seconds_count"), 2)
+        self.assertGreater(delta("sculpt_step_latency_seconds_count"), 0)
+        self.assertGreater(delta("sculpt_tokens_committed_per_step_count"), 0)
+        for name in ("sculpt_num_requests_running", "sculpt_num_requests_waiting"):
+            self.assertIn((name, model), after)
+        inf = (("le", "+Inf"), ("model", MODEL))
+        self.assertEqual(after[("sculpt_e2e_request_latency_seconds_bucket", inf)],
+                         after[("sculpt_e2e_request_latency_seconds_count", model)])
+
+
+class HttpLifecycleTest(unittest.TestCase):
+    def test_client_gone_cancels_and_queue_full_is_429(self):
+        server = Server("--max-num-seqs", "1", "--max-queued-requests", "1")
+        try:
+            client = openai.OpenAI(base_url=server.http_url + "/v1", api_key="unused",
+                                   max_retries=0, timeout=120)
+            stream = client.completions.create(model=MODEL, prompt="x", max_tokens=256,
+                                               extra_body={"steps": 256}, stream=True)
+            next(iter(stream))
+            server.wait_for(lambda i: i.running == 1)
+            waiting = client.completions.create(model=MODEL, prompt="w", max_tokens=256,
+                                                extra_body={"steps": 256}, stream=True)
+            server.wait_for(lambda i: i.waiting == 1)
+            with self.assertRaises(openai.RateLimitError):
+                client.completions.create(model=MODEL, prompt="y", max_tokens=8)
+            waiting.close()
+            stream.close()  # the client goes away mid-stream
+            server.wait_for(lambda i: i.running == 0 and i.waiting == 0, timeout=30)
+            server.wait_log("finish_reason=cancelled")
+            metrics = metric_samples(httpx.get(server.http_url + "/metrics").text)
+            self.assertEqual(metrics[("sculpt_request_failure_total",
+                                      (("model", MODEL), ("reason", "cancelled")))], 2)
+            self.assertEqual(metrics[("sculpt_request_failure_total",
+                                      (("model", MODEL), ("reason", "queue_full")))], 1)
+        finally:
+            server.stop()
+
+    def test_draining_answers_503(self):
+        server = Server("--shutdown-timeout", "300")
+        try:
+            client = openai.OpenAI(base_url=server.http_url + "/v1", api_key="unused",
+                                   max_retries=0, timeout=120)
+            stream = client.completions.create(model=MODEL, prompt="x", max_tokens=48,
+                                               stream=True)
+            next(iter(stream))
+            server.process.send_signal(15)
+            deadline = time.monotonic() + 10
+            while httpx.get(server.http_url + "/health").status_code != 503:
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.01)
+            with self.assertRaises(openai.InternalServerError) as error:
+                client.completions.create(model=MODEL, prompt="y", max_tokens=8)
+            self.assertEqual(error.exception.status_code, 503)
+            finish = [c.choices[0].finish_reason for c in stream if c.choices]
+            self.assertEqual(finish[-1], "length")
+            self.assertEqual(server.process.wait(timeout=60), 0)
+        finally:
+            server.stop()
+
+    def test_cors_when_allowed(self):
+        server = Server("--allowed-origins", "http://app.example")
+        try:
+            allowed = httpx.options(server.http_url + "/v1/completions",
+                                    headers={"Origin": "http://app.example",
+                                             "Access-Control-Request-Method": "POST"})
+            self.assertEqual(allowed.status_code, 204)
+            self.assertEqual(allowed.headers["access-control-allow-origin"], "http://app.example")
+            other = httpx.get(server.http_url + "/health", headers={"Origin": "http://evil.example"})
+            self.assertNotIn("access-control-allow-origin", other.headers)
+        finally:
+            server.stop()
+
+    def test_256_concurrent_streams(self):
+        server = Server("--max-num-seqs", "64", "--max-queued-requests", "512")
+        try:
+            results = [None] * 256
+            barrier = threading.Barrier(256)
+
+            def run(i):
+                with httpx.Client(base_url=server.http_url, timeout=300) as http:
+                    barrier.wait()
+                    text = []
+                    with http.stream("POST", "/v1/completions",
+                                     json={"prompt": "x", "max_tokens": 8, "seed": i,
+                                           "stream": True}) as reply:
+                        for line in reply.iter_lines():
+                            if line.startswith("data: ") and line != "data: [DONE]":
+                                chunk = json.loads(line[6:])
+                                text += [c["text"] for c in chunk["choices"]]
+                            if line == "data: [DONE]":
+                                results[i] = "".join(text)
+
+            threads = [threading.Thread(target=run, args=(i,)) for i in range(256)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            self.assertTrue(all(r is not None for r in results), "a stream did not finish")
+            for i in (0, 17, 255):
+                expected = server.stub.Complete(
+                    pb.GenerateRequest(prompt="x", gen_length=8, seed=i), timeout=60)
+                self.assertEqual(results[i], expected.text)
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
