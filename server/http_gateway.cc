@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "server/openai_api.h"
+#include "server/playground.h"
 #include "server/stable_text.h"
 
 namespace sculpt {
@@ -205,8 +206,8 @@ absl::Status HttpGateway::Start() {
 
 void HttpGateway::Routes() {
   httplib::Server& server = *server_;
-  static const std::set<std::string> kGetPaths = {"/health", "/live", "/version", "/metrics",
-                                                  "/v1/models"};
+  static const std::set<std::string> kGetPaths = {"/",        "/health",  "/live",
+                                                  "/version", "/metrics", "/v1/models"};
   static const std::set<std::string> kPostPaths = {
       "/v1/completions", "/v1/chat/completions", "/v1/generate", "/v1/tokenize", "/v1/detokenize"};
 
@@ -260,6 +261,9 @@ void HttpGateway::Routes() {
         SendError(res, absl::InternalError("unexpected exception"));
       });
 
+  server.Get("/", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(PlaygroundHtml(), "text/html; charset=utf-8");
+  });
   server.Get("/live", [](const httplib::Request&, httplib::Response& res) {
     SendJson(res, 200, {{"status", "alive"}});
   });
