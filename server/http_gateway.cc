@@ -1,12 +1,15 @@
 // Routes, JSON mapping and SSE plumbing of the HTTP gateway; see http_gateway.h.
 #include "server/http_gateway.h"
 
+#include <arpa/inet.h>
 #include <google/protobuf/util/json_util.h>
 #include <httplib.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <condition_variable>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -132,14 +135,67 @@ int64_t UnixSeconds() {
       .count();
 }
 
-// Waits for a request's final event; the result, or the status it ended with.
-absl::StatusOr<v1::GenerateResult> AwaitResult(FrontEnd& front_end, Pending& pending) {
+// The socket of the connection a request came on, or -1. cpp-httplib 0.11 does not hand it to
+// handlers, but a non-streaming request must notice a client that went away; the connection is
+// found by its two endpoints (it stays open, so its fd is stable, while the handler runs).
+int FindConnectionFd(const httplib::Request& req) {
+  for (int fd = 0; fd < 65536; ++fd) {
+    sockaddr_storage peer{};
+    socklen_t length = sizeof peer;
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length) != 0) {
+      if (errno == EBADF && fd > 1024) break;  // past the open descriptors
+      continue;
+    }
+    int peer_port = -1;
+    char text[INET6_ADDRSTRLEN] = {};
+    if (peer.ss_family == AF_INET) {
+      const auto* in = reinterpret_cast<sockaddr_in*>(&peer);
+      peer_port = ntohs(in->sin_port);
+      inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
+    } else if (peer.ss_family == AF_INET6) {
+      const auto* in6 = reinterpret_cast<sockaddr_in6*>(&peer);
+      peer_port = ntohs(in6->sin6_port);
+      inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
+    }
+    if (peer_port != req.remote_port || req.remote_addr != text) continue;
+    sockaddr_storage local{};
+    length = sizeof local;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) != 0) continue;
+    const int local_port = local.ss_family == AF_INET
+                               ? ntohs(reinterpret_cast<sockaddr_in*>(&local)->sin_port)
+                               : ntohs(reinterpret_cast<sockaddr_in6*>(&local)->sin6_port);
+    if (local_port == req.local_port) return fd;
+  }
+  return -1;
+}
+
+bool PeerClosed(int fd) {
+  if (fd < 0) return false;
+  pollfd entry{.fd = fd, .events = POLLRDHUP, .revents = 0};
+  return poll(&entry, 1, 0) > 0 && (entry.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+// Waits for a request's final event; the result, or the status it ended with. A client that
+// hangs up meanwhile cancels the request.
+absl::StatusOr<v1::GenerateResult> AwaitResult(FrontEnd& front_end, Pending& pending,
+                                               const httplib::Request& req) {
+  const int fd = FindConnectionFd(req);
+  bool cancelled = false;
   while (true) {
-    std::optional<StreamEvent> event = pending.Next(std::chrono::milliseconds(1000));
-    if (!event) continue;
+    std::optional<StreamEvent> event = pending.Next(std::chrono::milliseconds(100));
+    if (!event) {
+      if (!cancelled && PeerClosed(fd)) {
+        pending.submitted.handle->Cancel();
+        cancelled = true;
+      }
+      continue;
+    }
     auto* final_event = std::get_if<FinalEvent>(&*event);
     if (final_event == nullptr) continue;
     if (auto status = FrontEnd::TerminalStatus(*final_event)) return *status;
+    if (final_event->cause == FinishCause::kCancelled) {
+      return absl::CancelledError("the request was cancelled");
+    }
     v1::GenerateResult result;
     front_end.FillFinal(pending.submitted.built, *final_event, result);
     return result;
@@ -331,7 +387,7 @@ void HttpGateway::Routes() {
     if (!submitted.ok()) return SendError(res, submitted.status());
     auto pending = std::make_shared<Pending>(std::move(*submitted));
     if (!stream) {
-      auto result = AwaitResult(front_end_, *pending);
+      auto result = AwaitResult(front_end_, *pending, req);
       if (!result.ok()) return SendError(res, result.status());
       SetTimingHeaders(res, *result);
       res.set_content(ToJson(*result), kJson);
@@ -393,7 +449,7 @@ void HttpGateway::Routes() {
       const int64_t created = UnixSeconds();
       auto pending = std::make_shared<Pending>(std::move(*submitted));
       if (!parsed->stream) {
-        auto result = AwaitResult(front_end_, *pending);
+        auto result = AwaitResult(front_end_, *pending, req);
         if (!result.ok()) return SendError(res, result.status());
         SetTimingHeaders(res, *result);
         SendJson(res, 200, OpenAiResponse(endpoint, id, created, model, *result));

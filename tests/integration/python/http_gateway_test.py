@@ -256,6 +256,20 @@ class HttpLifecycleTest(unittest.TestCase):
         finally:
             server.stop()
 
+    def test_client_gone_cancels_a_non_streaming_request(self):
+        server = Server()
+        try:
+            with self.assertRaises(httpx.TimeoutException):
+                httpx.post(server.http_url + "/v1/completions",
+                           json={"prompt": "x", "max_tokens": 500, "steps": 500}, timeout=0.5)
+            # The connection is closed; the server notices and frees the slot long before the
+            # 500 steps would be done.
+            server.wait_for(lambda i: i.running == 0 and i.waiting == 0, timeout=30)
+            line = server.wait_log("finish_reason=cancelled")
+            self.assertNotIn("steps=500", line)
+        finally:
+            server.stop()
+
     def test_draining_answers_503(self):
         server = Server("--shutdown-timeout", "300")
         try:
