@@ -74,6 +74,49 @@ def run_load(stub, pb, clients: int, per_client: int) -> dict:
     )
 
 
+def run_http_load(base_url: str, clients: int, per_client: int) -> dict:
+    """The same closed loop over HTTP: OpenAI-style non-streaming completions."""
+    import httpx
+
+    latencies, tokens = [], []
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients + 1)
+
+    def client(index: int):
+        with httpx.Client(base_url=base_url, timeout=600) as http:
+            barrier.wait()
+            for k in range(per_client):
+                body = dict(prompt=SETTINGS["prompt"], max_tokens=SETTINGS["gen_length"],
+                            steps=SETTINGS["steps"], block_length=SETTINGS["block_length"],
+                            seed=index * 1000 + k)
+                start = time.monotonic()
+                reply = http.post("/v1/completions", json=body)
+                elapsed = time.monotonic() - start
+                reply.raise_for_status()
+                with lock:
+                    latencies.append(elapsed)
+                    tokens.append(reply.json()["usage"]["completion_tokens"])
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.monotonic()
+    for thread in threads:
+        thread.join()
+    wall = time.monotonic() - start
+    return dict(
+        bench="serving_http",
+        clients=clients,
+        requests=len(latencies),
+        seconds=wall,
+        tokens_per_s=sum(tokens) / wall,
+        p50_ms=1000 * percentile(latencies, 50),
+        p99_ms=1000 * percentile(latencies, 99),
+        mean_ms=1000 * statistics.fmean(latencies),
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sculpt", required=True, help="the sculpt binary")
@@ -82,6 +125,8 @@ def main() -> int:
     ap.add_argument("--clients", default="1,4,16,64")
     ap.add_argument("--requests-per-client", type=int, default=4)
     ap.add_argument("--ratio-clients", type=int, default=16)
+    ap.add_argument("--http-clients", type=int, default=16,
+                    help="also load the HTTP gateway with this many clients (0 = skip)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--out", type=pathlib.Path, default=ROOT / "build/serving-bench.jsonl")
     args = ap.parse_args()
@@ -112,17 +157,29 @@ def main() -> int:
             row = run_load(server.stub, pb, clients, args.requests_per_client)
             rows.append(row)
             print(json.dumps(row), flush=True)
+        if args.http_clients:
+            http_row = run_http_load(server.http_url, args.http_clients, args.requests_per_client)
+            rows.append(http_row)
+            print(json.dumps(http_row), flush=True)
     finally:
         server.stop()
     args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     print(f"\nserving {pathlib.Path(args.model).name}: gen_length {SETTINGS['gen_length']}, "
           f"steps {SETTINGS['steps']}, {args.requests_per_client} requests per client")
-    print(f"{'clients':>8} {'tokens/s':>10} {'p50 ms':>9} {'p99 ms':>9}")
+    print(f"{'api':>5} {'clients':>8} {'tokens/s':>10} {'p50 ms':>9} {'p99 ms':>9}")
     for row in rows[1:]:
-        print(f"{row['clients']:>8} {row['tokens_per_s']:>10.1f} {row['p50_ms']:>9.0f} "
+        api = "http" if row["bench"] == "serving_http" else "grpc"
+        print(f"{api:>5} {row['clients']:>8} {row['tokens_per_s']:>10.1f} {row['p50_ms']:>9.0f} "
               f"{row['p99_ms']:>9.0f}")
-    at_ratio = [r for r in rows[1:] if r["clients"] == args.ratio_clients]
+    grpc_rows = [r for r in rows[1:] if r["bench"] == "serving"]
+    http_rows = [r for r in rows[1:] if r["bench"] == "serving_http"]
+    for http_row in http_rows:
+        same = [r for r in grpc_rows if r["clients"] == http_row["clients"]]
+        if same:
+            print(f"HTTP / gRPC at {http_row['clients']} clients: "
+                  f"{http_row['tokens_per_s'] / same[0]['tokens_per_s']:.2f} (tokens/s)")
+    at_ratio = [r for r in grpc_rows if r["clients"] == args.ratio_clients]
     if at_ratio:
         ratio = at_ratio[0]["tokens_per_s"] / offline["tokens_per_s"]
         print(f"offline batch of {args.ratio_clients}: {offline['tokens_per_s']:.1f} tokens/s; "
