@@ -158,9 +158,14 @@ def main() -> int:
             rows.append(row)
             print(json.dumps(row), flush=True)
         if args.http_clients:
-            http_row = run_http_load(server.http_url, args.http_clients, args.requests_per_client)
-            rows.append(http_row)
-            print(json.dumps(http_row), flush=True)
+            # HTTP against gRPC at the same load, alternated so drift hits both alike.
+            for _ in range(3):
+                for row in (run_load(server.stub, pb, args.http_clients, args.requests_per_client),
+                            run_http_load(server.http_url, args.http_clients,
+                                          args.requests_per_client)):
+                    row["pair"] = True
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
     finally:
         server.stop()
     args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -172,13 +177,12 @@ def main() -> int:
         api = "http" if row["bench"] == "serving_http" else "grpc"
         print(f"{api:>5} {row['clients']:>8} {row['tokens_per_s']:>10.1f} {row['p50_ms']:>9.0f} "
               f"{row['p99_ms']:>9.0f}")
-    grpc_rows = [r for r in rows[1:] if r["bench"] == "serving"]
-    http_rows = [r for r in rows[1:] if r["bench"] == "serving_http"]
-    for http_row in http_rows:
-        same = [r for r in grpc_rows if r["clients"] == http_row["clients"]]
-        if same:
-            print(f"HTTP / gRPC at {http_row['clients']} clients: "
-                  f"{http_row['tokens_per_s'] / same[0]['tokens_per_s']:.2f} (tokens/s)")
+    grpc_rows = [r for r in rows[1:] if r["bench"] == "serving" and not r.get("pair")]
+    paired_grpc = [r["tokens_per_s"] for r in rows if r["bench"] == "serving" and r.get("pair")]
+    paired_http = [r["tokens_per_s"] for r in rows if r["bench"] == "serving_http"]
+    if paired_http:
+        print(f"HTTP / gRPC at {args.http_clients} clients (medians of 3 alternated runs): "
+              f"{statistics.median(paired_http) / statistics.median(paired_grpc):.2f} (tokens/s)")
     at_ratio = [r for r in grpc_rows if r["clients"] == args.ratio_clients]
     if at_ratio:
         ratio = at_ratio[0]["tokens_per_s"] / offline["tokens_per_s"]
