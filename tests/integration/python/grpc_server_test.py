@@ -62,9 +62,13 @@ class GenerateStreamTest(unittest.TestCase):
         canvas = [None] * 24
         masks_left = 24
         drafts = [event.step for event in events if event.WhichOneof("event") == "step"]
-        self.assertEqual(len(drafts), 12)
-        for number, draft in enumerate(drafts, start=1):
-            self.assertEqual(draft.step, number)
+        # One draft per step, unless this client read slower than the engine stepped: then
+        # drafts are merged, never lost.
+        self.assertLessEqual(len(drafts), 12)
+        self.assertEqual(drafts[-1].step, 12)
+        steps = [draft.step for draft in drafts]
+        self.assertEqual(steps, sorted(set(steps)))
+        for draft in drafts:
             self.assertEqual(draft.total_steps, 12)
             self.assertLessEqual(draft.masks_left, masks_left)
             masks_left = draft.masks_left
@@ -478,9 +482,10 @@ class LifecycleTest(unittest.TestCase):
             server.stop()
 
     def test_sigterm_drains(self):
-        server = Server("--shutdown-timeout", "60")
+        server = Server("--shutdown-timeout", "600")
         try:
-            in_flight = server.stub.Generate(request(gen_length=64, steps=64), timeout=120)
+            # Long enough that the drain is still going on while the test looks at it.
+            in_flight = server.stub.Generate(request(gen_length=480, steps=480), timeout=600)
             first = next(iter(in_flight))
             self.assertEqual(first.WhichOneof("event"), "accepted")
             server.process.send_signal(signal.SIGTERM)

@@ -271,12 +271,13 @@ class HttpLifecycleTest(unittest.TestCase):
             server.stop()
 
     def test_draining_answers_503(self):
-        server = Server("--shutdown-timeout", "300")
+        server = Server("--shutdown-timeout", "600")
         try:
             client = openai.OpenAI(base_url=server.http_url + "/v1", api_key="unused",
-                                   max_retries=0, timeout=120)
-            stream = client.completions.create(model=MODEL, prompt="x", max_tokens=48,
-                                               stream=True)
+                                   max_retries=0, timeout=600)
+            # Long enough that the drain is still going on while the test looks at it.
+            stream = client.completions.create(model=MODEL, prompt="x", max_tokens=480,
+                                               extra_body={"steps": 480}, stream=True)
             next(iter(stream))
             server.process.send_signal(15)
             deadline = time.monotonic() + 10
