@@ -132,25 +132,24 @@ class GenerateStreamTest(unittest.TestCase):
                         [(s["start"], s["token_ids"], s["text"]) for s in cli["spans"]],
                     )
 
-    def test_slow_reader_gets_coalesced_drafts_and_never_slows_the_engine(self):
-        # A client whose HTTP/2 window holds a few messages (no automatic window growth), and
-        # who takes 30 ms per message while the engine steps in about a millisecond.
+    def test_a_client_that_stops_reading_never_holds_the_engine(self):
+        # A client whose HTTP/2 window holds a few messages (no automatic window growth) reads
+        # the first event and then nothing until the server has finished the request: a server
+        # that waited for its client would never finish it.
         channel = grpc.insecure_channel(
             self.server.address,
             options=[("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1024)],
         )
         stub = pb_grpc.TextDiffusionStub(channel)
-        settings = dict(gen_length=128, steps=128)
-        events = []
-        start = time.monotonic()
-        for event in stub.Generate(request(**settings), timeout=120):
-            events.append(event)
-            time.sleep(0.03)
-        reader_s = time.monotonic() - start
+        call = stub.Generate(request(gen_length=128, steps=128, request_id="stalled-reader"),
+                             timeout=300)
+        events = [next(call)]
+        self.server.wait_log("request_id=stalled-reader finish_reason=length", timeout=240)
+        events += list(call)
         channel.close()
         final = events[-1].final
         drafts = [e.step for e in events if e.WhichOneof("event") == "step"]
-        self.assertLess(len(drafts), 128, "no draft was coalesced")
+        self.assertLess(len(drafts), 128, "no draft was merged")
         canvas = [None] * 128
         for draft in drafts:
             for span in draft.changed:
@@ -159,13 +158,6 @@ class GenerateStreamTest(unittest.TestCase):
         self.assertEqual(canvas, list(final.token_ids))
         self.assertEqual(drafts[-1].step, 128)
         self.assertEqual(drafts[-1].masks_left, 0)
-        # The slow reader did not slow its own generation down: the server's time for it is that
-        # of the same request read at full speed (a blocked engine would take ~30 ms per
-        # message instead).
-        fast = list(self.server.stub.Generate(request(**settings), timeout=120))[-1].final
-        self.assertEqual(list(fast.token_ids), list(final.token_ids))
-        self.assertLess(final.timings.total_ms, 1.5 * fast.timings.total_ms + 500,
-                        f"reader took {reader_s:.1f} s")
 
     def test_stream_modes(self):
         def kinds(mode, **options):
@@ -399,9 +391,8 @@ class ConcurrencyTest(unittest.TestCase):
             self.assertLess(shared_steps, own_steps / 4)
             for i, (a, b) in enumerate(zip(alone, batched)):
                 self.assertEqual(a, b, f"request {i} changed when batched: {settings[i]}")
-            info = server.info()
-            self.assertEqual(info.running, 0)
-            self.assertEqual(info.waiting, 0)
+            # Slots are freed at the end of the step that finished the requests.
+            server.wait_for(lambda i: i.running == 0 and i.waiting == 0)
             # Negative control: the same comparison catches a one-setting difference.
             changed = dict(settings[1], seed=settings[1]["seed"] + 1)
             self.assertNotEqual(
