@@ -11,10 +11,12 @@
 
 #include <cerrno>
 #include <condition_variable>
+#include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "server/openai_api.h"
@@ -139,13 +141,15 @@ int64_t UnixSeconds() {
 // handlers, but a non-streaming request must notice a client that went away; the connection is
 // found by its two endpoints (it stays open, so its fd is stable, while the handler runs).
 int FindConnectionFd(const httplib::Request& req) {
-  for (int fd = 0; fd < 65536; ++fd) {
+  std::error_code error;
+  for (std::filesystem::directory_iterator it("/proc/self/fd", error), end; !error && it != end;
+       it.increment(error)) {
+    int fd = -1;
+    const std::string name = it->path().filename().string();
+    if (!absl::SimpleAtoi(name, &fd)) continue;
     sockaddr_storage peer{};
     socklen_t length = sizeof peer;
-    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length) != 0) {
-      if (errno == EBADF && fd > 1024) break;  // past the open descriptors
-      continue;
-    }
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length) != 0) continue;
     int peer_port = -1;
     char text[INET6_ADDRSTRLEN] = {};
     if (peer.ss_family == AF_INET) {
