@@ -231,13 +231,17 @@ void RaiseListenBacklog(int port) {
 
 }  // namespace
 
-HttpGateway::HttpGateway(FrontEnd& front_end, Metrics& metrics, HttpOptions options)
-    : front_end_(front_end),
-      metrics_(metrics),
-      options_(std::move(options)),
+HttpGateway::HttpGateway(HttpOptions options, std::string version)
+    : options_(std::move(options)),
+      version_(std::move(version)),
       server_(std::make_unique<httplib::Server>()) {}
 
 HttpGateway::~HttpGateway() { Stop(); }
+
+void HttpGateway::Attach(FrontEnd& front_end, Metrics& metrics) {
+  metrics_.store(&metrics);
+  front_end_.store(&front_end);
+}
 
 void HttpGateway::Stop() {
   if (server_) server_->stop();
@@ -273,6 +277,11 @@ void HttpGateway::Routes() {
 
   // CORS is off unless origins are allowed; then the Origin is echoed when it is one of them.
   server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    static const std::set<std::string> kWhileLoading = {"/health", "/live", "/version", "/"};
+    if (front_end_.load() == nullptr && !kWhileLoading.count(req.path)) {
+      SendError(res, absl::UnavailableError("the model is still loading; retry shortly"));
+      return httplib::Server::HandlerResponse::Handled;
+    }
     if (options_.allowed_origins.empty() || !req.has_header("Origin")) {
       return httplib::Server::HandlerResponse::Unhandled;
     }
@@ -328,22 +337,24 @@ void HttpGateway::Routes() {
     SendJson(res, 200, {{"status", "alive"}});
   });
   server.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
-    if (front_end_.scheduler().draining()) {
+    if (front_end_.load() == nullptr) {
+      SendJson(res, 503, {{"status", "loading"}});
+    } else if (front_end().scheduler().draining()) {
       SendJson(res, 503, {{"status", "draining"}});
     } else {
-      SendJson(res, 200, {{"status", "ok"}, {"model", front_end_.model().name}});
+      SendJson(res, 200, {{"status", "ok"}, {"model", front_end().model().name}});
     }
   });
   server.Get("/version", [this](const httplib::Request&, httplib::Response& res) {
-    SendJson(res, 200, {{"version", front_end_.options().version}});
+    SendJson(res, 200, {{"version", version_}});
   });
   server.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics_.Render(front_end_.scheduler().stats()),
+    res.set_content(metrics().Render(front_end().scheduler().stats()),
                     "text/plain; version=0.0.4; charset=utf-8");
   });
   server.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
     json data = json::array();
-    const v1::ListModelsResponse models = front_end_.ListModels();
+    const v1::ListModelsResponse models = front_end().ListModels();
     for (const v1::ModelInfo& info : models.models()) {
       data.push_back({{"id", info.name()},
                       {"object", "model"},
@@ -357,14 +368,14 @@ void HttpGateway::Routes() {
   server.Post("/v1/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
     v1::TokenizeRequest request;
     if (auto status = FromJson(req.body, request); !status.ok()) return SendError(res, status);
-    auto response = front_end_.Tokenize(request);
+    auto response = front_end().Tokenize(request);
     if (!response.ok()) return SendError(res, response.status());
     res.set_content(ToJson(*response), kJson);
   });
   server.Post("/v1/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
     v1::DetokenizeRequest request;
     if (auto status = FromJson(req.body, request); !status.ok()) return SendError(res, status);
-    auto response = front_end_.Detokenize(request);
+    auto response = front_end().Detokenize(request);
     if (!response.ok()) return SendError(res, response.status());
     res.set_content(ToJson(*response), kJson);
   });
@@ -387,11 +398,11 @@ void HttpGateway::Routes() {
       return SendError(res, status);
     }
     if (!stream) request.mutable_stream_options()->set_mode(v1::StreamOptions::FINAL_ONLY);
-    auto submitted = front_end_.Submit(request, std::nullopt);
+    auto submitted = front_end().Submit(request, std::nullopt);
     if (!submitted.ok()) return SendError(res, submitted.status());
     auto pending = std::make_shared<Pending>(std::move(*submitted));
     if (!stream) {
-      auto result = AwaitResult(front_end_, *pending, req);
+      auto result = AwaitResult(front_end(), *pending, req);
       if (!result.ok()) return SendError(res, result.status());
       SetTimingHeaders(res, *result);
       res.set_content(ToJson(*result), kJson);
@@ -399,7 +410,7 @@ void HttpGateway::Routes() {
     }
     SetStreamHeaders(res);
     const auto keepalive = options_.keepalive_interval;
-    FrontEnd* front_end = &front_end_;
+    FrontEnd* front_end = &this->front_end();
     res.set_chunked_content_provider(
         "text/event-stream", [pending, keepalive, front_end](size_t, httplib::DataSink& sink) {
           std::optional<StreamEvent> event = pending->Next(keepalive);
@@ -441,7 +452,7 @@ void HttpGateway::Routes() {
       std::string param;
       auto parsed = ParseOpenAiRequest(endpoint, *body, &param);
       if (!parsed.ok()) return SendError(res, parsed.status(), param);
-      auto submitted = front_end_.Submit(parsed->generate, std::nullopt);
+      auto submitted = front_end().Submit(parsed->generate, std::nullopt);
       if (!submitted.ok()) {
         return SendError(res, submitted.status(),
                          absl::IsNotFound(submitted.status()) ? "model" : "");
@@ -449,18 +460,18 @@ void HttpGateway::Routes() {
       const std::string id =
           absl::StrCat(endpoint == OpenAiEndpoint::kCompletions ? "cmpl-" : "chatcmpl-",
                        submitted->built.request_id);
-      const std::string model = parsed->model.empty() ? front_end_.model().name : parsed->model;
+      const std::string model = parsed->model.empty() ? front_end().model().name : parsed->model;
       const int64_t created = UnixSeconds();
       auto pending = std::make_shared<Pending>(std::move(*submitted));
       if (!parsed->stream) {
-        auto result = AwaitResult(front_end_, *pending, req);
+        auto result = AwaitResult(front_end(), *pending, req);
         if (!result.ok()) return SendError(res, result.status());
         SetTimingHeaders(res, *result);
         SendJson(res, 200, OpenAiResponse(endpoint, id, created, model, *result));
         return;
       }
       SetStreamHeaders(res);
-      const Tokenizer* tokenizer = front_end_.model().tokenizer.get();
+      const Tokenizer* tokenizer = front_end().model().tokenizer.get();
       std::vector<std::string> stops(parsed->generate.stop().begin(),
                                      parsed->generate.stop().end());
       auto stable = tokenizer ? std::make_shared<StableTextStream>(
@@ -469,7 +480,7 @@ void HttpGateway::Routes() {
       auto first = std::make_shared<bool>(true);
       const bool include_usage = parsed->include_usage;
       const auto keepalive = options_.keepalive_interval;
-      FrontEnd* front_end = &front_end_;
+      FrontEnd* front_end = &this->front_end();
       res.set_chunked_content_provider("text/event-stream", [=](size_t, httplib::DataSink& sink) {
         const auto chunk = [&](const std::string& delta, const std::string& reason) {
           const json chunk_json = OpenAiChunk(endpoint, id, created, model, delta, reason, *first);

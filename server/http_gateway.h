@@ -3,6 +3,7 @@
 // version and Prometheus metrics, on cpp-httplib. Same FrontEnd, same engine as gRPC.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -28,25 +29,32 @@ struct HttpOptions {
   std::chrono::milliseconds keepalive_interval{5000};
 };
 
+// Starts before the model is loaded, so /health can say 503 while it loads; Attach() then
+// connects the engine.
 class HttpGateway {
  public:
-  HttpGateway(FrontEnd& front_end, Metrics& metrics, HttpOptions options);
+  HttpGateway(HttpOptions options, std::string version);
   ~HttpGateway();
   HttpGateway(const HttpGateway&) = delete;
   HttpGateway& operator=(const HttpGateway&) = delete;
 
-  // Binds and serves on a thread of its own.
+  // Binds and serves on a thread of its own. Until Attach(), /health answers 503 "loading" and
+  // every API endpoint 503.
   absl::Status Start();
+  void Attach(FrontEnd& front_end, Metrics& metrics);
   // Stops accepting; open connections end.
   void Stop();
   int port() const { return bound_port_; }
 
  private:
   void Routes();
+  FrontEnd& front_end() { return *front_end_.load(); }
+  Metrics& metrics() { return *metrics_.load(); }
 
-  FrontEnd& front_end_;
-  Metrics& metrics_;
+  std::atomic<FrontEnd*> front_end_{nullptr};
+  std::atomic<Metrics*> metrics_{nullptr};
   const HttpOptions options_;
+  const std::string version_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   int bound_port_ = 0;

@@ -118,6 +118,12 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
   if (model_dir.empty()) {
     return absl::InvalidArgumentError("--model DIR is required (the default model was not found)");
   }
+  // HTTP first, so /health answers 503 while the model loads.
+  std::unique_ptr<HttpGateway> http;
+  if (http_options.port >= 0) {
+    http = std::make_unique<HttpGateway>(http_options, SCULPT_VERSION);
+    SCULPT_RETURN_IF_ERROR(http->Start());
+  }
   const auto load_start = std::chrono::steady_clock::now();
   auto model_or = LoadServedModel(model_dir);
   if (!model_or.ok()) return absl::DataLossError(model_or.status().message());
@@ -150,13 +156,8 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
   health->SetServingStatus(true);
   health->SetServingStatus(kServiceName, true);
-  std::unique_ptr<HttpGateway> http;
-  if (http_options.port >= 0) {
-    http = std::make_unique<HttpGateway>(front_end, metrics, http_options);
-    if (absl::Status status = http->Start(); !status.ok()) {
-      server->Shutdown();
-      return status;
-    }
+  if (http) {
+    http->Attach(front_end, metrics);
     spdlog::info("serving {} over HTTP on {}:{}", model->name, http_options.host, http->port());
   }
   spdlog::info("serving {} over gRPC on {}:{} (max_num_seqs {}, max_num_batched_tokens {})",
