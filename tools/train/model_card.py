@@ -95,7 +95,7 @@ It loads through exactly the path LLaDA-8B uses (`model_type: "llada"`, the same
 | context | {config['max_sequence_length']} tokens |
 | weights | BF16 safetensors |
 | tokenizer | byte-level BPE, 8192 ids, trained on the training split; `<|endoftext|>` EOS, `<|mdm_mask|>` mask, `<|startoftext|>` BOS, LLaDA-Instruct chat tokens |
-| training | LLaDA's masked-diffusion loss (t ~ U(ε, 1), masked cross-entropy weighted by 1/t), 1% variable-length examples padded with EOS; AdamW, warm-up + cosine; {train[-1]['step']} steps of {train_config['train']['batch_size']} × {train_config['train']['seq_len']} tokens ({train[-1]['tokens'] / 1e6:.1f} M tokens) |
+| training | LLaDA's masked-diffusion loss (t ~ U(ε, 1){', stratified over the batch' if train_config['train'].get('stratified_t') else ''}, masked cross-entropy weighted by 1/t), {100 * train_config['train']['random_length_prob']:g}% variable-length examples padded with EOS; AdamW (peak lr {train_config['train']['lr']:g}), warm-up + cosine{', bf16 autocast' if train_config['train'].get('bf16') else ''}; {train[-1]['step']} steps of {train_config['train']['batch_size']} × {train_config['train']['seq_len']} tokens ({train[-1]['tokens'] / 1e6:.1f} M tokens) |
 | compute | 2 CPU cores, {train[-1]['elapsed_s'] / 60:.0f} minutes |
 | final loss | train {train[-1]['loss']:.2f}, held-out {heldout[-1]['heldout_loss'] if heldout else float('nan'):.2f} |
 
