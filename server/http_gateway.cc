@@ -265,6 +265,15 @@ absl::Status HttpGateway::Start() {
   }
   RaiseListenBacklog(bound_port_);
   thread_ = std::thread([this] { server_->listen_after_bind(); });
+  // stop() only takes effect once the accept loop runs; wait for it so that an early Stop()
+  // (a model that fails to load) cannot leave the loop running forever.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!server_->is_running() && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (!server_->is_running()) {
+    return absl::UnavailableError("the HTTP server did not start");
+  }
   return absl::OkStatus();
 }
 

@@ -551,7 +551,8 @@ class ConfigurationTest(unittest.TestCase):
             (["--log-format", "xml"], {}, "--log-format"),
         ]:
             with self.subTest(args=args, env=env):
-                out = subprocess.run([str(sculpt_binary()), "serve", "--grpc-port", "0", *args],
+                out = subprocess.run([str(sculpt_binary()), "serve", "--grpc-port", "0",
+                                      "--http-port", "0", *args],
                                      capture_output=True, text=True, timeout=60,
                                      env=dict(os.environ, **env))
                 self.assertNotEqual(out.returncode, 0)
