@@ -13,6 +13,7 @@ Usage: bench/run_serving_bench.sh (builds, then runs this with the built binarie
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import pathlib
 import statistics
@@ -34,25 +35,23 @@ def percentile(values, q):
     return ordered[index]
 
 
-def run_load(stub, pb, clients: int, per_client: int) -> dict:
+def closed_loop(bench: str, clients: int, per_client: int, make_client) -> dict:
+    """Each of `clients` threads sends `per_client` requests one after another, all starting
+    together. `make_client()` returns a context manager yielding send(seed) -> generated tokens."""
     latencies, tokens = [], []
     lock = threading.Lock()
     barrier = threading.Barrier(clients + 1)
 
     def client(index: int):
-        barrier.wait()
-        for k in range(per_client):
-            request = pb.GenerateRequest(
-                seed=index * 1000 + k,
-                stream_options=pb.StreamOptions(mode=pb.StreamOptions.FINAL_ONLY),
-                **SETTINGS,
-            )
-            start = time.monotonic()
-            result = stub.Complete(request, timeout=600)
-            elapsed = time.monotonic() - start
-            with lock:
-                latencies.append(elapsed)
-                tokens.append(result.usage.generated_tokens)
+        with make_client() as send:
+            barrier.wait()
+            for k in range(per_client):
+                start = time.monotonic()
+                generated = send(index * 1000 + k)
+                elapsed = time.monotonic() - start
+                with lock:
+                    latencies.append(elapsed)
+                    tokens.append(generated)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for thread in threads:
@@ -63,7 +62,7 @@ def run_load(stub, pb, clients: int, per_client: int) -> dict:
         thread.join()
     wall = time.monotonic() - start
     return dict(
-        bench="serving",
+        bench=bench,
         clients=clients,
         requests=len(latencies),
         seconds=wall,
@@ -72,49 +71,43 @@ def run_load(stub, pb, clients: int, per_client: int) -> dict:
         p99_ms=1000 * percentile(latencies, 99),
         mean_ms=1000 * statistics.fmean(latencies),
     )
+
+
+def run_load(stub, pb, clients: int, per_client: int) -> dict:
+    """gRPC Complete."""
+
+    @contextlib.contextmanager
+    def make_client():
+        def send(seed):
+            request = pb.GenerateRequest(
+                seed=seed, stream_options=pb.StreamOptions(mode=pb.StreamOptions.FINAL_ONLY),
+                **SETTINGS,
+            )
+            return stub.Complete(request, timeout=600).usage.generated_tokens
+
+        yield send
+
+    return closed_loop("serving", clients, per_client, make_client)
 
 
 def run_http_load(base_url: str, clients: int, per_client: int) -> dict:
     """The same closed loop over HTTP: OpenAI-style non-streaming completions."""
     import httpx
 
-    latencies, tokens = [], []
-    lock = threading.Lock()
-    barrier = threading.Barrier(clients + 1)
-
-    def client(index: int):
+    @contextlib.contextmanager
+    def make_client():
         with httpx.Client(base_url=base_url, timeout=600) as http:
-            barrier.wait()
-            for k in range(per_client):
+            def send(seed):
                 body = dict(prompt=SETTINGS["prompt"], max_tokens=SETTINGS["gen_length"],
                             steps=SETTINGS["steps"], block_length=SETTINGS["block_length"],
-                            seed=index * 1000 + k)
-                start = time.monotonic()
+                            seed=seed)
                 reply = http.post("/v1/completions", json=body)
-                elapsed = time.monotonic() - start
                 reply.raise_for_status()
-                with lock:
-                    latencies.append(elapsed)
-                    tokens.append(reply.json()["usage"]["completion_tokens"])
+                return reply.json()["usage"]["completion_tokens"]
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    start = time.monotonic()
-    for thread in threads:
-        thread.join()
-    wall = time.monotonic() - start
-    return dict(
-        bench="serving_http",
-        clients=clients,
-        requests=len(latencies),
-        seconds=wall,
-        tokens_per_s=sum(tokens) / wall,
-        p50_ms=1000 * percentile(latencies, 50),
-        p99_ms=1000 * percentile(latencies, 99),
-        mean_ms=1000 * statistics.fmean(latencies),
-    )
+            yield send
+
+    return closed_loop("serving_http", clients, per_client, make_client)
 
 
 def main() -> int:

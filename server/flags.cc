@@ -90,6 +90,17 @@ absl::StatusOr<int64_t> FlagSet::GetInt(const std::string& name) const {
   return value;
 }
 
+absl::StatusOr<int> FlagSet::GetIntInRange(const std::string& name, int64_t min,
+                                           int64_t max) const {
+  auto value = GetInt(name);
+  if (!value.ok()) return value.status();
+  if (*value < min || *value > max) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", name, " must be in [", min, ", ", max, "], got ", *value));
+  }
+  return static_cast<int>(*value);
+}
+
 absl::StatusOr<double> FlagSet::GetDouble(const std::string& name) const {
   const std::string text = GetString(name);
   double value = 0;

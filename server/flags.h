@@ -34,6 +34,8 @@ class FlagSet {
   std::string GetString(const std::string& name) const;                // the last value given
   std::vector<std::string> GetStrings(const std::string& name) const;  // every value, in order
   absl::StatusOr<int64_t> GetInt(const std::string& name) const;
+  // An integer in [min, max]; INVALID_ARGUMENT naming the flag and the range otherwise.
+  absl::StatusOr<int> GetIntInRange(const std::string& name, int64_t min, int64_t max) const;
   absl::StatusOr<double> GetDouble(const std::string& name) const;
   absl::StatusOr<std::vector<int32_t>> GetIntList(const std::string& name) const;
 

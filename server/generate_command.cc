@@ -71,32 +71,24 @@ FlagSet GenerateFlags() {
   return flags;
 }
 
-absl::StatusOr<int> IntFlag(const FlagSet& flags, const char* name, int64_t min, int64_t max) {
-  SCULPT_ASSIGN_OR_RETURN(int64_t value, flags.GetInt(name));
-  if (value < min || value > max) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--", name, " must be in [", min, ", ", max, "], got ", value));
-  }
-  return static_cast<int>(value);
-}
-
 absl::StatusOr<GenerationParams> ReadParams(const FlagSet& flags) {
   GenerationParams params;
   constexpr int64_t kMaxLength = 1 << 20;
-  SCULPT_ASSIGN_OR_RETURN(params.gen_length, IntFlag(flags, "gen-length", 1, kMaxLength));
+  SCULPT_ASSIGN_OR_RETURN(params.gen_length, flags.GetIntInRange("gen-length", 1, kMaxLength));
   const bool infill = flags.Has("infill");
   params.steps = infill ? 0 : params.gen_length;
   params.block_length = infill ? 0 : params.gen_length;
   if (flags.Has("steps")) {
-    SCULPT_ASSIGN_OR_RETURN(params.steps, IntFlag(flags, "steps", 1, kMaxLength));
+    SCULPT_ASSIGN_OR_RETURN(params.steps, flags.GetIntInRange("steps", 1, kMaxLength));
   }
   if (flags.Has("block-length")) {
-    SCULPT_ASSIGN_OR_RETURN(params.block_length, IntFlag(flags, "block-length", 1, kMaxLength));
+    SCULPT_ASSIGN_OR_RETURN(params.block_length,
+                            flags.GetIntInRange("block-length", 1, kMaxLength));
   }
   SCULPT_ASSIGN_OR_RETURN(params.remasking, ParseRemasking(flags.GetString("remasking")));
   SCULPT_ASSIGN_OR_RETURN(params.temperature, flags.GetDouble("temperature"));
   SCULPT_ASSIGN_OR_RETURN(params.top_p, flags.GetDouble("top-p"));
-  SCULPT_ASSIGN_OR_RETURN(params.top_k, IntFlag(flags, "top-k", 0, 1 << 30));
+  SCULPT_ASSIGN_OR_RETURN(params.top_k, flags.GetIntInRange("top-k", 0, 1 << 30));
   SCULPT_ASSIGN_OR_RETURN(params.alg_temp, flags.GetDouble("alg-temp"));
   SCULPT_ASSIGN_OR_RETURN(params.confidence_threshold, flags.GetDouble("confidence-threshold"));
   SCULPT_ASSIGN_OR_RETURN(params.factor, flags.GetDouble("factor"));

@@ -62,15 +62,6 @@ FlagSet ServeFlags() {
   return flags;
 }
 
-absl::StatusOr<int> IntFlag(const FlagSet& flags, const char* name, int64_t min, int64_t max) {
-  SCULPT_ASSIGN_OR_RETURN(int64_t value, flags.GetInt(name));
-  if (value < min || value > max) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--", name, " must be in [", min, ", ", max, "], got ", value));
-  }
-  return static_cast<int>(value);
-}
-
 absl::StatusOr<double> SecondsFlag(const FlagSet& flags, const char* name) {
   SCULPT_ASSIGN_OR_RETURN(double value, flags.GetDouble(name));
   if (value < 0 || value > 86'400) {
@@ -84,34 +75,34 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
   SCULPT_RETURN_IF_ERROR(SetupLogging(flags.GetString("log-level"), flags.GetString("log-format")));
   SchedulerOptions scheduler_options;
   SCULPT_ASSIGN_OR_RETURN(scheduler_options.budgets.max_num_seqs,
-                          IntFlag(flags, "max-num-seqs", 1, 4096));
+                          flags.GetIntInRange("max-num-seqs", 1, 4096));
   SCULPT_ASSIGN_OR_RETURN(scheduler_options.budgets.max_num_batched_tokens,
-                          IntFlag(flags, "max-num-batched-tokens", 1, 1 << 24));
+                          flags.GetIntInRange("max-num-batched-tokens", 1, 1 << 24));
   SCULPT_ASSIGN_OR_RETURN(scheduler_options.budgets.priority_aging_s,
                           SecondsFlag(flags, "priority-aging-s"));
   SCULPT_ASSIGN_OR_RETURN(scheduler_options.max_queued_requests,
-                          IntFlag(flags, "max-queued-requests", 1, 1 << 20));
+                          flags.GetIntInRange("max-queued-requests", 1, 1 << 20));
   FrontEndOptions service_options;
   SCULPT_ASSIGN_OR_RETURN(int max_request_bytes,
-                          IntFlag(flags, "max-request-bytes", 1024, 1 << 30));
+                          flags.GetIntInRange("max-request-bytes", 1024, 1 << 30));
   service_options.max_request_bytes = static_cast<uint64_t>(max_request_bytes);
   SCULPT_ASSIGN_OR_RETURN(service_options.limits.max_stop_strings,
-                          IntFlag(flags, "max-stop-strings", 0, 1024));
+                          flags.GetIntInRange("max-stop-strings", 0, 1024));
   service_options.version = SCULPT_VERSION;
-  SCULPT_ASSIGN_OR_RETURN(int port, IntFlag(flags, "grpc-port", 0, 65535));
+  SCULPT_ASSIGN_OR_RETURN(int port, flags.GetIntInRange("grpc-port", 0, 65535));
   HttpOptions http_options;
   http_options.host = flags.GetString("host");
-  SCULPT_ASSIGN_OR_RETURN(http_options.port, IntFlag(flags, "http-port", -1, 65535));
-  SCULPT_ASSIGN_OR_RETURN(int payload_limit, IntFlag(flags, "payload-limit", 1024, 1 << 30));
+  SCULPT_ASSIGN_OR_RETURN(http_options.port, flags.GetIntInRange("http-port", -1, 65535));
+  SCULPT_ASSIGN_OR_RETURN(int payload_limit, flags.GetIntInRange("payload-limit", 1024, 1 << 30));
   http_options.payload_limit = static_cast<size_t>(payload_limit);
   SCULPT_ASSIGN_OR_RETURN(http_options.max_connections,
-                          IntFlag(flags, "http-max-connections", 4, 65536));
+                          flags.GetIntInRange("http-max-connections", 4, 65536));
   for (absl::string_view origin :
        absl::StrSplit(flags.GetString("allowed-origins"), ',', absl::SkipWhitespace())) {
     http_options.allowed_origins.emplace_back(absl::StripAsciiWhitespace(origin));
   }
   SCULPT_ASSIGN_OR_RETURN(double shutdown_timeout_s, SecondsFlag(flags, "shutdown-timeout"));
-  SCULPT_ASSIGN_OR_RETURN(int threads, IntFlag(flags, "threads", 0, 4096));
+  SCULPT_ASSIGN_OR_RETURN(int threads, flags.GetIntInRange("threads", 0, 4096));
   SetCpuThreads(threads);
 
   const std::string model_dir = flags.Has("model") ? flags.GetString("model") : DefaultModelDir();

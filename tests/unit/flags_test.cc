@@ -46,5 +46,17 @@ TEST(FlagsTest, ErrorsNameTheFlag) {
   EXPECT_FALSE(positional.Parse({"stray"}).ok());
 }
 
+TEST(FlagsTest, IntInRangeNamesFlagAndRange) {
+  FlagSet flags;
+  flags.Add("seqs", "N", "16", "sequences");
+  ASSERT_TRUE(flags.Parse({"--seqs", "0"}).ok());
+  const auto value = flags.GetIntInRange("seqs", 1, 64);
+  ASSERT_FALSE(value.ok());
+  EXPECT_EQ(value.status().message(), "--seqs must be in [1, 64], got 0");
+  FlagSet ok;
+  ok.Add("seqs", "N", "16", "sequences");
+  EXPECT_EQ(*ok.GetIntInRange("seqs", 1, 64), 16);
+}
+
 }  // namespace
 }  // namespace sculpt
