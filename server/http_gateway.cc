@@ -56,11 +56,18 @@ class Waiter {
 };
 
 // A submitted request with a waiter attached to its outbox.
+// Lives as long as the response that carries the request's events, streamed or not; counted so
+// that a drain can let every response finish before the server stops.
 struct Pending {
-  explicit Pending(Submitted s) : submitted(std::move(s)), waiter(std::make_shared<Waiter>()) {
+  Pending(Submitted s, std::atomic<int>& counter)
+      : submitted(std::move(s)), waiter(std::make_shared<Waiter>()), open_responses(counter) {
+    open_responses.fetch_add(1);
     submitted.handle->stream()->SetListener([w = waiter] { w->Notify(); });
   }
-  ~Pending() { submitted.handle->stream()->SetListener(nullptr); }
+  ~Pending() {
+    submitted.handle->stream()->SetListener(nullptr);
+    open_responses.fetch_sub(1);
+  }
 
   // The next event, waiting at most `timeout`.
   std::optional<StreamEvent> Next(std::chrono::milliseconds timeout) {
@@ -71,6 +78,7 @@ struct Pending {
 
   Submitted submitted;
   std::shared_ptr<Waiter> waiter;
+  std::atomic<int>& open_responses;
 };
 
 void SendJson(httplib::Response& res, int status, const json& body) {
@@ -243,6 +251,14 @@ void HttpGateway::Attach(FrontEnd& front_end, Metrics& metrics) {
   front_end_.store(&front_end);
 }
 
+bool HttpGateway::WaitForOpenResponses(std::chrono::steady_clock::time_point deadline) {
+  while (open_responses_.load() > 0) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
 void HttpGateway::Stop() {
   if (server_) server_->stop();
   if (thread_.joinable()) thread_.join();
@@ -409,7 +425,7 @@ void HttpGateway::Routes() {
     if (!stream) request.mutable_stream_options()->set_mode(v1::StreamOptions::FINAL_ONLY);
     auto submitted = front_end().Submit(request, std::nullopt);
     if (!submitted.ok()) return SendError(res, submitted.status());
-    auto pending = std::make_shared<Pending>(std::move(*submitted));
+    auto pending = std::make_shared<Pending>(std::move(*submitted), open_responses_);
     if (!stream) {
       auto result = AwaitResult(front_end(), *pending, req);
       if (!result.ok()) return SendError(res, result.status());
@@ -471,7 +487,7 @@ void HttpGateway::Routes() {
                        submitted->built.request_id);
       const std::string model = parsed->model.empty() ? front_end().model().name : parsed->model;
       const int64_t created = UnixSeconds();
-      auto pending = std::make_shared<Pending>(std::move(*submitted));
+      auto pending = std::make_shared<Pending>(std::move(*submitted), open_responses_);
       if (!parsed->stream) {
         auto result = AwaitResult(front_end(), *pending, req);
         if (!result.ok()) return SendError(res, result.status());

@@ -42,7 +42,11 @@ class HttpGateway {
   // every API endpoint 503.
   absl::Status Start();
   void Attach(FrontEnd& front_end, Metrics& metrics);
-  // Stops accepting; open connections end.
+  // Waits until every response that carries a request's events (a stream, or a result still
+  // being awaited) has been written; false if `deadline` came first. Stop() cuts chunked streams
+  // short, so a drain calls this first.
+  bool WaitForOpenResponses(std::chrono::steady_clock::time_point deadline);
+  // Stops accepting; open connections end, streams included.
   void Stop();
   int port() const { return bound_port_; }
 
@@ -53,6 +57,7 @@ class HttpGateway {
 
   std::atomic<FrontEnd*> front_end_{nullptr};
   std::atomic<Metrics*> metrics_{nullptr};
+  std::atomic<int> open_responses_{0};
   const HttpOptions options_;
   const std::string version_;
   std::unique_ptr<httplib::Server> server_;

@@ -173,9 +173,15 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
     scheduler.CancelAll();
     scheduler.WaitIdle(std::chrono::steady_clock::now() + std::chrono::seconds(10));
   }
-  // In-flight RPCs and HTTP streams get a moment to deliver their final messages.
+  // In-flight RPCs and HTTP responses get a moment to deliver their final messages (a client
+  // that reads slowly still has them queued when the engine is done).
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  if (http) http->Stop();
+  if (http) {
+    if (!http->WaitForOpenResponses(std::chrono::steady_clock::now() + std::chrono::seconds(5))) {
+      spdlog::warn("shutdown: HTTP responses still unread after 5 s are cut");
+    }
+    http->Stop();
+  }
   spdlog::info("stopped");
   return absl::OkStatus();
 }

@@ -287,6 +287,9 @@ class HttpLifecycleTest(unittest.TestCase):
             with self.assertRaises(openai.InternalServerError) as error:
                 client.completions.create(model=MODEL, prompt="y", max_tokens=8)
             self.assertEqual(error.exception.status_code, 503)
+            # The stream is read only once the engine is done with it: the server must still
+            # deliver every queued event before it stops.
+            server.wait_log("finish_reason=length", timeout=300)
             finish = [c.choices[0].finish_reason for c in stream if c.choices]
             self.assertEqual(finish[-1], "length")
             self.assertEqual(server.process.wait(timeout=60), 0)
