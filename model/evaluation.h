@@ -20,9 +20,10 @@ struct MaskedAccuracy {
   int64_t baseline_correct = 0;  // the most frequent training token equals the hidden token
 };
 
-// Cuts `documents` into windows of `window` tokens; in each, hides a fraction `ratio` of the
-// positions (at least one, chosen with the counter-based RNG from `seed`) and asks for all of
-// them in one forward. Stops after about `max_tokens` tokens per ratio.
+// Cuts `documents` into windows of `window` tokens and takes a random sample of them (seeded by
+// `seed`) of about `max_tokens` tokens; in each, hides a fraction `ratio` of the positions (at
+// least one, chosen with the counter-based RNG from `seed`) and asks for all of them in one
+// forward.
 absl::StatusOr<std::vector<MaskedAccuracy>> EvaluateMaskedAccuracy(
     Transformer& model, const std::vector<std::vector<int32_t>>& documents,
     std::span<const double> ratios, int32_t baseline_token, int window, uint64_t seed,

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -83,23 +84,37 @@ std::string JoinLines(const std::vector<std::string>& lines, size_t begin, size_
   return out;
 }
 
-// Hides body lines [first, first + count) of a function: the prefix keeps the newline before.
+// Hides body lines [first, first + count) of a function. The function is tokenized once, as the
+// model saw code in training, and every token that touches the hidden lines is hidden: tokenizing
+// prefix, lines and suffix apart would split "\n" from the next line's indentation, a split the
+// model never saw, and score it for writing the natural tokens.
 absl::StatusOr<InfillCase> MakeCase(const Tokenizer& tokenizer, const Function& function,
                                     size_t first, size_t count, int32_t bos) {
-  const std::string prefix = JoinLines(function.lines, 0, first);
-  std::string middle;
+  const std::string text = JoinLines(function.lines, 0, function.lines.size());
+  const size_t hidden_begin = JoinLines(function.lines, 0, first).size();
+  size_t hidden_end = hidden_begin;
   for (size_t i = first; i < first + count; ++i) {
-    middle += function.lines[i];
-    if (i + 1 < first + count) middle += '\n';
+    hidden_end += function.lines[i].size() + (i + 1 < first + count ? 1 : 0);
   }
-  std::string suffix = "\n";
-  suffix += JoinLines(function.lines, first + count, function.lines.size());
+  SCULPT_ASSIGN_OR_RETURN(auto ids, tokenizer.Encode(text, false));
   InfillCase infill;
   if (bos >= 0) infill.prefix.push_back(bos);
-  SCULPT_ASSIGN_OR_RETURN(auto prefix_ids, tokenizer.Encode(prefix, false));
-  infill.prefix.insert(infill.prefix.end(), prefix_ids.begin(), prefix_ids.end());
-  SCULPT_ASSIGN_OR_RETURN(infill.middle, tokenizer.Encode(middle, false));
-  SCULPT_ASSIGN_OR_RETURN(infill.suffix, tokenizer.Encode(suffix, false));
+  size_t offset = 0;
+  for (int32_t id : ids) {
+    SCULPT_ASSIGN_OR_RETURN(std::string bytes, tokenizer.TokenBytes(id));
+    const size_t token_end = offset + bytes.size();
+    if (token_end <= hidden_begin) {
+      infill.prefix.push_back(id);
+    } else if (offset >= hidden_end) {
+      infill.suffix.push_back(id);
+    } else {
+      infill.middle.push_back(id);
+    }
+    offset = token_end;
+  }
+  if (offset != text.size()) {
+    return absl::InternalError("the tokenizer's tokens do not spell the function's bytes");
+  }
   return infill;
 }
 
@@ -112,9 +127,11 @@ absl::Status Run(const FlagSet& flags) {
   SCULPT_ASSIGN_OR_RETURN(int64_t samples, flags.GetInt("infill-samples"));
   SCULPT_ASSIGN_OR_RETURN(int64_t batch, flags.GetInt("batch"));
   SCULPT_ASSIGN_OR_RETURN(int64_t seed, flags.GetInt("seed"));
-  if (max_tokens < 1 || samples < 1 || batch < 1 || seed < 0) {
-    return absl::InvalidArgumentError("--max-tokens, --infill-samples and --batch must be >= 1");
+  if (max_tokens < 0 || samples < 1 || batch < 1 || seed < 0) {
+    return absl::InvalidArgumentError(
+        "--infill-samples and --batch must be >= 1, --max-tokens and --seed >= 0");
   }
+  if (max_tokens == 0) max_tokens = std::numeric_limits<int64_t>::max();
   SCULPT_ASSIGN_OR_RETURN(Split split, ReadSplit(flags.GetString("split")));
   const std::string root = flags.GetString("corpus-root");
 
@@ -247,7 +264,9 @@ int RunEvalCommand(const std::vector<std::string>& args) {
   flags.Add("split", "FILE", "build/train-data/split.json",
             "train/held-out split of the corpus (tools/train/prepare_data.py)");
   flags.Add("corpus-root", "DIR", "/usr/lib/python3.11", "where the split's relative paths live");
-  flags.Add("max-tokens", "N", "40000", "held-out tokens per mask ratio");
+  flags.Add("max-tokens", "N", "0",
+            "held-out tokens per mask ratio: a seeded random sample of 512-token windows "
+            "(0 = every window of the held-out split)");
   flags.Add("infill-samples", "N", "60", "infilling cases of each kind");
   flags.Add("batch", "N", "16", "generations sharing each forward");
   flags.Add("seed", "N", "0", "seed of the masks and the case selection");

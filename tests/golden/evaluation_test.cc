@@ -27,6 +27,23 @@ TEST(EvaluationTest, MaskedAccuracyHidesTheRequestedShare) {
   EXPECT_LE((*results)[1].correct, (*results)[1].masked);
 }
 
+TEST(EvaluationTest, MaskedAccuracySamplesWindowsFromEveryPartOfTheSplit) {
+  auto loaded = testing::LoadTestModel("tiny-llada");
+  ASSERT_NE(loaded.model, nullptr);
+  // Four one-window documents of 7s, then four of 9s; a budget of four windows.
+  std::vector<std::vector<int32_t>> documents(4, std::vector<int32_t>(64, 7));
+  documents.resize(8, std::vector<int32_t>(64, 9));
+  const double ratios[] = {0.15};
+  auto results = EvaluateMaskedAccuracy(*loaded.model, documents, ratios, /*baseline_token=*/7,
+                                        /*window=*/64, /*seed=*/3, /*max_tokens=*/4 * 64);
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_EQ((*results)[0].masked, 4 * 9);
+  // Taking the first documents in order would give only 7s (baseline always right); the sample
+  // holds windows of both kinds.
+  EXPECT_GT((*results)[0].baseline_correct, 0);
+  EXPECT_LT((*results)[0].baseline_correct, (*results)[0].masked);
+}
+
 TEST(EvaluationTest, InfillScoresEveryHiddenToken) {
   auto loaded = testing::LoadTestModel("tiny-llada");
   ASSERT_NE(loaded.model, nullptr);

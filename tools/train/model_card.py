@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
 
     eval_table = sculpt(
         args.sculpt, "eval", "--model", str(MODEL), "--json-out", args.eval_json,
-        "--max-tokens", "20000", "--infill-samples", "40"
+        "--infill-samples", "40"
     ).strip()
     config = json.loads((MODEL / "config.json").read_text())
     train_config = json.loads((REPO / "tools" / "train" / "config.json").read_text())
@@ -113,6 +113,14 @@ work offered under the same terms.
 ## Evaluation (through Sculpt's engine: `sculpt eval --model models/sculpt-code-mini`)
 
 {eval_table}
+
+Masked-token accuracy covers every 512-token window of the held-out files: each window has the
+stated fraction of its positions replaced by the mask, all predicted in one forward, and a
+prediction counts when the argmax is the hidden token; the baseline always guesses the most
+frequent token of the training split. Infilling cases come from held-out functions of 3–40 lines:
+the function is tokenized as a whole and every token that touches the hidden line(s) is masked, so
+the model is asked for the tokens it would see in training; exact match means every hidden token
+is recovered.
 
 The infilling tables are the speed/quality trade-off: `threshold` commits every position whose
 confidence passes τ in one step, so lower τ means more tokens per forward and, past a point, more
