@@ -153,12 +153,22 @@ def diffusion_loss(
     return (ce / p_mask[masked]).sum() / (B * T)
 
 
+def warmup_cosine(step: int, start: int, warmup: int, end: int, peak: float, floor: float) -> float:
+    if step - start < warmup:
+        return peak * (step - start + 1) / warmup
+    progress = min(1.0, (step - start - warmup) / max(1, end - start - warmup))
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
 def lr_at(step: int, tc: dict) -> float:
-    if step < tc["warmup_steps"]:
-        return tc["lr"] * (step + 1) / tc["warmup_steps"]
-    progress = min(1.0, (step - tc["warmup_steps"]) / max(1, tc["max_steps"] - tc["warmup_steps"]))
-    floor = tc["min_lr_ratio"]
-    return tc["lr"] * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+    """Warm-up then cosine to `min_lr_ratio`; each entry of `restarts` (a warm restart: at_step,
+    lr, warmup_steps, max_steps) starts a new warm-up + cosine once the run reaches its step, so a
+    finished run can be continued and its history stays reproducible from the one config."""
+    phases = [dict(at_step=0, lr=tc["lr"], warmup_steps=tc["warmup_steps"],
+                   max_steps=tc["max_steps"])] + tc.get("restarts", [])
+    phase = [p for p in phases if p["at_step"] <= step][-1]
+    return warmup_cosine(step, phase["at_step"], phase["warmup_steps"], phase["max_steps"],
+                         phase["lr"], tc["min_lr_ratio"])
 
 
 @torch.no_grad()
@@ -269,7 +279,8 @@ def main(argv: list[str]) -> int:
     )
 
     tokens_per_step = tc["batch_size"] * tc["seq_len"]
-    max_steps = min(tc["max_steps"], args.max_steps or tc["max_steps"])
+    final_step = max([tc["max_steps"]] + [r["max_steps"] for r in tc.get("restarts", [])])
+    max_steps = min(final_step, args.max_steps or final_step)
     log = open(log_path, "a")
 
     def checkpoint() -> None:
