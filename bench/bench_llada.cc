@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "bench/forward_flops.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/threads.h"
 #include "model/denoiser.h"
@@ -39,18 +40,6 @@ double Median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   const size_t middle = values.size() / 2;
   return values.size() % 2 ? values[middle] : (values[middle - 1] + values[middle]) / 2;
-}
-
-// FLOPs of one forward over `tokens` tokens in sequences of `seq_len`, with logits at
-// `logit_rows` rows (multiply-add = 2 FLOPs).
-double ForwardFlops(const ModelConfig& c, double tokens, double seq_len, double logit_rows) {
-  const double q_width = double(c.n_heads) * c.head_dim();
-  const double kv_width = double(c.n_kv_heads) * c.head_dim();
-  const double projections =
-      2.0 * c.d_model * (2 * q_width + 2 * kv_width + 3.0 * c.mlp_hidden_size);
-  const double attention = 2.0 * 2.0 * seq_len * q_width;  // scores and weighted values
-  return c.n_layers * tokens * (projections + attention) +
-         2.0 * c.d_model * c.embedding_size * logit_rows;
 }
 
 // The machine's single-precision GEMM ceiling as OpenBLAS reaches it on a large square problem.

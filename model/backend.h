@@ -188,6 +188,9 @@ class Backend {
   virtual absl::Status GatherRows(const GatherRowsParams& params) = 0;
   virtual absl::Status ChooseTokens(const ChooseTokensParams& params) = 0;
   virtual absl::Status Synchronize() = 0;
+  // Not OK once the device failed (a CUDA error leaves the context unusable): the server then
+  // reports itself unhealthy instead of serving errors.
+  virtual absl::Status health() const { return absl::OkStatus(); }
 };
 
 }  // namespace sculpt

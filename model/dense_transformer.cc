@@ -31,13 +31,11 @@ class DenseTransformer final : public Transformer {
   const ModelConfig& config() const override { return config_; }
   Backend& backend() override { return backend_; }
 
-  absl::Status Load(const Checkpoint& checkpoint);
+  absl::Status Load(const WeightLoader& load_tensor);
   absl::StatusOr<TensorView> Forward(std::span<const SequenceInput> batch,
                                      const ForwardObserver* observer) override;
 
  private:
-  absl::StatusOr<DeviceBuffer> LoadTensor(const Checkpoint& checkpoint, const std::string& name,
-                                          std::vector<int64_t> shape);
   absl::Status Reserve(int64_t n_tokens, int64_t n_logit_rows);
   TensorView Weight(const DeviceBuffer& buffer, int64_t rows, int64_t cols) const {
     return buffer.view(backend_.weight_dtype(), rows, cols);
@@ -54,18 +52,7 @@ class DenseTransformer final : public Transformer {
   Workspace workspace_;
 };
 
-absl::StatusOr<DeviceBuffer> DenseTransformer::LoadTensor(const Checkpoint& checkpoint,
-                                                          const std::string& name,
-                                                          std::vector<int64_t> shape) {
-  SCULPT_ASSIGN_OR_RETURN(const TensorRef* tensor, checkpoint.FindWithShape(name, shape));
-  const auto count = static_cast<size_t>(tensor->num_elements());
-  SCULPT_ASSIGN_OR_RETURN(DeviceBuffer buffer,
-                          backend_.Allocate(count * DTypeSize(backend_.weight_dtype())));
-  SCULPT_RETURN_IF_ERROR(backend_.UploadWeights(buffer.data(), tensor->data, tensor->dtype, count));
-  return buffer;
-}
-
-absl::Status DenseTransformer::Load(const Checkpoint& checkpoint) {
+absl::Status DenseTransformer::Load(const WeightLoader& load_tensor) {
   const int64_t d = config_.d_model;
   const int64_t q_width = static_cast<int64_t>(config_.n_heads) * config_.head_dim();
   const int64_t kv_width = static_cast<int64_t>(config_.n_kv_heads) * config_.head_dim();
@@ -77,16 +64,16 @@ absl::Status DenseTransformer::Load(const Checkpoint& checkpoint) {
     return name;
   };
 
-  SCULPT_ASSIGN_OR_RETURN(wte_, LoadTensor(checkpoint, names_.embedding, {vocab, d}));
-  SCULPT_ASSIGN_OR_RETURN(ln_f_, LoadTensor(checkpoint, names_.final_norm, {d}));
+  SCULPT_ASSIGN_OR_RETURN(wte_, load_tensor(names_.embedding, {vocab, d}));
+  SCULPT_ASSIGN_OR_RETURN(ln_f_, load_tensor(names_.final_norm, {d}));
   if (!config_.weight_tying) {
-    SCULPT_ASSIGN_OR_RETURN(lm_head_, LoadTensor(checkpoint, names_.lm_head, {vocab, d}));
+    SCULPT_ASSIGN_OR_RETURN(lm_head_, load_tensor(names_.lm_head, {vocab, d}));
   }
   layers_.resize(config_.n_layers);
   for (int i = 0; i < config_.n_layers; ++i) {
     LayerWeights& layer = layers_[i];
     const auto load = [&](const std::string& pattern, std::vector<int64_t> shape) {
-      return LoadTensor(checkpoint, layer_name(pattern, i), std::move(shape));
+      return load_tensor(layer_name(pattern, i), shape);
     };
     SCULPT_ASSIGN_OR_RETURN(layer.attn_norm, load(names_.attn_norm, {d}));
     SCULPT_ASSIGN_OR_RETURN(layer.q_proj, load(names_.q_proj + ".weight", {q_width, d}));
@@ -239,8 +226,27 @@ absl::StatusOr<std::unique_ptr<Transformer>> LoadDenseTransformer(const ModelCon
                                                                   TensorNames names,
                                                                   const Checkpoint& checkpoint,
                                                                   Backend& backend) {
+  return BuildDenseTransformer(
+      config, std::move(names),
+      [&](const std::string& name,
+          const std::vector<int64_t>& shape) -> absl::StatusOr<DeviceBuffer> {
+        SCULPT_ASSIGN_OR_RETURN(const TensorRef* tensor, checkpoint.FindWithShape(name, shape));
+        const auto count = static_cast<size_t>(tensor->num_elements());
+        SCULPT_ASSIGN_OR_RETURN(DeviceBuffer buffer,
+                                backend.Allocate(count * DTypeSize(backend.weight_dtype())));
+        SCULPT_RETURN_IF_ERROR(
+            backend.UploadWeights(buffer.data(), tensor->data, tensor->dtype, count));
+        return buffer;
+      },
+      backend);
+}
+
+absl::StatusOr<std::unique_ptr<Transformer>> BuildDenseTransformer(const ModelConfig& config,
+                                                                   TensorNames names,
+                                                                   const WeightLoader& load_tensor,
+                                                                   Backend& backend) {
   auto model = std::make_unique<DenseTransformer>(config, std::move(names), backend);
-  SCULPT_RETURN_IF_ERROR(model->Load(checkpoint));
+  SCULPT_RETURN_IF_ERROR(model->Load(load_tensor));
   return model;
 }
 

@@ -1,8 +1,10 @@
 // The pre-norm RoPE/SwiGLU transformer body shared by the LLaDA and Dream families.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "model/safetensors.h"
 #include "model/transformer.h"
@@ -21,6 +23,17 @@ struct TensorNames {
   std::string ff_norm;
   std::string gate_proj, up_proj, down_proj;
 };
+
+// Returns the backend buffer holding tensor `name` of `shape` (row-major) in the backend's
+// weight dtype.
+using WeightLoader = std::function<absl::StatusOr<DeviceBuffer>(
+    const std::string& name, const std::vector<int64_t>& shape)>;
+
+// From any source of weights (benchmarks make random ones on the device).
+absl::StatusOr<std::unique_ptr<Transformer>> BuildDenseTransformer(const ModelConfig& config,
+                                                                   TensorNames names,
+                                                                   const WeightLoader& load_tensor,
+                                                                   Backend& backend);
 
 absl::StatusOr<std::unique_ptr<Transformer>> LoadDenseTransformer(const ModelConfig& config,
                                                                   TensorNames names,

@@ -5,11 +5,9 @@
 
 namespace sculpt {
 
-absl::StatusOr<std::unique_ptr<Transformer>> LoadLLaDA(const ModelConfig& config,
-                                                       const Checkpoint& checkpoint,
-                                                       Backend& backend) {
+TensorNames LLaDATensorNames() {
   const std::string block = "model.transformer.blocks.{i}.";
-  TensorNames names{
+  return TensorNames{
       .embedding = "model.transformer.wte.weight",
       .final_norm = "model.transformer.ln_f.weight",
       .lm_head = "model.transformer.ff_out.weight",
@@ -23,7 +21,12 @@ absl::StatusOr<std::unique_ptr<Transformer>> LoadLLaDA(const ModelConfig& config
       .up_proj = block + "up_proj.weight",
       .down_proj = block + "ff_out.weight",
   };
-  return LoadDenseTransformer(config, std::move(names), checkpoint, backend);
+}
+
+absl::StatusOr<std::unique_ptr<Transformer>> LoadLLaDA(const ModelConfig& config,
+                                                       const Checkpoint& checkpoint,
+                                                       Backend& backend) {
+  return LoadDenseTransformer(config, LLaDATensorNames(), checkpoint, backend);
 }
 
 }  // namespace sculpt

@@ -3,10 +3,14 @@
 
 #include <memory>
 
+#include "model/dense_transformer.h"
 #include "model/safetensors.h"
 #include "model/transformer.h"
 
 namespace sculpt {
+
+// The HF LLaDA checkpoints' tensor names.
+TensorNames LLaDATensorNames();
 
 absl::StatusOr<std::unique_ptr<Transformer>> LoadLLaDA(const ModelConfig& config,
                                                        const Checkpoint& checkpoint,

@@ -16,11 +16,11 @@
 #include "common/file_util.h"
 #include "common/rng.h"
 #include "common/status.h"
-#include "cpu/cpu_backend.h"
 #include "cpu/threads.h"
 #include "model/evaluation.h"
 #include "model/tokenizer.h"
 #include "server/commands.h"
+#include "server/device.h"
 #include "server/flags.h"
 
 namespace sculpt {
@@ -135,7 +135,8 @@ absl::Status Run(const FlagSet& flags) {
   SCULPT_ASSIGN_OR_RETURN(Split split, ReadSplit(flags.GetString("split")));
   const std::string root = flags.GetString("corpus-root");
 
-  auto backend = MakeCpuBackend();
+  SCULPT_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
+                          MakeBackendForDevice(flags.GetString("device")));
   auto model_or = LoadTransformer(model_dir, *backend);
   if (!model_or.ok()) return absl::DataLossError(model_or.status().message());
   Transformer& model = **model_or;
@@ -270,6 +271,8 @@ int RunEvalCommand(const std::vector<std::string>& args) {
   flags.Add("infill-samples", "N", "60", "infilling cases of each kind");
   flags.Add("batch", "N", "16", "generations sharing each forward");
   flags.Add("seed", "N", "0", "seed of the masks and the case selection");
+  flags.Add("device", "DEV", "auto",
+            "auto (a GPU if there is one, else the CPU), cpu, cuda or cuda:N");
   flags.Add("threads", "N", "0", "CPU threads (0 = all cores)");
   flags.Add("json-out", "FILE", "", "also write the figures as JSON");
   flags.Add("help", "", "", "show this help");

@@ -14,13 +14,13 @@
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status.h"
-#include "cpu/cpu_backend.h"
 #include "cpu/threads.h"
 #include "model/chat_template.h"
 #include "model/denoiser.h"
 #include "model/text_io.h"
 #include "model/tokenizer.h"
 #include "server/commands.h"
+#include "server/device.h"
 #include "server/flags.h"
 #include "server/live_view.h"
 #include "server/served_model.h"
@@ -62,6 +62,8 @@ FlagSet GenerateFlags() {
   flags.Add("logits-eos-inf", "", "", "never choose EOS/EoT");
   flags.Add("confidence-eos-eot-inf", "", "",
             "commit EOS/EoT predictions only when nothing else is left");
+  flags.Add("device", "DEV", "auto",
+            "auto (a GPU if there is one, else the CPU), cpu, cuda or cuda:N");
   flags.Add("threads", "N", "0", "CPU threads (0 = all cores)");
   flags.Add("json", "", "", "print one JSON object instead of plain text");
   flags.Add("events", "", "", "with --json: also one JSON line per step before the result");
@@ -136,7 +138,8 @@ absl::Status Run(const FlagSet& flags) {
   SetCpuThreads(static_cast<int>(threads));
 
   const auto load_start = std::chrono::steady_clock::now();
-  auto backend = MakeCpuBackend();
+  SCULPT_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
+                          MakeBackendForDevice(flags.GetString("device")));
   auto model_or = LoadTransformer(model_dir, *backend);
   // A model that cannot be loaded is not a usage error, whatever its status code says.
   if (!model_or.ok()) return absl::DataLossError(model_or.status().message());

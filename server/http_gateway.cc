@@ -366,6 +366,8 @@ void HttpGateway::Routes() {
       SendJson(res, 503, {{"status", "loading"}});
     } else if (front_end().scheduler().draining()) {
       SendJson(res, 503, {{"status", "draining"}});
+    } else if (absl::Status device = front_end().model().backend->health(); !device.ok()) {
+      SendJson(res, 503, {{"status", "device_failed"}, {"message", std::string(device.message())}});
     } else {
       SendJson(res, 200, {{"status", "ok"}, {"model", front_end().model().name}});
     }

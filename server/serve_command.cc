@@ -18,6 +18,7 @@
 #include "cpu/threads.h"
 #include "scheduler/scheduler.h"
 #include "server/commands.h"
+#include "server/device.h"
 #include "server/flags.h"
 #include "server/grpc_service.h"
 #include "server/http_gateway.h"
@@ -53,6 +54,8 @@ FlagSet ServeFlags() {
             "seconds of waiting that raise a queued request's priority by one (0 = never)");
   flags.Add("shutdown-timeout", "S", "30",
             "on SIGTERM/SIGINT, seconds running requests get to finish before they are cancelled");
+  flags.Add("device", "DEV", "auto",
+            "auto (a GPU if there is one, else the CPU), cpu, cuda or cuda:N");
   flags.Add("threads", "N", "0", "CPU threads for the engine (0 = all cores)");
   flags.Add("log-level", "LEVEL", "info", "trace, debug, info, warn, error or off");
   flags.Add("log-format", "FORMAT", "text", "text or json (one object per line)");
@@ -116,7 +119,9 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
     SCULPT_RETURN_IF_ERROR(http->Start());
   }
   const auto load_start = std::chrono::steady_clock::now();
-  auto model_or = LoadServedModel(model_dir);
+  SCULPT_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
+                          MakeBackendForDevice(flags.GetString("device")));
+  auto model_or = LoadServedModel(model_dir, std::move(backend));
   if (!model_or.ok()) return absl::DataLossError(model_or.status().message());
   std::unique_ptr<ServedModel> model = std::move(*model_or);
   spdlog::info(

@@ -22,13 +22,15 @@ std::string DefaultModelDir() {
   return "";
 }
 
-absl::StatusOr<std::unique_ptr<ServedModel>> LoadServedModel(const std::string& dir) {
+absl::StatusOr<std::unique_ptr<ServedModel>> LoadServedModel(const std::string& dir,
+                                                             std::unique_ptr<Backend> backend) {
   auto served = std::make_unique<ServedModel>();
   served->dir = dir;
   std::filesystem::path path(dir);
   if (!path.has_filename()) path = path.parent_path();
   served->name = path.filename().string();
-  served->backend = MakeCpuBackend();
+  served->backend = backend ? std::move(backend) : MakeCpuBackend();
+  served->device = served->backend->name();
   SCULPT_ASSIGN_OR_RETURN(served->transformer, LoadTransformer(dir, *served->backend));
   if (FileExists(dir + "/tokenizer.json")) {
     SCULPT_ASSIGN_OR_RETURN(served->tokenizer, Tokenizer::Load(dir));

@@ -21,7 +21,7 @@ struct ServedModel {
   std::unique_ptr<Tokenizer> tokenizer;  // null when the directory has no tokenizer.json
   std::optional<ChatFormat> chat_format;
   uint64_t parameters = 0;
-  std::string device = "cpu";
+  std::string device = "cpu";  // the backend's name, e.g. "cuda:0 (NVIDIA H200, ...)"
 
   const ModelConfig& config() const { return transformer->config(); }
 };
@@ -30,7 +30,9 @@ struct ServedModel {
 // (build/sculpt); empty when neither has it.
 std::string DefaultModelDir();
 
-// Loads DIR on the CPU backend. Errors name the file that is wrong.
-absl::StatusOr<std::unique_ptr<ServedModel>> LoadServedModel(const std::string& dir);
+// Loads DIR onto `backend` (the CPU when null; see MakeBackendForDevice). Errors name the file
+// that is wrong.
+absl::StatusOr<std::unique_ptr<ServedModel>> LoadServedModel(
+    const std::string& dir, std::unique_ptr<Backend> backend = nullptr);
 
 }  // namespace sculpt

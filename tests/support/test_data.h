@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -15,8 +16,12 @@
 
 namespace sculpt::testing {
 
+// The checkout the tests were built from; SCULPT_SOURCE_DIR in the environment overrides it, for
+// test binaries packed and run in another copy of the repository (bench/device/run.sh).
 inline std::string SourcePath(const std::string& relative) {
-  return std::string(SCULPT_SOURCE_DIR) + "/" + relative;
+  const char* moved = std::getenv("SCULPT_SOURCE_DIR");
+  return std::string(moved != nullptr && *moved != '\0' ? moved : SCULPT_SOURCE_DIR) + "/" +
+         relative;
 }
 
 inline std::string TestModelDir(const std::string& name) {

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds the gpu tests and the device benchmark HERE (no GPU needed) and packs them into
+# .device-pack/ with every shared library they load except the NVIDIA driver, the dynamic loader
+# included: the GPU machine has the driver and CUDA but none of our Debian build dependencies, so
+# the device's minutes go to running, not to installing and compiling. bench/device/run.sh runs
+# the pack there. Usage: bench/device/pack.sh  (BUILD_DIR=build by default)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+build=${BUILD_DIR:-build}
+pack=.device-pack
+
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DSCULPT_FATAL_WARNINGS=ON -DSCULPT_CUDA=ON \
+  -DSCULPT_BUILD_TESTS=ON -DSCULPT_BUILD_BENCH=ON >/dev/null
+gpu_tests=$(ls tests/gpu/*_test.cc | xargs -n1 basename | sed 's/\.cc$//')
+# shellcheck disable=SC2086
+cmake --build "$build" -j"$(nproc)" --target $gpu_tests device_bench
+
+rm -rf "$pack"
+mkdir -p "$pack/bin" "$pack/lib"
+binaries=()
+for name in $gpu_tests; do binaries+=("$build/tests/$name"); done
+binaries+=("$build/bench/device_bench")
+for binary in "${binaries[@]}"; do
+  strip -o "$pack/bin/$(basename "$binary")" "$binary"
+  # Every resolved library but the driver's (libcuda/libnvidia-*), which must be the machine's.
+  ldd "$binary" | awk '/=> \// {print $3} /^\s*\/lib.*ld-linux/ {print $1}' |
+    grep -Ev '/lib(cuda|nvidia-)[^/]*$' | while read -r library; do
+      [ -e "$pack/lib/$(basename "$library")" ] || cp -L "$library" "$pack/lib/"
+    done
+done
+strip --strip-unneeded "$pack"/lib/*.so* 2>/dev/null || true
+echo "$pack: $(du -sh "$pack" | cut -f1) ($(ls "$pack/bin" | wc -l) programs, $(ls "$pack/lib" | wc -l) libraries)"

@@ -1,0 +1,512 @@
+#include "cuda/cuda_backend.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/range_allocator.h"
+#include "common/status.h"
+#include "cuda/add.cuh"
+#include "cuda/attention.cuh"
+#include "cuda/choose_tokens.cuh"
+#include "cuda/convert.cuh"
+#include "cuda/cuda_check.cuh"
+#include "cuda/device_probe.cuh"
+#include "cuda/embed.cuh"
+#include "cuda/gather_rows.cuh"
+#include "cuda/gemm.cuh"
+#include "cuda/rms_norm.cuh"
+#include "cuda/rope.cuh"
+#include "cuda/swiglu.cuh"
+
+namespace sculpt {
+namespace {
+
+constexpr size_t kArenaAlignment = 256;
+// Host data an op needs on the device (token ids, offsets, positions) goes through a pinned ring
+// of this size; a step needs a few hundred KiB at most.
+constexpr size_t kStagingBytes = size_t{16} << 20;
+// cuBLAS's own scratch, carved from the arena so it never calls cudaMalloc (NVIDIA recommends
+// 32 MiB on Hopper).
+constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
+
+size_t RoundUp(size_t bytes, size_t alignment) {
+  return (bytes + alignment - 1) / alignment * alignment;
+}
+
+struct StreamDestroy {
+  void operator()(cudaStream_t stream) const { cudaStreamDestroy(stream); }
+};
+using StreamHandle = std::unique_ptr<std::remove_pointer_t<cudaStream_t>, StreamDestroy>;
+
+struct CublasDestroy {
+  void operator()(cublasHandle_t handle) const { cublasDestroy(handle); }
+};
+using CublasHandle = std::unique_ptr<std::remove_pointer_t<cublasHandle_t>, CublasDestroy>;
+
+struct DeviceFree {
+  void operator()(void* pointer) const { cudaFree(pointer); }
+};
+using DeviceMemory = std::unique_ptr<void, DeviceFree>;
+
+struct PinnedFree {
+  void operator()(void* pointer) const { cudaFreeHost(pointer); }
+};
+using PinnedMemory = std::unique_ptr<void, PinnedFree>;
+
+absl::Status RequireF32(const TensorView& view, const char* what) {
+  if (view.dtype == DType::kF32) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(what, " must be F32 on the CUDA backend, got ",
+                                                 std::string(DTypeName(view.dtype))));
+}
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(const CudaBackendOptions& options, std::string description)
+      : device_(options.device),
+        weight_dtype_(options.weight_dtype),
+        description_(std::move(description)) {}
+
+  ~CudaBackend() override {
+    // Kernels may still read buffers that are about to go back to the arena.
+    cudaSetDevice(device_);
+    if (stream_) cudaStreamSynchronize(stream_.get());
+  }
+
+  absl::Status Init(size_t arena_bytes) {
+    SCULPT_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
+    void* arena = nullptr;
+    SCULPT_CUDA_RETURN_IF_ERROR(cudaMalloc(&arena, arena_bytes));
+    arena_.reset(arena);
+    allocator_ = std::make_unique<RangeAllocator>(arena_bytes, kArenaAlignment);
+    cudaStream_t stream = nullptr;
+    SCULPT_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    stream_.reset(stream);
+    cublasHandle_t cublas = nullptr;
+    SCULPT_CUBLAS_RETURN_IF_ERROR(cublasCreate(&cublas));
+    cublas_.reset(cublas);
+    SCULPT_CUBLAS_RETURN_IF_ERROR(cublasSetStream(cublas, stream));
+    SCULPT_ASSIGN_OR_RETURN(cublas_workspace_, Allocate(kCublasWorkspaceBytes));
+    SCULPT_CUBLAS_RETURN_IF_ERROR(
+        cublasSetWorkspace(cublas, cublas_workspace_.data(), kCublasWorkspaceBytes));
+    void* pinned = nullptr;
+    SCULPT_CUDA_RETURN_IF_ERROR(cudaMallocHost(&pinned, kStagingBytes));
+    pinned_.reset(pinned);
+    SCULPT_ASSIGN_OR_RETURN(device_staging_, Allocate(kStagingBytes));
+    return absl::OkStatus();
+  }
+
+  std::string name() const override { return description_; }
+
+  absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) override {
+    std::lock_guard<std::mutex> lock(allocator_mutex_);
+    const std::optional<size_t> offset = allocator_->Allocate(bytes);
+    if (!offset) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the CUDA arena cannot hold ", bytes, " more bytes (", allocator_->bytes_in_use(), " of ",
+          allocator_->capacity(), " in use; largest free range ", allocator_->largest_free_range(),
+          "): lower max_num_batched_tokens or give the "
+          "arena more of the device"));
+    }
+    return DeviceBuffer(this, static_cast<char*>(arena_.get()) + *offset, bytes);
+  }
+
+  void Free(void* data) override {
+    std::lock_guard<std::mutex> lock(allocator_mutex_);
+    allocator_->Free(
+        static_cast<size_t>(static_cast<char*>(data) - static_cast<char*>(arena_.get())));
+  }
+
+  absl::Status CopyToDevice(void* dst, const void* src, size_t bytes) override {
+    SCULPT_RETURN_IF_ERROR(Bind());
+    return Check([&]() -> absl::Status {
+      SCULPT_CUDA_RETURN_IF_ERROR(
+          cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_.get()));
+      return SynchronizeStream();
+    }());
+  }
+
+  absl::Status CopyToHost(void* dst, const void* src, size_t bytes) override {
+    SCULPT_RETURN_IF_ERROR(Bind());
+    return Check([&]() -> absl::Status {
+      SCULPT_CUDA_RETURN_IF_ERROR(
+          cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_.get()));
+      return SynchronizeStream();
+    }());
+  }
+
+  absl::Status UploadWeights(void* dst, const void* src, DType src_dtype, size_t count) override {
+    SCULPT_RETURN_IF_ERROR(Bind());
+    return Check([&]() -> absl::Status {
+      const size_t chunk = kStagingBytes / 2 / DTypeSize(src_dtype);
+      for (size_t done = 0; done < count; done += chunk) {
+        const size_t n = std::min(chunk, count - done);
+        SCULPT_ASSIGN_OR_RETURN(void* staged,
+                                Stage(static_cast<const char*>(src) + done * DTypeSize(src_dtype),
+                                      n * DTypeSize(src_dtype)));
+        SCULPT_RETURN_IF_ERROR(cuda::LaunchConvert(
+            {staged, src_dtype, static_cast<char*>(dst) + done * DTypeSize(weight_dtype_),
+             weight_dtype_, static_cast<int64_t>(n)},
+            stream_.get()));
+      }
+      return SynchronizeStream();
+    }());
+  }
+
+  DType weight_dtype() const override { return weight_dtype_; }
+
+  absl::Status Embed(const EmbedParams& params) override {
+    SCULPT_RETURN_IF_ERROR(Bind());
+    SCULPT_RETURN_IF_ERROR(RequireF32(params.out, "embed output"));
+    for (int32_t id : params.token_ids) {
+      if (id < 0 || id >= params.table.rows) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "token id ", id, " is outside the embedding table [0, ", params.table.rows, ")"));
+      }
+    }
+    return Check([&]() -> absl::Status {
+      SCULPT_ASSIGN_OR_RETURN(void* ids, StageSpan(params.token_ids));
+      return cuda::LaunchEmbed(
+          {static_cast<const int32_t*>(ids), static_cast<int64_t>(params.token_ids.size()),
+           params.table.data, params.table.dtype, params.table.cols, params.out.f32()},
+          stream_.get());
+    }());
+  }
+
+  absl::Status RmsNorm(const RmsNormParams& params) override {
+    SCULPT_RETURN_IF_ERROR(Bind());
+    SCULPT_RETURN_IF_ERROR(RequireF32(params.x, "rms_norm input"));
+    return Check(cuda::LaunchRmsNorm({params.x.f32(), params.weight.data, params.weight.dtype,
+                                      params.out.f32(), params.x.rows, params.x.cols, params.eps},
+                                     stream_.get()));
+  }
+
+  absl::Status Gemm(const GemmParams& params) override {
+    SCULPT_RETURN_IF_ERROR(Bind());
+    SCULPT_RETURN_IF_ERROR(RequireF32(params.x, "gemm input"));
+    SCULPT_RETURN_IF_ERROR(RequireF32(params.out, "gemm output"));
+    return Check([&]() -> absl::Status {
+      void* scratch = nullptr;
+      if (params.weight.dtype == DType::kBF16) {
+        SCULPT_RETURN_IF_ERROR(
+            Reserve(gemm_scratch_, static_cast<size_t>(params.x.num_elements()) * 2));
+        scratch = gemm_scratch_.data();
+      }
+      SCULPT_RETURN_IF_ERROR(cuda::LaunchGemm(
+          {params.x.f32(), params.weight.data, params.weight.dtype, params.out.f32(), params.x.rows,
+           params.weight.rows, params.x.cols, scratch},
+          cublas_.get(), stream_.get()));
+      if (params.bias.data == nullptr) return absl::OkStatus();
+      return cuda::LaunchAdd(
+          {params.out.f32(), params.bias.data, params.bias.dtype,
+           /*broadcast_b=*/true, params.out.f32(), params.out.rows, params.out.cols},
+          stream_.get());
+    }());
+  }
+
+  absl::Status Rope(const RopeParams& params) override {
+    SCULPT_RETURN_IF_ERROR(Bind());
+    SCULPT_RETURN_IF_ERROR(RequireF32(params.x, "rope input"));
+    return Check([&]() -> absl::Status {
+      SCULPT_ASSIGN_OR_RETURN(const StagedLayout* layout, StageLayout(params.layout));
+      return cuda::LaunchRope(
+          {params.x.f32(), layout->positions, params.x.rows, static_cast<int>(params.x.cols),
+           params.head_dim, static_cast<float>(params.theta)},
+          stream_.get());
+    }());
+  }
+
+  absl::Status Attention(const AttentionParams& params) override {
+    SCULPT_RETURN_IF_ERROR(Bind());
+    SCULPT_RETURN_IF_ERROR(RequireF32(params.q, "attention query"));
+    return Check([&]() -> absl::Status {
+      SCULPT_ASSIGN_OR_RETURN(const StagedLayout* layout, StageLayout(params.layout));
+      cuda::AttentionKernelParams kernel{};
+      kernel.q = params.q.f32();
+      kernel.k = params.k.f32();
+      kernel.v = params.v.f32();
+      kernel.out = params.out.f32();
+      kernel.sequence_offsets = layout->offsets;
+      kernel.num_sequences = params.layout.num_sequences();
+      kernel.max_sequence_length = layout->max_sequence_length;
+      kernel.n_heads = params.n_heads;
+      kernel.n_kv_heads = params.n_kv_heads;
+      kernel.head_dim = params.head_dim;
+      kernel.softmax_scale = 1.0f / std::sqrt(static_cast<float>(params.head_dim));
+      return cuda::LaunchAttention(kernel, stream_.get());
+    }());
+  }
+
+  absl::Status SwiGlu(const SwiGluParams& params) override {
+    SCULPT_RETURN_IF_ERROR(Bind());
+    SCULPT_RETURN_IF_ERROR(RequireF32(params.gate, "swiglu input"));
+    return Check(cuda::LaunchSwiGlu(
+        {params.gate.f32(), params.up.f32(), params.out.f32(), params.gate.num_elements()},
+        stream_.get()));
+  }
+
+  absl::Status Add(const AddParams& params) override {
+    SCULPT_RETURN_IF_ERROR(Bind());
+    SCULPT_RETURN_IF_ERROR(RequireF32(params.a, "add input"));
+    return Check(
+        cuda::LaunchAdd({params.a.f32(), params.b.data, params.b.dtype,
+                         /*broadcast_b=*/false, params.out.f32(), params.a.rows, params.a.cols},
+                        stream_.get()));
+  }
+
+  absl::Status GatherRows(const GatherRowsParams& params) override {
+    SCULPT_RETURN_IF_ERROR(Bind());
+    SCULPT_RETURN_IF_ERROR(RequireF32(params.x, "gather input"));
+    for (int32_t row : params.rows) {
+      if (row < 0 || row >= params.x.rows) {
+        return absl::InternalError(
+            absl::StrCat("gather row ", row, " out of range ", params.x.rows));
+      }
+    }
+    return Check([&]() -> absl::Status {
+      SCULPT_ASSIGN_OR_RETURN(void* rows, StageSpan(params.rows));
+      return cuda::LaunchGatherRows(
+          {params.x.f32(), static_cast<const int32_t*>(rows), params.out.f32(),
+           static_cast<int64_t>(params.rows.size()), params.x.cols},
+          stream_.get());
+    }());
+  }
+
+  absl::Status ChooseTokens(const ChooseTokensParams& params) override;
+
+  absl::Status Synchronize() override {
+    SCULPT_RETURN_IF_ERROR(Bind());
+    return Check(SynchronizeStream());
+  }
+
+  absl::Status health() const override {
+    std::lock_guard<std::mutex> lock(health_mutex_);
+    return health_;
+  }
+
+ private:
+  // The host layout's offsets and per-row positions on the device; reused while the same
+  // layout comes back (every layer of a forward) and the staging ring has not wrapped.
+  struct StagedLayout {
+    std::vector<int32_t> host_offsets;
+    uint64_t staging_epoch = 0;
+    const int32_t* offsets = nullptr;
+    const int32_t* positions = nullptr;
+    int max_sequence_length = 0;
+  };
+
+  // The engine thread is not the one that created the backend; CUDA's current device is per
+  // thread.
+  absl::Status Bind() {
+    thread_local int bound_device = -1;
+    if (bound_device == device_) return absl::OkStatus();
+    SCULPT_RETURN_IF_ERROR(Check(cuda::CudaStatus(cudaSetDevice(device_), "cudaSetDevice")));
+    bound_device = device_;
+    return absl::OkStatus();
+  }
+
+  // A CUDA or cuBLAS failure (an internal status) leaves the device unusable: remember it.
+  absl::Status Check(absl::Status status) {
+    if (status.code() == absl::StatusCode::kInternal) {
+      std::lock_guard<std::mutex> lock(health_mutex_);
+      if (health_.ok()) {
+        health_ =
+            absl::UnavailableError(absl::StrCat("the CUDA device failed: ", status.message()));
+      }
+    }
+    return status;
+  }
+
+  absl::Status SynchronizeStream() {
+    SCULPT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_.get()));
+    staging_offset_ = 0;
+    ++staging_epoch_;
+    return absl::OkStatus();
+  }
+
+  // Copies host bytes to the device through the pinned ring; the device copy stays valid until
+  // the ring wraps, which waits for the stream first.
+  absl::StatusOr<void*> Stage(const void* host, size_t bytes) {
+    const size_t rounded = RoundUp(std::max<size_t>(bytes, 1), kArenaAlignment);
+    if (rounded > kStagingBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(bytes, " bytes of host data in one op exceed the staging ring"));
+    }
+    if (staging_offset_ + rounded > kStagingBytes) SCULPT_RETURN_IF_ERROR(SynchronizeStream());
+    char* pinned = static_cast<char*>(pinned_.get()) + staging_offset_;
+    char* device = static_cast<char*>(device_staging_.data()) + staging_offset_;
+    std::memcpy(pinned, host, bytes);
+    SCULPT_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(device, pinned, bytes, cudaMemcpyHostToDevice, stream_.get()));
+    staging_offset_ += rounded;
+    return device;
+  }
+
+  template <typename T>
+  absl::StatusOr<void*> StageSpan(std::span<const T> values) {
+    return Stage(values.data(), values.size_bytes());
+  }
+
+  absl::StatusOr<const StagedLayout*> StageLayout(const PackedLayout& layout) {
+    const auto& offsets = layout.sequence_offsets;
+    if (layout_.offsets != nullptr && layout_.staging_epoch == staging_epoch_ &&
+        std::equal(offsets.begin(), offsets.end(), layout_.host_offsets.begin(),
+                   layout_.host_offsets.end())) {
+      return &layout_;
+    }
+    std::vector<int32_t> positions(static_cast<size_t>(layout.num_tokens()));
+    int max_length = 0;
+    for (int32_t s = 0; s < layout.num_sequences(); ++s) {
+      max_length = std::max(max_length, offsets[s + 1] - offsets[s]);
+      for (int32_t row = offsets[s]; row < offsets[s + 1]; ++row) positions[row] = row - offsets[s];
+    }
+    SCULPT_ASSIGN_OR_RETURN(void* device_offsets, StageSpan(offsets));
+    SCULPT_ASSIGN_OR_RETURN(void* device_positions, StageSpan(std::span<const int32_t>(positions)));
+    layout_.host_offsets.assign(offsets.begin(), offsets.end());
+    layout_.staging_epoch = staging_epoch_;
+    layout_.offsets = static_cast<const int32_t*>(device_offsets);
+    layout_.positions = static_cast<const int32_t*>(device_positions);
+    layout_.max_sequence_length = max_length;
+    return &layout_;
+  }
+
+  // Grows a scratch buffer (from the arena) to at least `bytes`.
+  absl::Status Reserve(DeviceBuffer& buffer, size_t bytes) {
+    if (buffer.bytes() >= bytes) return absl::OkStatus();
+    buffer = DeviceBuffer();
+    SCULPT_ASSIGN_OR_RETURN(buffer, Allocate(bytes));
+    return absl::OkStatus();
+  }
+
+  const int device_;
+  const DType weight_dtype_;
+  const std::string description_;
+  // Declared first, destroyed last: every DeviceBuffer below returns its range to it.
+  DeviceMemory arena_;
+  std::unique_ptr<RangeAllocator> allocator_;
+  mutable std::mutex allocator_mutex_;
+  StreamHandle stream_;
+  CublasHandle cublas_;
+  PinnedMemory pinned_;
+  DeviceBuffer cublas_workspace_;
+  DeviceBuffer device_staging_;
+  size_t staging_offset_ = 0;
+  uint64_t staging_epoch_ = 0;
+  StagedLayout layout_;
+  DeviceBuffer gemm_scratch_;
+  DeviceBuffer choose_scratch_;
+  DeviceBuffer choose_results_;
+  mutable std::mutex health_mutex_;
+  absl::Status health_;
+};
+
+absl::Status CudaBackend::ChooseTokens(const ChooseTokensParams& params) {
+  SCULPT_RETURN_IF_ERROR(Bind());
+  SCULPT_RETURN_IF_ERROR(RequireF32(params.logits, "logits"));
+  const auto n_rows = static_cast<size_t>(params.logits.rows);
+  if (params.positions.size() != n_rows || params.tokens.size() != n_rows ||
+      params.confidences.size() != n_rows) {
+    return absl::InvalidArgumentError(
+        "choose_tokens: positions, tokens and confidences need one "
+        "entry per row of logits");
+  }
+  if (params.uncond_logits.data != nullptr) {
+    SCULPT_RETURN_IF_ERROR(RequireF32(params.uncond_logits, "unconditional logits"));
+  }
+  if (n_rows == 0) return absl::OkStatus();
+  return Check([&]() -> absl::Status {
+    cuda::ChooseTokensKernelParams kernel;
+    kernel.logits = params.logits.f32();
+    kernel.uncond_logits =
+        params.uncond_logits.data == nullptr ? nullptr : params.uncond_logits.f32();
+    kernel.n_rows = static_cast<int32_t>(n_rows);
+    kernel.vocab = static_cast<int32_t>(params.logits.cols);
+    kernel.cfg_scale = params.cfg_scale;
+    kernel.temperature = params.temperature;
+    kernel.top_p = params.top_p;
+    kernel.top_k = params.top_k;
+    kernel.style =
+        params.style == TokenChoiceStyle::kLLaDA ? cuda::kChooseLLaDA : cuda::kChooseDream;
+    switch (params.confidence) {
+      case ConfidenceKind::kProbability:
+        kernel.confidence = cuda::kConfidenceProbability;
+        break;
+      case ConfidenceKind::kMargin:
+        kernel.confidence = cuda::kConfidenceMargin;
+        break;
+      case ConfidenceKind::kNegEntropy:
+        kernel.confidence = cuda::kConfidenceNegEntropy;
+        break;
+    }
+    if (!params.suppressed_tokens.empty()) {
+      SCULPT_ASSIGN_OR_RETURN(void* suppressed, StageSpan(params.suppressed_tokens));
+      kernel.suppressed_tokens = static_cast<const int32_t*>(suppressed);
+      kernel.n_suppressed = static_cast<int32_t>(params.suppressed_tokens.size());
+    }
+    kernel.seed = params.seed;
+    kernel.step = params.step;
+    SCULPT_ASSIGN_OR_RETURN(void* positions, StageSpan(params.positions));
+    kernel.positions = static_cast<const int32_t*>(positions);
+    const size_t tokens_bytes = RoundUp(n_rows * sizeof(int32_t), kArenaAlignment);
+    SCULPT_RETURN_IF_ERROR(Reserve(choose_results_, tokens_bytes + n_rows * sizeof(double)));
+    kernel.tokens = static_cast<int32_t*>(choose_results_.data());
+    kernel.confidences =
+        reinterpret_cast<double*>(static_cast<char*>(choose_results_.data()) + tokens_bytes);
+    if (params.top_p < 1.0 || params.top_k > 0) {
+      const size_t scratch_bytes = cuda::ChooseTokensScratchBytes(kernel.n_rows, kernel.vocab);
+      SCULPT_RETURN_IF_ERROR(Reserve(choose_scratch_, scratch_bytes));
+      kernel.scratch = choose_scratch_.data();
+      kernel.scratch_bytes = scratch_bytes;
+    }
+    SCULPT_RETURN_IF_ERROR(cuda::LaunchChooseTokens(kernel, stream_.get()));
+    // Only the chosen tokens and their confidences come back.
+    SCULPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(params.tokens.data(), kernel.tokens,
+                                                n_rows * sizeof(int32_t), cudaMemcpyDeviceToHost,
+                                                stream_.get()));
+    SCULPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(params.confidences.data(), kernel.confidences,
+                                                n_rows * sizeof(double), cudaMemcpyDeviceToHost,
+                                                stream_.get()));
+    return SynchronizeStream();
+  }());
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(const CudaBackendOptions& options) {
+  const int count = cuda::DeviceCount();
+  if (options.device < 0 || options.device >= count) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("no CUDA device ", options.device, ": this machine has ", count,
+                     count == 0 ? " (no GPU, or no driver)" : "", "; run with --device cpu",
+                     count > 0 ? absl::StrCat(" or cuda:N for N < ", count) : ""));
+  }
+  if (options.weight_dtype != DType::kBF16 && options.weight_dtype != DType::kF32) {
+    return absl::InvalidArgumentError("the CUDA backend keeps weights in BF16 or F32");
+  }
+  SCULPT_ASSIGN_OR_RETURN(std::string device_name, cuda::DescribeDevice(options.device));
+  size_t arena_bytes = options.arena_bytes;
+  if (arena_bytes == 0) {
+    SCULPT_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.device));
+    size_t free_bytes = 0;
+    size_t total_bytes = 0;
+    SCULPT_CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_bytes, &total_bytes));
+    arena_bytes = static_cast<size_t>(static_cast<double>(free_bytes) * options.arena_fraction);
+  }
+  auto backend = std::make_unique<CudaBackend>(
+      options, absl::StrCat("cuda:", options.device, " (", device_name, ")"));
+  SCULPT_RETURN_IF_ERROR(backend->Init(arena_bytes));
+  return backend;
+}
+
+}  // namespace sculpt
