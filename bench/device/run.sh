@@ -5,15 +5,20 @@
 # root: bench/device/run.sh   (with .device-pack/ present)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-pack=.device-pack
 out=${OUT:-bench/device/out}
 mkdir -p "$out"
-if [ ! -x "$pack/bin/device_bench" ]; then
-  echo "no $pack: run bench/device/pack.sh first" >&2
+if [ ! -f .device-pack/sculpt-device-pack.tar.xz ]; then
+  echo "no .device-pack/sculpt-device-pack.tar.xz: run bench/device/pack.sh first" >&2
   exit 2
 fi
-# The packed loader and libraries, then wherever this machine keeps the driver.
-library_path=$PWD/$pack/lib
+pack=/tmp/sculpt-device-pack
+rm -rf "$pack" && mkdir -p "$pack" && tar -C "$pack" -xJf .device-pack/sculpt-device-pack.tar.xz
+# The packed loader and libraries, then this machine's cuBLAS 13 (CUDA toolkit or the nvidia-cublas
+# wheel) and driver.
+library_path=$pack/lib
+cublas=$(find /usr/local/cuda*/ /usr/lib /opt /usr/local/lib* -name 'libcublasLt.so.13*' 2>/dev/null | head -n 1)
+[ -n "$cublas" ] && library_path=$library_path:$(dirname "$cublas")
+echo "cuBLAS: ${cublas:-not found}"
 for driver_dir in /usr/local/nvidia/lib64 /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/local/cuda/lib64 \
   /usr/local/cuda/compat; do
   [ -d "$driver_dir" ] && library_path=$library_path:$driver_dir
