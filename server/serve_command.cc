@@ -6,8 +6,11 @@
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 
+#include <condition_variable>
 #include <csignal>
 #include <iostream>
+#include <mutex>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -161,8 +164,32 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
                scheduler_options.budgets.max_num_seqs,
                scheduler_options.budgets.max_num_batched_tokens);
 
+  // A failed device (a CUDA error) cannot serve again: the gRPC health service says NOT_SERVING,
+  // as /health says 503, so load balancers and orchestrators move traffic away.
+  std::mutex watch_mutex;
+  std::condition_variable watch_wakeup;
+  bool watch_stop = false;
+  std::thread device_watch([&] {
+    std::unique_lock<std::mutex> lock(watch_mutex);
+    while (
+        !watch_wakeup.wait_for(lock, std::chrono::milliseconds(500), [&] { return watch_stop; })) {
+      if (absl::Status device = model->backend->health(); !device.ok()) {
+        spdlog::error("{}; reporting NOT_SERVING", std::string(device.message()));
+        health->SetServingStatus(false);
+        health->SetServingStatus(kServiceName, false);
+        return;
+      }
+    }
+  });
+
   int signal_number = 0;
   sigwait(&signals, &signal_number);
+  {
+    std::lock_guard<std::mutex> lock(watch_mutex);
+    watch_stop = true;
+  }
+  watch_wakeup.notify_all();
+  device_watch.join();
   spdlog::info("{}: draining (up to {} s for running requests)", strsignal(signal_number),
                shutdown_timeout_s);
   health->SetServingStatus(false);
