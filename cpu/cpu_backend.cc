@@ -41,6 +41,9 @@ class CpuBackend final : public Backend {
 
   absl::Status Embed(const EmbedParams& params) override { return cpu::Embed(params); }
   absl::Status RmsNorm(const RmsNormParams& params) override { return cpu::RmsNorm(params); }
+  absl::Status AddRmsNorm(const AddRmsNormParams& params) override {
+    return cpu::AddRmsNorm(params);
+  }
   absl::Status Gemm(const GemmParams& params) override { return cpu::Gemm(params); }
   absl::Status Rope(const RopeParams& params) override { return cpu::Rope(params); }
   absl::Status Attention(const AttentionParams& params) override { return cpu::Attention(params); }

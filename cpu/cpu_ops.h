@@ -7,6 +7,7 @@ namespace sculpt::cpu {
 
 absl::Status Embed(const EmbedParams& params);                // elementwise.cc
 absl::Status RmsNorm(const RmsNormParams& params);            // elementwise.cc
+absl::Status AddRmsNorm(const AddRmsNormParams& params);      // elementwise.cc
 absl::Status SwiGlu(const SwiGluParams& params);              // elementwise.cc
 absl::Status Add(const AddParams& params);                    // elementwise.cc
 absl::Status GatherRows(const GatherRowsParams& params);      // elementwise.cc

@@ -37,6 +37,26 @@ absl::Status RmsNorm(const RmsNormParams& params) {
   return absl::OkStatus();
 }
 
+absl::Status AddRmsNorm(const AddRmsNormParams& params) {
+  const int64_t n = params.x.rows;
+  const int64_t d = params.x.cols;
+  const float* weight = params.weight.f32();
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < n; ++r) {
+    float* x = params.x.f32() + r * d;
+    const float* residual = params.residual.f32() + r * d;
+    float* out = params.out.f32() + r * d;
+    float sum_squares = 0.0f;
+    for (int64_t j = 0; j < d; ++j) {
+      x[j] += residual[j];
+      sum_squares += x[j] * x[j];
+    }
+    const float inverse_rms = 1.0f / std::sqrt(sum_squares / static_cast<float>(d) + params.eps);
+    for (int64_t j = 0; j < d; ++j) out[j] = x[j] * inverse_rms * weight[j];
+  }
+  return absl::OkStatus();
+}
+
 absl::Status SwiGlu(const SwiGluParams& params) {
   const int64_t count = params.gate.num_elements();
   const float* gate = params.gate.f32();

@@ -18,6 +18,7 @@
 #include "common/range_allocator.h"
 #include "common/status.h"
 #include "cuda/add.cuh"
+#include "cuda/add_rms_norm.cuh"
 #include "cuda/attention.cuh"
 #include "cuda/choose_tokens.cuh"
 #include "cuda/convert.cuh"
@@ -190,6 +191,16 @@ class CudaBackend final : public Backend {
     return Check(cuda::LaunchRmsNorm({params.x.f32(), params.weight.data, params.weight.dtype,
                                       params.out.f32(), params.x.rows, params.x.cols, params.eps},
                                      stream_.get()));
+  }
+
+  absl::Status AddRmsNorm(const AddRmsNormParams& params) override {
+    SCULPT_RETURN_IF_ERROR(Bind());
+    SCULPT_RETURN_IF_ERROR(RequireF32(params.x, "add_rms_norm input"));
+    SCULPT_RETURN_IF_ERROR(RequireF32(params.residual, "add_rms_norm residual"));
+    return Check(cuda::LaunchAddRmsNorm(
+        {params.x.f32(), params.residual.f32(), params.weight.data, params.weight.dtype,
+         params.out.f32(), params.x.rows, params.x.cols, params.eps},
+        stream_.get()));
   }
 
   absl::Status Gemm(const GemmParams& params) override {

@@ -72,6 +72,16 @@ struct RmsNormParams {
   float eps = 1e-5f;
 };
 
+// x += residual, then out = RMSNorm(x) * weight: a sub-layer's residual add fused with the norm
+// that follows it (one pass over the rows instead of two). Same arithmetic as Add then RmsNorm.
+struct AddRmsNormParams {
+  TensorView x;         // [n, d], read and written (x + residual)
+  TensorView residual;  // [n, d], read
+  TensorView weight;    // [1, d], read
+  TensorView out;       // [n, d], written (must not alias x or residual)
+  float eps = 1e-5f;
+};
+
 // out = x * weight^T (+ bias); the layout of torch.nn.Linear.
 struct GemmParams {
   TensorView x;       // [m, k], read
@@ -180,6 +190,7 @@ class Backend {
 
   virtual absl::Status Embed(const EmbedParams& params) = 0;
   virtual absl::Status RmsNorm(const RmsNormParams& params) = 0;
+  virtual absl::Status AddRmsNorm(const AddRmsNormParams& params) = 0;
   virtual absl::Status Gemm(const GemmParams& params) = 0;
   virtual absl::Status Rope(const RopeParams& params) = 0;
   virtual absl::Status Attention(const AttentionParams& params) = 0;

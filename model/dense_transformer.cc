@@ -169,13 +169,17 @@ absl::StatusOr<TensorView> DenseTransformer::Forward(std::span<const SequenceInp
 
   SCULPT_RETURN_IF_ERROR(backend_.Embed({tokens, Weight(wte_, vocab, d), x}));
   observe("embed", x);
+  // Every residual add is fused with the norm that reads its result (the next sub-layer's), but
+  // the last one: the final norm runs only on the rows that need logits.
+  if (config_.n_layers > 0) {
+    SCULPT_RETURN_IF_ERROR(backend_.RmsNorm({x, Weight(layers_[0].attn_norm, 1, d), normed, eps}));
+  }
   for (int i = 0; i < config_.n_layers; ++i) {
     const LayerWeights& layer = layers_[i];
     const std::string name = absl::StrCat("layers.", i, ".");
     const auto bias = [&](const DeviceBuffer& buffer, int64_t width) {
       return buffer.data() == nullptr ? TensorView{} : Weight(buffer, 1, width);
     };
-    SCULPT_RETURN_IF_ERROR(backend_.RmsNorm({x, Weight(layer.attn_norm, 1, d), normed, eps}));
     observe(name + "attn_norm", normed);
     SCULPT_RETURN_IF_ERROR(
         backend_.Gemm({normed, Weight(layer.q_proj, q_width, d), bias(layer.q_bias, q_width), q}));
@@ -194,17 +198,21 @@ absl::StatusOr<TensorView> DenseTransformer::Forward(std::span<const SequenceInp
     SCULPT_RETURN_IF_ERROR(
         backend_.Gemm({attention, Weight(layer.attn_out, d, q_width), {}, projected}));
     observe(name + "attn_out", projected);
-    SCULPT_RETURN_IF_ERROR(backend_.Add({x, projected, x}));
+    SCULPT_RETURN_IF_ERROR(
+        backend_.AddRmsNorm({x, projected, Weight(layer.ff_norm, 1, d), normed, eps}));
     observe(name + "h_attn", x);
-
-    SCULPT_RETURN_IF_ERROR(backend_.RmsNorm({x, Weight(layer.ff_norm, 1, d), normed, eps}));
     observe(name + "ff_norm", normed);
     SCULPT_RETURN_IF_ERROR(backend_.Gemm({normed, Weight(layer.ff_proj, hidden, d), {}, gate}));
     SCULPT_RETURN_IF_ERROR(backend_.Gemm({normed, Weight(layer.up_proj, hidden, d), {}, up}));
     SCULPT_RETURN_IF_ERROR(backend_.SwiGlu({gate, up, gate}));
     observe(name + "ff_act", gate);
     SCULPT_RETURN_IF_ERROR(backend_.Gemm({gate, Weight(layer.ff_out, d, hidden), {}, projected}));
-    SCULPT_RETURN_IF_ERROR(backend_.Add({x, projected, x}));
+    if (i + 1 < config_.n_layers) {
+      SCULPT_RETURN_IF_ERROR(
+          backend_.AddRmsNorm({x, projected, Weight(layers_[i + 1].attn_norm, 1, d), normed, eps}));
+    } else {
+      SCULPT_RETURN_IF_ERROR(backend_.Add({x, projected, x}));
+    }
     observe(name + "out", x);
   }
 

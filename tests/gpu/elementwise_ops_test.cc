@@ -9,6 +9,7 @@
 
 #include "cpu/cpu_ops.h"
 #include "cuda/add.cuh"
+#include "cuda/add_rms_norm.cuh"
 #include "cuda/convert.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/embed.cuh"
@@ -107,6 +108,32 @@ TEST(CudaElementwiseTest, RmsNormMatchesTheCpu) {
                                     nullptr)
                     .ok());
     // Only the order of the sum of squares differs.
+    EXPECT_LT(MaxRelativeError(out.ToHost(), expected), 1e-5) << "cols " << cols;
+  }
+}
+
+TEST(CudaElementwiseTest, AddRmsNormMatchesTheCpu) {
+  SCULPT_SKIP_WITHOUT_GPU();
+  for (int64_t cols : {1, 96, 4096, 5003}) {
+    const int64_t rows = 4;
+    std::vector<float> x = RandomFloats(rows * cols, 20, 2.0f);
+    std::vector<float> residual = RandomFloats(rows * cols, 21);
+    std::vector<float> weight = RoundedToBf16(RandomFloats(cols, 22));
+    std::vector<float> expected_x = x;
+    std::vector<float> expected(x.size());
+    ASSERT_TRUE(cpu::AddRmsNorm({HostView(expected_x, rows, cols), HostView(residual, rows, cols),
+                                 HostView(weight, 1, cols), HostView(expected, rows, cols), 1e-5f})
+                    .ok());
+    DeviceArray<float> device_x(x);
+    DeviceArray<float> device_residual(residual);
+    DeviceArray<uint16_t> device_weight(Bf16Bits(weight));
+    DeviceArray<float> out(x.size());
+    ASSERT_TRUE(
+        cuda::LaunchAddRmsNorm({device_x.data(), device_residual.data(), device_weight.data(),
+                                DType::kBF16, out.data(), rows, cols, 1e-5f},
+                               nullptr)
+            .ok());
+    EXPECT_EQ(device_x.ToHost(), expected_x) << "cols " << cols;  // one rounding, as the CPU
     EXPECT_LT(MaxRelativeError(out.ToHost(), expected), 1e-5) << "cols " << cols;
   }
 }

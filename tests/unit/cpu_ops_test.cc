@@ -39,6 +39,34 @@ class CpuOpsTest : public ::testing::Test {
   std::unique_ptr<Backend> backend_ = MakeCpuBackend();
 };
 
+TEST_F(CpuOpsTest, FusedAddRmsNormIsExactlyAddThenRmsNorm) {
+  const int64_t n = 5, d = 67;
+  std::vector<float> x = RandomVector(n * d, 11, 3.0f);
+  const std::vector<float> residual_values = RandomVector(n * d, 12);
+  std::vector<float> residual = residual_values;
+  std::vector<float> weight = RandomVector(d, 13);
+  std::vector<float> fused_x = x, fused_out(n * d), separate_out(n * d);
+  ASSERT_TRUE(backend_->Add({View(x, n, d), View(residual, n, d), View(x, n, d)}).ok());
+  ASSERT_TRUE(
+      backend_->RmsNorm({View(x, n, d), View(weight, 1, d), View(separate_out, n, d), 1e-5f}).ok());
+  ASSERT_TRUE(backend_
+                  ->AddRmsNorm({View(fused_x, n, d), View(residual, n, d), View(weight, 1, d),
+                                View(fused_out, n, d), 1e-5f})
+                  .ok());
+  EXPECT_EQ(fused_x, x);
+  EXPECT_EQ(fused_out, separate_out);
+  EXPECT_EQ(residual, residual_values);
+  // And the maths: out = (x + r) / rms(x + r) * w, in float64.
+  std::vector<double> expected(n * d);
+  for (int64_t r = 0; r < n; ++r) {
+    double sum_squares = 0;
+    for (int64_t j = 0; j < d; ++j) sum_squares += double(x[r * d + j]) * x[r * d + j];
+    const double inverse_rms = 1.0 / std::sqrt(sum_squares / double(d) + 1e-5);
+    for (int64_t j = 0; j < d; ++j) expected[r * d + j] = x[r * d + j] * inverse_rms * weight[j];
+  }
+  ExpectNear(fused_out, expected, 1e-5);
+}
+
 TEST_F(CpuOpsTest, AttentionIsConfinedToEachSequenceWithGroupedHeads) {
   const int n_heads = 6, n_kv_heads = 2, head_dim = 24;
   const std::vector<int32_t> offsets = {0, 1, 8, 21};  // lengths 1, 7, 13
