@@ -21,38 +21,39 @@ absl::Status Embed(const EmbedParams& params) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// One row of RMSNorm, after x += residual when there is one (the fused residual add).
+void NormalizeRow(float* x, const float* residual, const float* weight, float* out, int64_t d,
+                  float eps) {
+  float sum_squares = 0.0f;
+  for (int64_t j = 0; j < d; ++j) {
+    if (residual != nullptr) x[j] += residual[j];
+    sum_squares += x[j] * x[j];
+  }
+  const float inverse_rms = 1.0f / std::sqrt(sum_squares / static_cast<float>(d) + eps);
+  for (int64_t j = 0; j < d; ++j) out[j] = x[j] * inverse_rms * weight[j];
+}
+
+}  // namespace
+
 absl::Status RmsNorm(const RmsNormParams& params) {
-  const int64_t n = params.x.rows;
   const int64_t d = params.x.cols;
-  const float* weight = params.weight.f32();
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < n; ++r) {
-    const float* x = params.x.f32() + r * d;
-    float* out = params.out.f32() + r * d;
-    float sum_squares = 0.0f;
-    for (int64_t j = 0; j < d; ++j) sum_squares += x[j] * x[j];
-    const float inverse_rms = 1.0f / std::sqrt(sum_squares / static_cast<float>(d) + params.eps);
-    for (int64_t j = 0; j < d; ++j) out[j] = x[j] * inverse_rms * weight[j];
+  for (int64_t r = 0; r < params.x.rows; ++r) {
+    // x is only read without a residual.
+    NormalizeRow(params.x.f32() + r * d, nullptr, params.weight.f32(), params.out.f32() + r * d, d,
+                 params.eps);
   }
   return absl::OkStatus();
 }
 
 absl::Status AddRmsNorm(const AddRmsNormParams& params) {
-  const int64_t n = params.x.rows;
   const int64_t d = params.x.cols;
-  const float* weight = params.weight.f32();
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < n; ++r) {
-    float* x = params.x.f32() + r * d;
-    const float* residual = params.residual.f32() + r * d;
-    float* out = params.out.f32() + r * d;
-    float sum_squares = 0.0f;
-    for (int64_t j = 0; j < d; ++j) {
-      x[j] += residual[j];
-      sum_squares += x[j] * x[j];
-    }
-    const float inverse_rms = 1.0f / std::sqrt(sum_squares / static_cast<float>(d) + params.eps);
-    for (int64_t j = 0; j < d; ++j) out[j] = x[j] * inverse_rms * weight[j];
+  for (int64_t r = 0; r < params.x.rows; ++r) {
+    NormalizeRow(params.x.f32() + r * d, params.residual.f32() + r * d, params.weight.f32(),
+                 params.out.f32() + r * d, d, params.eps);
   }
   return absl::OkStatus();
 }

@@ -18,7 +18,6 @@
 #include "common/range_allocator.h"
 #include "common/status.h"
 #include "cuda/add.cuh"
-#include "cuda/add_rms_norm.cuh"
 #include "cuda/attention.cuh"
 #include "cuda/choose_tokens.cuh"
 #include "cuda/convert.cuh"

@@ -8,13 +8,23 @@ namespace {
 
 constexpr int kThreads = 256;
 
-template <DType kWeight>
-__global__ void __launch_bounds__(kThreads) RmsNormKernel(RmsNormKernelParams params) {
+// One block per row. With a residual, x += residual first; each thread reads back only the
+// elements it wrote, so no barrier is needed between the passes.
+template <DType kWeight, bool kAddResidual>
+__global__ void __launch_bounds__(kThreads) RmsNormKernel(AddRmsNormKernelParams params) {
   __shared__ float partial[32];
-  const float* x = params.x + static_cast<int64_t>(blockIdx.x) * params.cols;
-  float* out = params.out + static_cast<int64_t>(blockIdx.x) * params.cols;
+  const int64_t offset = static_cast<int64_t>(blockIdx.x) * params.cols;
+  float* x = params.x + offset;
+  float* out = params.out + offset;
   float sum_squares = 0.0f;
-  for (int64_t j = threadIdx.x; j < params.cols; j += blockDim.x) sum_squares += x[j] * x[j];
+  for (int64_t j = threadIdx.x; j < params.cols; j += blockDim.x) {
+    float value = x[j];
+    if constexpr (kAddResidual) {
+      value += params.residual[offset + j];
+      x[j] = value;
+    }
+    sum_squares += value * value;
+  }
   sum_squares = BlockSum(sum_squares, partial);
   // Same expression as the CPU twin; only the summation order differs.
   const float inverse_rms =
@@ -24,15 +34,27 @@ __global__ void __launch_bounds__(kThreads) RmsNormKernel(RmsNormKernelParams pa
   }
 }
 
+template <bool kAddResidual>
+absl::Status Launch(const AddRmsNormKernelParams& params, cudaStream_t stream) {
+  if (params.rows == 0) return absl::OkStatus();
+  DispatchDType(params.weight_dtype, [&](auto weight) {
+    RmsNormKernel<decltype(weight)::value, kAddResidual>
+        <<<static_cast<unsigned>(params.rows), kThreads, 0, stream>>>(params);
+  });
+  return LaunchStatus(kAddResidual ? "add_rms_norm" : "rms_norm");
+}
+
 }  // namespace
 
 absl::Status LaunchRmsNorm(const RmsNormKernelParams& params, cudaStream_t stream) {
-  if (params.rows == 0) return absl::OkStatus();
-  DispatchDType(params.weight_dtype, [&](auto weight) {
-    RmsNormKernel<decltype(weight)::value>
-        <<<static_cast<unsigned>(params.rows), kThreads, 0, stream>>>(params);
-  });
-  return LaunchStatus("rms_norm");
+  // x is only read without a residual.
+  return Launch<false>({const_cast<float*>(params.x), nullptr, params.weight, params.weight_dtype,
+                        params.out, params.rows, params.cols, params.eps},
+                       stream);
+}
+
+absl::Status LaunchAddRmsNorm(const AddRmsNormKernelParams& params, cudaStream_t stream) {
+  return Launch<true>(params, stream);
 }
 
 }  // namespace sculpt::cuda

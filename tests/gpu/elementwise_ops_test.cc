@@ -9,7 +9,6 @@
 
 #include "cpu/cpu_ops.h"
 #include "cuda/add.cuh"
-#include "cuda/add_rms_norm.cuh"
 #include "cuda/convert.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/embed.cuh"
