@@ -26,8 +26,8 @@ struct TensorNames {
 
 // Returns the backend buffer holding tensor `name` of `shape` (row-major) in the backend's
 // weight dtype.
-using WeightLoader = std::function<absl::StatusOr<DeviceBuffer>(
-    const std::string& name, const std::vector<int64_t>& shape)>;
+using WeightLoader = std::function<absl::StatusOr<DeviceBuffer>(const std::string& name,
+                                                                const std::vector<int64_t>& shape)>;
 
 // From any source of weights (benchmarks make random ones on the device).
 absl::StatusOr<std::unique_ptr<Transformer>> BuildDenseTransformer(const ModelConfig& config,

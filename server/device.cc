@@ -22,25 +22,18 @@ bool BuiltWithCuda() {
 
 absl::StatusOr<std::unique_ptr<Backend>> MakeBackendForDevice(const std::string& device) {
   if (device == "cpu") return MakeCpuBackend();
-  int index = -1;
-  if (device == "cuda") {
-    index = 0;
-  } else if (device.rfind("cuda:", 0) == 0) {
-    if (!absl::SimpleAtoi(device.substr(5), &index) || index < 0) index = -2;
-  } else if (device != "auto") {
-    index = -2;
-  }
-  if (index == -2) {
+  int index = 0;  // "cuda" and "auto" mean GPU 0
+  const bool valid =
+      device == "auto" || device == "cuda" ||
+      (device.rfind("cuda:", 0) == 0 && absl::SimpleAtoi(device.substr(5), &index) && index >= 0);
+  if (!valid) {
     return absl::InvalidArgumentError(
         absl::StrCat("--device must be auto, cpu, cuda or cuda:N, got '", device, "'"));
   }
 #ifdef SCULPT_HAVE_CUDA
-  if (device == "auto") {
-    if (cuda::DeviceCount() == 0) {
-      spdlog::info("no CUDA device found: running on the CPU");
-      return MakeCpuBackend();
-    }
-    index = 0;
+  if (device == "auto" && cuda::DeviceCount() == 0) {
+    spdlog::info("no CUDA device found: running on the CPU");
+    return MakeCpuBackend();
   }
   return MakeCudaBackend({.device = index});
 #else
