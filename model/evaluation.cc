@@ -104,6 +104,30 @@ absl::StatusOr<std::vector<MaskedAccuracy>> EvaluateMaskedAccuracy(
   return results;
 }
 
+absl::StatusOr<InfillCase> MakeInfillCase(const Tokenizer& tokenizer, const std::string& text,
+                                          size_t hidden_begin, size_t hidden_end, int32_t bos) {
+  SCULPT_ASSIGN_OR_RETURN(auto ids, tokenizer.Encode(text, false));
+  InfillCase infill;
+  if (bos >= 0) infill.prefix.push_back(bos);
+  size_t offset = 0;
+  for (int32_t id : ids) {
+    SCULPT_ASSIGN_OR_RETURN(std::string bytes, tokenizer.TokenBytes(id));
+    const size_t token_end = offset + bytes.size();
+    if (token_end <= hidden_begin) {
+      infill.prefix.push_back(id);
+    } else if (offset >= hidden_end) {
+      infill.suffix.push_back(id);
+    } else {
+      infill.middle.push_back(id);
+    }
+    offset = token_end;
+  }
+  if (offset != text.size()) {
+    return absl::InternalError("the tokenizer's tokens do not spell the text's bytes");
+  }
+  return infill;
+}
+
 absl::StatusOr<InfillScore> EvaluateInfill(Transformer& model, std::span<const InfillCase> cases,
                                            const GenerationParams& params, int batch_size) {
   const ModelConfig& config = model.config();

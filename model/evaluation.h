@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "model/generation.h"
+#include "model/tokenizer.h"
 #include "model/transformer.h"
 
 namespace sculpt {
@@ -35,6 +36,13 @@ struct InfillCase {
   std::vector<int32_t> middle;  // the truth, hidden as as many masks
   std::vector<int32_t> suffix;
 };
+
+// The case of `text` with bytes [hidden_begin, hidden_end) hidden. The text is tokenized whole,
+// as the model saw text in training, and every token that touches the hidden bytes is hidden:
+// tokenizing the pieces apart would split "\n" from the next line's indentation, a split the
+// model never saw, and score it for writing the natural tokens. `bos` < 0: none.
+absl::StatusOr<InfillCase> MakeInfillCase(const Tokenizer& tokenizer, const std::string& text,
+                                          size_t hidden_begin, size_t hidden_end, int32_t bos);
 
 struct InfillScore {
   int cases = 0;

@@ -84,10 +84,7 @@ std::string JoinLines(const std::vector<std::string>& lines, size_t begin, size_
   return out;
 }
 
-// Hides body lines [first, first + count) of a function. The function is tokenized once, as the
-// model saw code in training, and every token that touches the hidden lines is hidden: tokenizing
-// prefix, lines and suffix apart would split "\n" from the next line's indentation, a split the
-// model never saw, and score it for writing the natural tokens.
+// Hides body lines [first, first + count) of a function (the newline after the last stays).
 absl::StatusOr<InfillCase> MakeCase(const Tokenizer& tokenizer, const Function& function,
                                     size_t first, size_t count, int32_t bos) {
   const std::string text = JoinLines(function.lines, 0, function.lines.size());
@@ -96,26 +93,7 @@ absl::StatusOr<InfillCase> MakeCase(const Tokenizer& tokenizer, const Function& 
   for (size_t i = first; i < first + count; ++i) {
     hidden_end += function.lines[i].size() + (i + 1 < first + count ? 1 : 0);
   }
-  SCULPT_ASSIGN_OR_RETURN(auto ids, tokenizer.Encode(text, false));
-  InfillCase infill;
-  if (bos >= 0) infill.prefix.push_back(bos);
-  size_t offset = 0;
-  for (int32_t id : ids) {
-    SCULPT_ASSIGN_OR_RETURN(std::string bytes, tokenizer.TokenBytes(id));
-    const size_t token_end = offset + bytes.size();
-    if (token_end <= hidden_begin) {
-      infill.prefix.push_back(id);
-    } else if (offset >= hidden_end) {
-      infill.suffix.push_back(id);
-    } else {
-      infill.middle.push_back(id);
-    }
-    offset = token_end;
-  }
-  if (offset != text.size()) {
-    return absl::InternalError("the tokenizer's tokens do not spell the function's bytes");
-  }
-  return infill;
+  return MakeInfillCase(tokenizer, text, hidden_begin, hidden_end, bos);
 }
 
 absl::Status Run(const FlagSet& flags) {

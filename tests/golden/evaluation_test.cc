@@ -1,9 +1,11 @@
 // The evaluation harness's bookkeeping on a real tiny model: how many tokens are hidden per
-// ratio, how infill cases are scored, and that 1-token-per-step decoding takes one step per mask.
+// ratio, how infill cases are built and scored, and that 1-token-per-step decoding takes one step
+// per mask.
 #include "model/evaluation.h"
 
 #include <gtest/gtest.h>
 
+#include "model/tokenizer.h"
 #include "tests/support/test_data.h"
 
 namespace sculpt {
@@ -42,6 +44,31 @@ TEST(EvaluationTest, MaskedAccuracySamplesWindowsFromEveryPartOfTheSplit) {
   // holds windows of both kinds.
   EXPECT_GT((*results)[0].baseline_correct, 0);
   EXPECT_LT((*results)[0].baseline_correct, (*results)[0].masked);
+}
+
+TEST(EvaluationTest, InfillCasesHideTheTokensOfTheTextTokenizedWhole) {
+  auto tokenizer = Tokenizer::Load(testing::SourcePath("models/sculpt-code-mini"));
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  const std::string text = "def f(x):\n    y = x + 1\n    return y\n";
+  const size_t hidden_begin = text.find("    y");
+  const size_t hidden_end = text.find("\n", hidden_begin);
+  auto infill = MakeInfillCase(**tokenizer, text, hidden_begin, hidden_end, /*bos=*/2);
+  ASSERT_TRUE(infill.ok()) << infill.status();
+  auto whole = (*tokenizer)->Encode(text, false);
+  ASSERT_TRUE(whole.ok());
+  std::vector<int32_t> joined = infill->prefix;
+  ASSERT_EQ(joined.front(), 2);
+  joined.erase(joined.begin());
+  joined.insert(joined.end(), infill->middle.begin(), infill->middle.end());
+  joined.insert(joined.end(), infill->suffix.begin(), infill->suffix.end());
+  EXPECT_EQ(joined, *whole);
+  const auto text_of = [&](const std::vector<int32_t>& ids) {
+    return *(*tokenizer)->Decode(ids, /*skip_special_tokens=*/true);
+  };
+  // "\n" and the indentation are one token in training; it belongs to the hidden line.
+  EXPECT_EQ(text_of(infill->prefix), "def f(x):");
+  EXPECT_EQ(text_of(infill->middle), "\n    y = x + 1");
+  EXPECT_EQ(text_of(infill->suffix), "\n    return y\n");
 }
 
 TEST(EvaluationTest, InfillScoresEveryHiddenToken) {
