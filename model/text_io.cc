@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <regex>
 
 #include "absl/strings/numbers.h"
@@ -94,17 +95,86 @@ absl::StatusOr<std::vector<InfillSegment>> ParseInfillTemplate(const std::string
   return segments;
 }
 
+namespace {
+
+// The byte length of the longest prefix of `text` that ends on a token boundary of `ids`, where
+// `ids` encodes `text` followed by something; nullopt when the tokens do not spell the text (a
+// normalizer or an added token's lstrip changed it), so nothing is moved.
+absl::StatusOr<std::optional<size_t>> StableTokenPrefix(const Tokenizer& tokenizer,
+                                                        std::span<const int32_t> ids,
+                                                        std::string_view text) {
+  std::string spelled;
+  size_t stable = 0;
+  for (int32_t id : ids) {
+    SCULPT_ASSIGN_OR_RETURN(std::string bytes, tokenizer.TokenBytes(id, false));
+    spelled += bytes;
+    if (spelled.size() > text.size()) break;
+    stable = spelled.size();
+  }
+  if (std::string_view(spelled).substr(0, stable) != text.substr(0, stable)) return std::nullopt;
+  return stable;
+}
+
+// Text before a masked span, split into the part the canvas keeps and the trailing whitespace
+// the span takes over. A byte-level BPE tokenizes whitespace by what follows it: before code,
+// "\n    return" is "\n   " + " return" (the last space joins the word) and a newline merges
+// with the next line's indentation. Encoded on its own, the given text would end in tokens the
+// model never saw before a word (a lone "\n", a full space run), and it answers with a dedent
+// or a doubled space. So the kept part ends where the tokenizer would end it whatever code came
+// next (probed with typical starts of code), and the rest is left to the model.
+struct SplitBeforeMask {
+  std::string kept;
+  std::string absorbed;
+};
+absl::StatusOr<SplitBeforeMask> SplitTextBeforeMask(const Tokenizer& tokenizer,
+                                                    const std::string& text) {
+  const size_t content_end = text.find_last_not_of(" \t\r\n") + 1;  // npos + 1 == 0
+  if (content_end == text.size()) return SplitBeforeMask{text, ""};
+  // The span starts with code right where the text ends; after a newline, possibly indented.
+  std::vector<std::string> probes = {"a", "("};
+  if (text.back() == '\n') probes.push_back("    a");
+  size_t kept = text.size();
+  for (const std::string& probe : probes) {
+    SCULPT_ASSIGN_OR_RETURN(std::vector<int32_t> ids, tokenizer.Encode(text + probe, false));
+    SCULPT_ASSIGN_OR_RETURN(std::optional<size_t> stable, StableTokenPrefix(tokenizer, ids, text));
+    if (!stable.has_value()) return SplitBeforeMask{text, ""};
+    kept = std::min(kept, *stable);
+  }
+  kept = std::max(kept, content_end);  // only whitespace moves, never the user's code
+  return SplitBeforeMask{text.substr(0, kept), text.substr(kept)};
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<int32_t>> BuildInfillCanvas(const Tokenizer& tokenizer,
                                                        const ModelConfig& config,
                                                        const std::vector<InfillSegment>& segments) {
   SCULPT_ASSIGN_OR_RETURN(std::vector<int32_t> canvas, tokenizer.Encode("", true));
-  for (const InfillSegment& segment : segments) {
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const InfillSegment& segment = segments[i];
     if (segment.masks > 0) {
       canvas.insert(canvas.end(), segment.masks, config.mask_token_id);
       continue;
     }
-    SCULPT_ASSIGN_OR_RETURN(std::vector<int32_t> ids, tokenizer.Encode(segment.text, false));
+    if (i + 1 == segments.size() || segments[i + 1].masks == 0) {
+      SCULPT_ASSIGN_OR_RETURN(std::vector<int32_t> ids, tokenizer.Encode(segment.text, false));
+      canvas.insert(canvas.end(), ids.begin(), ids.end());
+      continue;
+    }
+    SCULPT_ASSIGN_OR_RETURN(SplitBeforeMask split, SplitTextBeforeMask(tokenizer, segment.text));
+    SCULPT_ASSIGN_OR_RETURN(std::vector<int32_t> ids, tokenizer.Encode(split.kept, false));
     canvas.insert(canvas.end(), ids.begin(), ids.end());
+    if (!split.absorbed.empty()) {
+      // The span keeps its N tokens for the code: whitespace that the tokenizer writes as tokens
+      // of its own (a newline with the next line's indentation) gets masks of its own, a space
+      // that joins the next word does not.
+      SCULPT_ASSIGN_OR_RETURN(std::vector<int32_t> absorbed_then_word,
+                              tokenizer.Encode(split.absorbed + "a", false));
+      SCULPT_ASSIGN_OR_RETURN(std::vector<int32_t> word, tokenizer.Encode("a", false));
+      if (absorbed_then_word.size() > word.size()) {
+        canvas.insert(canvas.end(), absorbed_then_word.size() - word.size(), config.mask_token_id);
+      }
+    }
   }
   return canvas;
 }
