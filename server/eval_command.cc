@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
+#include "common/logging.h"
 #include "common/rng.h"
 #include "common/status.h"
 #include "cpu/threads.h"
@@ -97,6 +98,8 @@ absl::StatusOr<InfillCase> MakeCase(const Tokenizer& tokenizer, const Function& 
 }
 
 absl::Status Run(const FlagSet& flags) {
+  // Before anything logs: spdlog's own default logger writes to stdout, where the tables go.
+  SCULPT_RETURN_IF_ERROR(SetupLogging(flags.GetString("log-level")));
   const std::string model_dir = flags.GetString("model");
   if (model_dir.empty()) return absl::InvalidArgumentError("--model DIR is required");
   SCULPT_ASSIGN_OR_RETURN(int64_t threads, flags.GetInt("threads"));
@@ -251,6 +254,7 @@ int RunEvalCommand(const std::vector<std::string>& args) {
   flags.Add("seed", "N", "0", "seed of the masks and the case selection");
   flags.Add("device", "DEV", "auto",
             "auto (a GPU if there is one, else the CPU), cpu, cuda or cuda:N");
+  flags.Add("log-level", "LEVEL", "warn", "trace, debug, info, warn, error or off");
   flags.Add("threads", "N", "0", "CPU threads (0 = all cores)");
   flags.Add("json-out", "FILE", "", "also write the figures as JSON");
   flags.Add("help", "", "", "show this help");
