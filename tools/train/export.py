@@ -2,7 +2,8 @@
 """Exports trained weights as a LLaDA checkpoint in the HF layout the C++ engine loads.
 
 `python3 tools/train/export.py` reads build/train-run/checkpoint.pt and writes
-models/sculpt-code-mini/: config.json, model.safetensors (BF16), the tokenizer and the loss plot.
+models/sculpt-code-mini/: config.json, model.safetensors (BF16), the tokenizer, the loss plot and
+the training log.
 train.py calls export_model() at every checkpoint.
 """
 
@@ -60,6 +61,7 @@ def export_model(
     tokenizer_dir: pathlib.Path,
     out_dir: pathlib.Path,
     loss_png: pathlib.Path | None = None,
+    log: pathlib.Path | None = None,
 ) -> None:
     """Writes the checkpoint. Each file goes through a temporary name, so the engine never loads
     a half-written file while training is exporting."""
@@ -86,6 +88,9 @@ def export_model(
         replace(name, lambda p, n=name: shutil.copyfile(tokenizer_dir / n, p))
     if loss_png is not None and loss_png.exists():
         replace("loss.png", lambda p: shutil.copyfile(loss_png, p))
+    # The log travels with the weights, so the card can be rewritten from the repository alone.
+    if log is not None and log.exists():
+        replace("train-log.jsonl", lambda p: shutil.copyfile(log, p))
 
 
 def main(argv: list[str]) -> int:
@@ -99,8 +104,11 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("models/sculpt-code-mini"))
     args = ap.parse_args(argv)
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    loss_png = args.checkpoint.parent / "loss.png"
-    export_model(ckpt["model"], ckpt["config"]["model"], args.tokenizer, args.out, loss_png)
+    run = args.checkpoint.parent
+    export_model(
+        ckpt["model"], ckpt["config"]["model"], args.tokenizer, args.out, run / "loss.png",
+        run / "log.jsonl",
+    )
     print(f"exported step {ckpt['step']} to {args.out}")
     return 0
 

@@ -218,6 +218,13 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--export", type=pathlib.Path, default=pathlib.Path("models/sculpt-code-mini"))
     ap.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
     ap.add_argument("--max-steps", type=int, help="stop after this step (benchmarking)")
+    ap.add_argument(
+        "--init-from",
+        type=pathlib.Path,
+        help="start from an exported model's weights (model.safetensors) at --init-step, with a "
+        "fresh optimizer: continues a run whose checkpoint.pt is gone",
+    )
+    ap.add_argument("--init-step", type=int, default=0, help="the step --init-from starts at")
     args = ap.parse_args(argv)
 
     cfg = json.loads(args.config.read_text())
@@ -269,6 +276,17 @@ def main(argv: list[str]) -> int:
         rows = [l for l in log_path.read_text().splitlines() if json.loads(l)["step"] <= step]
         log_path.write_text("".join(r + "\n" for r in rows))
         print(f"resumed at step {step} ({elapsed:.0f} s trained)", flush=True)
+    elif args.init_from:
+        from safetensors.torch import load_file
+
+        weights = load_file(str(args.init_from / "model.safetensors"))
+        model.load_state_dict({k: v.to(torch.float32) for k, v in weights.items()})
+        step = args.init_step
+        # A generator of its own for the continuation, so its windows and masks are not the ones
+        # the run drew from step 0.
+        gen.manual_seed(tc["seed"] + step)
+        log_path.write_text("")
+        print(f"initialised from {args.init_from} at step {step}, fresh optimizer", flush=True)
     else:
         log_path.write_text("")
     n_params = sum(p.numel() for p in model.parameters())
@@ -302,7 +320,7 @@ def main(argv: list[str]) -> int:
         torch.save(ckpt, str(ckpt_path) + ".tmp")
         pathlib.Path(str(ckpt_path) + ".tmp").replace(ckpt_path)
         plot(log_path, png_path)
-        export_model(state, mc, tok_dir, args.export, png_path)
+        export_model(state, mc, tok_dir, args.export, png_path, log_path)
         print(f"checkpoint + export at step {step}, held-out loss {held:.3f}", flush=True)
 
     last_ckpt = time.monotonic()
