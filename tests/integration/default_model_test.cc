@@ -49,10 +49,12 @@ TEST(DefaultModelTest, InfillKeepsTheGivenCode) {
   ASSERT_EQ(exit_code, 0) << output;
   const nlohmann::json result = nlohmann::json::parse(output);
   const std::string text = result["text"];
-  EXPECT_EQ(text.rfind("def add(a, b):\n", 0), 0u) << text;
+  EXPECT_EQ(text.rfind("def add(a, b):", 0), 0u) << text;
   EXPECT_NE(text.find("\n    return total\n"), std::string::npos) << text;
   ASSERT_EQ(result["spans"].size(), 1u);
-  EXPECT_EQ(result["spans"][0]["token_ids"].size(), 6u);
+  // The newline before the span is the model's to write with the next line's indentation, as one
+  // more token: 6 + 1.
+  EXPECT_EQ(result["spans"][0]["token_ids"].size(), 7u);
 }
 
 }  // namespace
