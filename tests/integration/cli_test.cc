@@ -21,8 +21,9 @@ struct Outcome {
   std::string output;  // stdout and stderr together
 };
 
-Outcome RunSculpt(const std::string& arguments) {
-  const std::string command = std::string(SCULPT_BINARY_DIR) + "/sculpt " + arguments + " 2>&1";
+Outcome RunSculpt(const std::string& arguments, const std::string& stderr_to = "&1") {
+  const std::string command =
+      std::string(SCULPT_BINARY_DIR) + "/sculpt " + arguments + " 2>" + stderr_to;
   Outcome outcome;
   FILE* pipe = popen(command.c_str(), "r");
   if (pipe == nullptr) return outcome;
@@ -247,6 +248,26 @@ TEST(CliTest, EventsInfillStopAndLiveView) {
   EXPECT_NE(live.output.find("step 4/4"), std::string::npos) << live.output;
   EXPECT_NE(live.output.find("\u2591"), std::string::npos);         // masked positions drawn
   EXPECT_NE(live.output.find("\x1b[1;30;42m"), std::string::npos);  // new commits highlighted
+}
+
+TEST(CliTest, EvalPrintsOnlyItsTablesOnStdout) {
+  const std::filesystem::path corpus =
+      std::filesystem::path(::testing::TempDir()) / "sculpt_eval_corpus";
+  std::filesystem::create_directories(corpus);
+  std::ofstream(corpus / "train.py") << "def add(a, b):\n    return a + b\n";
+  std::ofstream(corpus / "heldout.py")
+      << "def mean(xs):\n    total = sum(xs)\n    count = len(xs)\n    return total / count\n";
+  std::ofstream(corpus / "split.json") << R"({"train": ["train.py"], "heldout": ["heldout.py"]})";
+  // Info level, so the device probe logs: the log must go to stderr, not into the tables.
+  const Outcome eval =
+      RunSculpt("eval --log-level info --infill-samples 1 --model " +
+                    testing::SourcePath("tests/models/tiny-llada-text") + " --split " +
+                    (corpus / "split.json").string() + " --corpus-root " + corpus.string(),
+                "/dev/null");
+  ASSERT_EQ(eval.exit_code, 0) << eval.output;
+  EXPECT_EQ(eval.output.rfind("Masked-token accuracy", 0), 0u) << eval.output;
+  EXPECT_EQ(eval.output.find("[info]"), std::string::npos) << eval.output;
+  EXPECT_EQ(eval.output.find(" info "), std::string::npos) << eval.output;
 }
 
 TEST(CliTest, GenerateDefaultsToTheShippedModel) {

@@ -33,19 +33,18 @@ SYNTAX_PROMPTS = [
     "def flatten(items):", "def count_words(text):", "def merge(a, b):", "def to_json(obj):",
     "class Stack:", "class Point:", "def __init__(self, name):", "def __repr__(self):",
 ]
-SYNTAX_TEMPLATES = [
+INFILLS = [
     "def is_even(n):\n<|mask:8|>\n",
-    "def is_even(n):\n    return <|mask:8|>\n",
     "def read_lines(path):\n    with open(path) as f:\n<|mask:10|>\n",
+]
+# The infill samples and six more templates.
+SYNTAX_TEMPLATES = INFILLS + [
+    "def is_even(n):\n    return <|mask:8|>\n",
     "def add(a, b):\n<|mask:6|>\n    return total\n",
     "def square(x):\n    return <|mask:4|>\n",
     "def greet(name):\n    print(<|mask:6|>)\n",
     "def first(items):\n    if not items:\n<|mask:4|>\n    return items[0]\n",
     "class Point:\n    def __init__(self, x, y):\n<|mask:8|>\n        self.y = y\n",
-]
-INFILLS = [
-    "def is_even(n):\n<|mask:8|>\n",
-    "def read_lines(path):\n    with open(path) as f:\n<|mask:10|>\n",
 ]
 
 
