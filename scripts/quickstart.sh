@@ -13,7 +13,7 @@ cmake --build build -j"$(nproc)" --target sculpt
 set -x
 ./build/sculpt generate --prompt "def fibonacci(n):" --gen-length 64 --steps 64 --block-length 32
 ./build/sculpt generate --remasking threshold \
-  --infill $'class Point:\n    def __init__(self, x, y):\n<|mask:8|>\n        self.y = y\n'
+  --infill $'def first(items):\n    if not items:\n<|mask:4|>\n    return items[0]\n'
 if ((serve)); then
   exec ./build/sculpt serve --grpc-port 50051 --http-port 8080
 fi

@@ -81,6 +81,15 @@ def main(argv: list[str]) -> int:
         4 * config["d_model"] ** 2 + 3 * config["d_model"] * config["mlp_hidden_size"]
     )
 
+    # Restarts may change how windows are drawn (train.py's make_batch); the card says from when.
+    window_note = ""
+    for phase in train_config["train"].get("restarts", []):
+        if phase.get("bos_first"):
+            window_note = (
+                f"; from step {phase['at_step']} every window starts with BOS, "
+                f"{100 * phase.get('line_start_prob', 0):g}% of them at a line without indentation"
+            )
+
     samples = []
     for prompt in COMPLETIONS:
         out = json.loads(
@@ -119,9 +128,11 @@ def main(argv: list[str]) -> int:
     learned = at_015["accuracy"] >= 0.40 and at_015["accuracy"] >= 2 * at_015["baseline"] and exact > 0
     status = (
         "Meets the project's numeric floors (held-out masked-token accuracy at ratio 0.15 >= 40% "
-        "and >= 2x the unigram baseline; infill exact match above zero). Its free completions are "
-        "not yet sound programs: they fall into repeated tokens (see the samples and the syntax "
-        "check below); infills with code on both sides fare better."
+        "and >= 2x the unigram baseline; infill exact match above zero). Its free completions "
+        "read as Python (docstrings, conditions, returns, methods at the right depth) but are "
+        "not sound programs: they open docstrings they never close and repeat lines and "
+        "arguments, so few parse (see the samples and the syntax check below); infills with "
+        "code on both sides fare better."
         if learned
         else f"**Interim checkpoint, undertrained**: {train[-1]['tokens'] / 1e6:.1f} M training tokens "
         f"on 2 CPU cores. Held-out masked-token accuracy at ratio 0.15 is "
@@ -144,8 +155,8 @@ It loads through exactly the path LLaDA-8B uses (`model_type: "llada"`, the same
 | size | {params / 1e6:.1f} M parameters: d_model {config['d_model']}, {config['n_layers']} layers, {config['n_heads']} heads, MLP {config['mlp_hidden_size']}, vocabulary {config['vocab_size']} |
 | context | {config['max_sequence_length']} tokens |
 | weights | BF16 safetensors |
-| tokenizer | byte-level BPE, 8192 ids, trained on the training split; `<|endoftext|>` EOS, `<|mdm_mask|>` mask, `<|startoftext|>` BOS, LLaDA-Instruct chat tokens |
-| training | LLaDA's masked-diffusion loss (t ~ U(ε, 1){', stratified over the batch' if train_config['train'].get('stratified_t') else ''}, masked cross-entropy weighted by 1/t), {100 * train_config['train']['random_length_prob']:g}% variable-length examples padded with EOS; AdamW (peak lr {train_config['train']['lr']:g}), warm-up + cosine with {len(train_config['train'].get('restarts', []))} warm restarts{', bf16 autocast' if train_config['train'].get('bf16') else ''}; {train[-1]['step']} steps of {train_config['train']['batch_size']} × {train_config['train']['seq_len']} tokens ({train[-1]['tokens'] / 1e6:.1f} M tokens) |
+| tokenizer | byte-level BPE, 8192 ids, trained on the training split; `<|endoftext|>` EOS, `<|mdm_mask|>` mask, `<|startoftext|>` BOS (put before every encoded prompt), LLaDA-Instruct chat tokens |
+| training | LLaDA's masked-diffusion loss (t ~ U(ε, 1){', stratified over the batch' if train_config['train'].get('stratified_t') else ''}, masked cross-entropy weighted by 1/t), {100 * train_config['train']['random_length_prob']:g}% variable-length examples padded with EOS; AdamW (peak lr {train_config['train']['lr']:g}), warm-up + cosine with {len(train_config['train'].get('restarts', []))} warm restarts{', bf16 autocast' if train_config['train'].get('bf16') else ''}; {train[-1]['step']} steps of {train_config['train']['batch_size']} × {train_config['train']['seq_len']} tokens ({train[-1]['tokens'] / 1e6:.1f} M tokens){window_note} |
 | compute | 2 CPU cores, {EARLIER_PHASES_MINUTES + train[-1]['elapsed_s'] / 60:.0f} minutes |
 | final loss | train {train[-1]['loss']:.2f}, held-out {heldout[-1]['heldout_loss'] if heldout else float('nan'):.2f} |
 

@@ -88,6 +88,16 @@ def train_tokenizer(texts: list[str]) -> Tokenizer:
     # Specials are matched before pre-tokenization and never normalized.
     for token in SPECIAL_TOKENS:
         assert tokenizer.token_to_id(token) is not None, token
+    # Encoding a prompt puts BOS first, as LLaDA's tokenizer does: the model is trained on
+    # windows that start with BOS (train.py's `bos_first`) so it knows where the text begins.
+    tokenizer.post_processor = processors.Sequence(
+        [
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(
+                single=f"{BOS} $A", special_tokens=[(BOS, tokenizer.token_to_id(BOS))]
+            ),
+        ]
+    )
     return tokenizer
 
 
@@ -104,7 +114,7 @@ def tokenizer_config(tokenizer: Tokenizer) -> dict:
         for token in SPECIAL_TOKENS
     }
     return {
-        "add_bos_token": False,
+        "add_bos_token": True,
         "add_eos_token": False,
         "added_tokens_decoder": added,
         "bos_token": BOS,

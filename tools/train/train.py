@@ -112,16 +112,58 @@ class LLaDA(nn.Module):
         return F.linear(h if rows is None else h[rows], t.wte.weight)
 
 
-def make_batch(data: torch.Tensor, tc: dict, eos_id: int, gen: torch.Generator) -> torch.Tensor:
+def make_batch(
+    data: torch.Tensor,
+    tc: dict,
+    eos_id: int,
+    gen: torch.Generator,
+    line_starts: torch.Tensor | None = None,
+    line_start_prob: float = 0.0,
+    bos_id: int | None = None,
+) -> torch.Tensor:
     """Random windows of the token stream; a few are cut at a random length and padded with EOS
-    (LLaDA's variable-length trick), so the model learns that EOS fills the rest of a canvas."""
+    (LLaDA's variable-length trick), so the model learns that EOS fills the rest of a canvas.
+
+    With `line_start_prob`, that share of windows begins at the start of a column-0 line (one of
+    `line_starts`). A window that begins anywhere teaches the model that nothing is known left
+    of its first token, so it reads a prompt's `def f(n):` as possibly indented and answers at
+    method depth; prompts start lines, and these windows teach that.
+
+    With `bos_id`, every window starts with BOS, as every prompt does once the tokenizer adds it:
+    with rotary positions only, a model cannot tell that a token has nothing on its left, and it
+    read a prompt's first token poorly (a newline before `def f(n):` changed its answer); BOS
+    gives the first token a left neighbour that says "the text starts here"."""
     B, T = tc["batch_size"], tc["seq_len"]
     starts = torch.randint(0, len(data) - T, (B,), generator=gen)
+    if line_starts is not None and line_start_prob > 0:
+        aligned = torch.rand(B, generator=gen) < line_start_prob
+        picks = line_starts[torch.randint(0, len(line_starts), (B,), generator=gen)]
+        starts = torch.where(aligned, picks, starts)
     x = torch.stack([data[s : s + T] for s in starts.tolist()])
+    if bos_id is not None:
+        x = torch.cat([torch.full((B, 1), bos_id, dtype=x.dtype), x[:, :-1]], dim=1)
     cut = torch.rand(B, generator=gen) < tc["random_length_prob"]
     lengths = torch.randint(1, T + 1, (B,), generator=gen)
     pad = cut[:, None] & (torch.arange(T)[None, :] >= lengths[:, None])
     return x.masked_fill(pad, eos_id)
+
+
+def column0_line_starts(data: torch.Tensor, vocab: dict[str, int], T: int) -> torch.Tensor:
+    """Positions whose previous token ends in a newline, i.e. the first token of a line that has
+    no indentation (byte-level BPE keeps indentation with the newline before it, and the
+    pre-tokenizer never joins a newline to the code after it)."""
+    ends_in_newline = torch.zeros(max(vocab.values()) + 1, dtype=torch.bool)
+    for token, i in vocab.items():
+        ends_in_newline[i] = token.endswith("\u010a")  # byte-level BPE's spelling of "\n"
+    positions = torch.nonzero(ends_in_newline[data[:-1]]).flatten() + 1
+    return positions[positions < len(data) - T]
+
+
+def phase_at(step: int, tc: dict) -> dict:
+    """The schedule entry in force at `step`: the first phase, or the last restart reached."""
+    phases = [dict(at_step=0, lr=tc["lr"], warmup_steps=tc["warmup_steps"],
+                   max_steps=tc["max_steps"])] + tc.get("restarts", [])
+    return [p for p in phases if p["at_step"] <= step][-1]
 
 
 def diffusion_loss(
@@ -162,11 +204,10 @@ def warmup_cosine(step: int, start: int, warmup: int, end: int, peak: float, flo
 
 def lr_at(step: int, tc: dict) -> float:
     """Warm-up then cosine to `min_lr_ratio`; each entry of `restarts` (a warm restart: at_step,
-    lr, warmup_steps, max_steps) starts a new warm-up + cosine once the run reaches its step, so a
-    finished run can be continued and its history stays reproducible from the one config."""
-    phases = [dict(at_step=0, lr=tc["lr"], warmup_steps=tc["warmup_steps"],
-                   max_steps=tc["max_steps"])] + tc.get("restarts", [])
-    phase = [p for p in phases if p["at_step"] <= step][-1]
+    lr, warmup_steps, max_steps, and optionally the data settings line_start_prob and bos_first)
+    starts a new warm-up + cosine once the run reaches its step, so a finished run can be
+    continued and its history stays reproducible from the one config."""
+    phase = phase_at(step, tc)
     return warmup_cosine(step, phase["at_step"], phase["warmup_steps"], phase["max_steps"],
                          phase["lr"], tc["min_lr_ratio"])
 
@@ -234,7 +275,9 @@ def main(argv: list[str]) -> int:
     tok_cfg = json.loads((tok_dir / "tokenizer_config.json").read_text())
     ids = {v["content"]: int(k) for k, v in tok_cfg["added_tokens_decoder"].items()}
     mask_id, eos_id = ids[tok_cfg["mask_token"]], ids[tok_cfg["eos_token"]]
-    vocab_size = len(json.loads((tok_dir / "tokenizer.json").read_text())["model"]["vocab"])
+    bos_id = ids[tok_cfg["bos_token"]]
+    vocab = json.loads((tok_dir / "tokenizer.json").read_text())["model"]["vocab"]
+    vocab_size = len(vocab)
     vocab_size = max(vocab_size, max(ids.values()) + 1)
     train_data = torch.from_numpy(
         np.fromfile(args.data / "train.bin", dtype=np.uint16).astype(np.int64)
@@ -242,6 +285,7 @@ def main(argv: list[str]) -> int:
     held_data = torch.from_numpy(
         np.fromfile(args.data / "heldout.bin", dtype=np.uint16).astype(np.int64)
     )
+    line_starts = column0_line_starts(train_data, vocab, tc["seq_len"])
 
     # The same script trains on a GPU when there is one; batches and masks are always drawn on
     # the CPU, so a run's data order does not depend on the device.
@@ -330,7 +374,11 @@ def main(argv: list[str]) -> int:
         lr = lr_at(step, tc)
         for group in opt.param_groups:
             group["lr"] = lr
-        x = make_batch(train_data, tc, eos_id, gen)
+        phase = phase_at(step, tc)
+        x = make_batch(
+            train_data, tc, eos_id, gen, line_starts, phase.get("line_start_prob", 0),
+            bos_id if phase.get("bos_first", False) else None,
+        )
         loss = diffusion_loss(model, x, mask_id, tc, gen, device)
         opt.zero_grad(set_to_none=True)
         loss.backward()
