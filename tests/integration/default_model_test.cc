@@ -39,6 +39,29 @@ TEST(DefaultModelTest, CompletesAPrompt) {
   EXPECT_TRUE(result.contains("text"));
 }
 
+// The model was trained on windows that start with BOS (tools/train/README.md), so its tokenizer
+// must put BOS before every prompt, and generate must send the prompt as the tokenizer encodes it.
+TEST(DefaultModelTest, PromptsStartWithBosAsTheModelWasTrained) {
+  int exit_code = -1;
+  const std::string tokenized =
+      RunSculpt("tokenize --json --text 'def fibonacci(n):'" + kModel, &exit_code);
+  ASSERT_EQ(exit_code, 0) << tokenized;
+  const nlohmann::json tokens = nlohmann::json::parse(tokenized)["tokens"];
+  ASSERT_GE(tokens.size(), 2u);
+  EXPECT_EQ(tokens[0], "<|startoftext|>");
+  EXPECT_EQ(tokens[1], "def");
+
+  const std::string plain = RunSculpt(
+      "tokenize --json --no-special-tokens --text 'def fibonacci(n):'" + kModel, &exit_code);
+  ASSERT_EQ(exit_code, 0) << plain;
+  EXPECT_EQ(nlohmann::json::parse(plain)["tokens"].size(), tokens.size() - 1);
+
+  const std::string output = RunSculpt(
+      "generate --json --gen-length 8 --steps 8 --prompt 'def fibonacci(n):'" + kModel, &exit_code);
+  ASSERT_EQ(exit_code, 0) << output;
+  EXPECT_EQ(nlohmann::json::parse(output)["prompt_tokens"], tokens.size());
+}
+
 TEST(DefaultModelTest, InfillKeepsTheGivenCode) {
   int exit_code = -1;
   const std::string output = RunSculpt(
