@@ -28,4 +28,24 @@ void ConvertToFloat(DType dtype, const void* src, size_t count, float* dst) {
   }
 }
 
+void ConvertToBF16(DType dtype, const void* src, size_t count, uint16_t* dst) {
+  switch (dtype) {
+    case DType::kBF16:
+      std::memcpy(dst, src, count * 2);
+      return;
+    case DType::kF16: {
+      for (size_t i = 0; i < count; ++i) dst[i] = FloatToBF16(F16ToFloat(LoadHalf(src, i)));
+      return;
+    }
+    case DType::kF32: {
+      for (size_t i = 0; i < count; ++i) {
+        float value;
+        std::memcpy(&value, static_cast<const char*>(src) + i * 4, sizeof(value));
+        dst[i] = FloatToBF16(value);
+      }
+      return;
+    }
+  }
+}
+
 }  // namespace sculpt

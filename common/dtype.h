@@ -80,4 +80,15 @@ inline uint16_t FloatToBF16(float value) {
 // Converts `count` elements of `dtype` at `src` to fp32 at `dst`.
 void ConvertToFloat(DType dtype, const void* src, size_t count, float* dst);
 
+// Converts `count` elements of `dtype` at `src` to bf16 bits at `dst` (fp16 through fp32, both
+// rounded to nearest even, as PyTorch's .to(torch.bfloat16)).
+void ConvertToBF16(DType dtype, const void* src, size_t count, uint16_t* dst);
+
+// Element `index` of a row of `dtype` (F32 or BF16) as fp32: small weights (norms, biases) read
+// in whichever dtype the backend stores them.
+inline float LoadAsFloat(DType dtype, const void* row, int64_t index) {
+  return dtype == DType::kBF16 ? BF16ToFloat(static_cast<const uint16_t*>(row)[index])
+                               : static_cast<const float*>(row)[index];
+}
+
 }  // namespace sculpt

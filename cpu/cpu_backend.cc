@@ -1,10 +1,12 @@
 #include "cpu/cpu_backend.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "cpu/cpu_ops.h"
+#include "cpu/gemm.h"
 
 namespace sculpt {
 namespace {
@@ -13,7 +15,11 @@ constexpr size_t kAlignment = 64;
 
 class CpuBackend final : public Backend {
  public:
-  std::string name() const override { return "cpu"; }
+  explicit CpuBackend(DType weight_dtype) : weight_dtype_(weight_dtype) {}
+
+  std::string name() const override {
+    return absl::StrCat("cpu (", weight_dtype_ == DType::kBF16 ? "bf16" : "fp32", " weights)");
+  }
 
   absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) override {
     const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
@@ -34,17 +40,22 @@ class CpuBackend final : public Backend {
     return absl::OkStatus();
   }
   absl::Status UploadWeights(void* dst, const void* src, DType src_dtype, size_t count) override {
-    ConvertToFloat(src_dtype, src, count, static_cast<float*>(dst));
+    if (weight_dtype_ == DType::kBF16) {
+      ConvertToBF16(src_dtype, src, count, static_cast<uint16_t*>(dst));
+    } else {
+      ConvertToFloat(src_dtype, src, count, static_cast<float*>(dst));
+    }
     return absl::OkStatus();
   }
-  DType weight_dtype() const override { return DType::kF32; }
+  DType weight_dtype() const override { return weight_dtype_; }
+  bool ReadsHostWeights(DType dtype) const override { return dtype == weight_dtype_; }
 
   absl::Status Embed(const EmbedParams& params) override { return cpu::Embed(params); }
   absl::Status RmsNorm(const RmsNormParams& params) override { return cpu::RmsNorm(params); }
   absl::Status AddRmsNorm(const AddRmsNormParams& params) override {
     return cpu::AddRmsNorm(params);
   }
-  absl::Status Gemm(const GemmParams& params) override { return cpu::Gemm(params); }
+  absl::Status Gemm(const GemmParams& params) override { return gemm_.Run(params); }
   absl::Status Rope(const RopeParams& params) override { return cpu::Rope(params); }
   absl::Status Attention(const AttentionParams& params) override { return cpu::Attention(params); }
   absl::Status SwiGlu(const SwiGluParams& params) override { return cpu::SwiGlu(params); }
@@ -56,10 +67,23 @@ class CpuBackend final : public Backend {
     return cpu::ChooseTokens(params);
   }
   absl::Status Synchronize() override { return absl::OkStatus(); }
+
+ private:
+  const DType weight_dtype_;
+  cpu::GemmRunner gemm_;
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> MakeCpuBackend() { return std::make_unique<CpuBackend>(); }
+absl::StatusOr<std::unique_ptr<Backend>> MakeCpuBackend(const CpuBackendOptions& options) {
+  if (options.weight_dtype != DType::kF32 && options.weight_dtype != DType::kBF16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the CPU backend stores weights as F32 or BF16, not ",
+                     std::string(DTypeName(options.weight_dtype))));
+  }
+  return std::unique_ptr<Backend>(std::make_unique<CpuBackend>(options.weight_dtype));
+}
+
+std::unique_ptr<Backend> MakeCpuBackend() { return std::make_unique<CpuBackend>(DType::kF32); }
 
 }  // namespace sculpt

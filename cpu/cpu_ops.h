@@ -1,4 +1,4 @@
-// The CPU implementations of the backend ops, one concern per source file.
+// The CPU implementations of the backend ops, one concern per source file (GEMMs: gemm.h).
 #pragma once
 
 #include "model/backend.h"
@@ -12,7 +12,6 @@ absl::Status SwiGlu(const SwiGluParams& params);              // elementwise.cc
 absl::Status Add(const AddParams& params);                    // elementwise.cc
 absl::Status GatherRows(const GatherRowsParams& params);      // elementwise.cc
 absl::Status Rope(const RopeParams& params);                  // rope.cc
-absl::Status Gemm(const GemmParams& params);                  // gemm.cc
 absl::Status Attention(const AttentionParams& params);        // attention.cc
 absl::Status ChooseTokens(const ChooseTokensParams& params);  // choose_tokens.cc
 

@@ -1,6 +1,7 @@
 // Row-wise and elementwise CPU ops: embedding gather, RMSNorm, SwiGLU, residual add.
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "cpu/cpu_ops.h"
@@ -16,15 +17,22 @@ absl::Status Embed(const EmbedParams& params) {
       return absl::InvalidArgumentError(absl::StrCat(
           "token id ", id, " is outside the embedding table [0, ", params.table.rows, ")"));
     }
-    std::memcpy(params.out.f32() + i * d, params.table.f32() + id * d, d * sizeof(float));
+    if (params.table.dtype == DType::kBF16) {
+      ConvertToFloat(DType::kBF16, static_cast<const uint16_t*>(params.table.data) + id * d, d,
+                     params.out.f32() + i * d);
+    } else {
+      std::memcpy(params.out.f32() + i * d, params.table.f32() + id * d, d * sizeof(float));
+    }
   }
   return absl::OkStatus();
 }
 
 namespace {
 
-// One row of RMSNorm, after x += residual when there is one (the fused residual add).
-void NormalizeRow(float* x, const float* residual, const float* weight, float* out, int64_t d,
+// One row of RMSNorm, after x += residual when there is one (the fused residual add); the weight
+// is fp32 or bf16, as the backend stores weights.
+template <typename Weight>
+void NormalizeRow(float* x, const float* residual, const Weight* weight, float* out, int64_t d,
                   float eps) {
   float sum_squares = 0.0f;
   for (int64_t j = 0; j < d; ++j) {
@@ -32,29 +40,46 @@ void NormalizeRow(float* x, const float* residual, const float* weight, float* o
     sum_squares += x[j] * x[j];
   }
   const float inverse_rms = 1.0f / std::sqrt(sum_squares / static_cast<float>(d) + eps);
-  for (int64_t j = 0; j < d; ++j) out[j] = x[j] * inverse_rms * weight[j];
+  for (int64_t j = 0; j < d; ++j) {
+    if constexpr (std::is_same_v<Weight, uint16_t>) {
+      out[j] = x[j] * inverse_rms * BF16ToFloat(weight[j]);
+    } else {
+      out[j] = x[j] * inverse_rms * weight[j];
+    }
+  }
+}
+
+template <typename Weight>
+void NormalizeRows(const TensorView& x, const float* residual, const TensorView& weight,
+                   const TensorView& out, float eps) {
+  const int64_t d = x.cols;
+  const auto* w = static_cast<const Weight*>(weight.data);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < x.rows; ++r) {
+    NormalizeRow(x.f32() + r * d, residual == nullptr ? nullptr : residual + r * d, w,
+                 out.f32() + r * d, d, eps);
+  }
+}
+
+void NormalizeRows(const TensorView& x, const float* residual, const TensorView& weight,
+                   const TensorView& out, float eps) {
+  if (weight.dtype == DType::kBF16) {
+    NormalizeRows<uint16_t>(x, residual, weight, out, eps);
+  } else {
+    NormalizeRows<float>(x, residual, weight, out, eps);
+  }
 }
 
 }  // namespace
 
 absl::Status RmsNorm(const RmsNormParams& params) {
-  const int64_t d = params.x.cols;
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < params.x.rows; ++r) {
-    // x is only read without a residual.
-    NormalizeRow(params.x.f32() + r * d, nullptr, params.weight.f32(), params.out.f32() + r * d, d,
-                 params.eps);
-  }
+  // x is only read without a residual.
+  NormalizeRows(params.x, nullptr, params.weight, params.out, params.eps);
   return absl::OkStatus();
 }
 
 absl::Status AddRmsNorm(const AddRmsNormParams& params) {
-  const int64_t d = params.x.cols;
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < params.x.rows; ++r) {
-    NormalizeRow(params.x.f32() + r * d, params.residual.f32() + r * d, params.weight.f32(),
-                 params.out.f32() + r * d, d, params.eps);
-  }
+  NormalizeRows(params.x, params.residual.f32(), params.weight, params.out, params.eps);
   return absl::OkStatus();
 }
 

@@ -1,56 +1,268 @@
-// Dense projections through OpenBLAS: out[m, n] = x[m, k] * weight[n, k]^T (+ bias).
-#include <cblas.h>
+// Dense projections through oneDNN in fixed tiles: out[m, n] = x[m, k] * weight[n, k]^T (+ bias).
+#include "cpu/gemm.h"
+
+#include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
-#include <vector>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
 
-#include "cpu/cpu_ops.h"
+#include "absl/strings/str_cat.h"
+#include "common/dtype.h"
 
 namespace sculpt::cpu {
 namespace {
 
-// OpenBLAS (0.3.21 on x86-64) sends small GEMMs to a "small matrix" kernel whose summation
-// order differs from its packed kernel, so a row's result would depend on how many rows share
-// the call, and a batched forward would differ from an unbatched one. Our x * W^T is its
-// column-major "TN" case, which that kernel only takes while n * m <= 1200; calls with fewer
-// rows are padded with zero rows (discarded) past that bound. The invariance is asserted by
-// tests/unit/cpu_ops_test.cc, which fails loudly if a future OpenBLAS changes the rule.
-constexpr int kSmallKernelMaxOutputs = 1200;
-constexpr int kMinGemmRows = 8;
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-int MinRowsForPackedKernel(int n) { return std::max(kMinGemmRows, kSmallKernelMaxOutputs / n + 1); }
+// Makes oneDNN objects with its threading fixed to one thread: oneDNN decides how to split a
+// primitive over threads when it is created, and each of our tiles runs on one thread.
+class SingleThreadedScope {
+ public:
+  SingleThreadedScope() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
+  ~SingleThreadedScope() { omp_set_num_threads(saved_); }
 
-void Sgemm(int m, int n, int k, const float* x, const float* weight, float* out) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, weight, k, 0.0f, out,
-              n);
-}
+ private:
+  int saved_;
+};
 
 }  // namespace
 
-absl::Status Gemm(const GemmParams& params) {
-  const int m = static_cast<int>(params.x.rows);
-  const int k = static_cast<int>(params.x.cols);
-  const int n = static_cast<int>(params.weight.rows);
-  if (m == 0) return absl::OkStatus();
-  const int min_rows = MinRowsForPackedKernel(n);
-  if (m >= min_rows) {
-    Sgemm(m, n, k, params.x.f32(), params.weight.f32(), params.out.f32());
-  } else {
-    std::vector<float> padded_x(static_cast<size_t>(min_rows) * k, 0.0f);
-    std::vector<float> padded_out(static_cast<size_t>(min_rows) * n);
-    std::memcpy(padded_x.data(), params.x.f32(), static_cast<size_t>(m) * k * sizeof(float));
-    Sgemm(min_rows, n, k, padded_x.data(), params.weight.f32(), padded_out.data());
-    std::memcpy(params.out.f32(), padded_out.data(), static_cast<size_t>(m) * n * sizeof(float));
+// One primitive for tiles of one shape, with memory objects per thread so that running a tile
+// only swaps data pointers (no allocation per tile).
+struct GemmRunner::TileKernel {
+  struct Bindings {
+    dnnl::memory x, weight, out, scratchpad;
+  };
+  dnnl::matmul primitive;
+  dnnl::memory::desc x_desc, weight_desc, out_desc, scratchpad_desc;
+  std::string name;
+  std::vector<Bindings> per_thread;
+};
+
+GemmRunner::GemmRunner() : engine_(std::make_unique<dnnl::engine>(dnnl::engine::kind::cpu, 0)) {}
+GemmRunner::~GemmRunner() = default;
+
+absl::StatusOr<const GemmRunner::TileKernel*> GemmRunner::Kernel(DType compute, int64_t cols,
+                                                                 int64_t k, int64_t ldc) {
+  const KernelKey key{static_cast<int>(compute), cols, k, ldc};
+  if (auto found = kernels_.find(key); found != kernels_.end()) return found->second.get();
+  using dnnl::memory;
+  const memory::data_type type =
+      compute == DType::kBF16 ? memory::data_type::bf16 : memory::data_type::f32;
+  auto kernel = std::make_unique<TileKernel>();
+  try {
+    kernel->x_desc = memory::desc({kTileRows, k}, type, {k, 1});
+    // The weight [cols, k] row-major is the [k, cols] operand with strides (1, k).
+    kernel->weight_desc = memory::desc({k, cols}, type, {1, k});
+    kernel->out_desc = memory::desc({kTileRows, cols}, memory::data_type::f32, {ldc, 1});
+    SingleThreadedScope single_threaded;
+    dnnl::primitive_attr attributes;
+    attributes.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    const dnnl::matmul::primitive_desc descriptor(
+        dnnl::matmul::desc(kernel->x_desc, kernel->weight_desc, kernel->out_desc), attributes,
+        *engine_);
+    kernel->name = descriptor.impl_info_str();
+    kernel->scratchpad_desc = descriptor.scratchpad_desc();
+    kernel->primitive = dnnl::matmul(descriptor);
+  } catch (const dnnl::error& error) {
+    return absl::UnimplementedError(absl::StrCat("oneDNN has no ", std::string(DTypeName(compute)),
+                                                 " matmul for tiles of ", kTileRows, "x", cols, "x",
+                                                 k, ": ", error.what()));
   }
-  if (params.bias.data != nullptr) {
-    const float* bias = params.bias.f32();
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < m; ++r) {
-      float* row = params.out.f32() + static_cast<int64_t>(r) * n;
-      for (int j = 0; j < n; ++j) row[j] += bias[j];
+  return kernels_.emplace(key, std::move(kernel)).first->second.get();
+}
+
+bool GemmRunner::HasNativeBf16() {
+  if (native_bf16_ < 0) {
+    // oneDNN's reference implementations are correct but orders of magnitude slower than
+    // widening the weights to fp32 tile by tile.
+    const absl::StatusOr<const TileKernel*> kernel = Kernel(DType::kBF16, kTileCols, 64, kTileCols);
+    native_bf16_ = kernel.ok() && (*kernel)->name.rfind("ref", 0) != 0 ? 1 : 0;
+  }
+  return native_bf16_ == 1;
+}
+
+std::string GemmRunner::KernelName(DType weight_dtype, int64_t k) {
+  if (weight_dtype == DType::kBF16 && !HasNativeBf16()) {
+    const absl::StatusOr<const TileKernel*> kernel = Kernel(DType::kF32, kTileCols, k, kTileCols);
+    return kernel.ok() ? absl::StrCat((*kernel)->name, " (bf16 weights widened to fp32 per tile)")
+                       : std::string(kernel.status().message());
+  }
+  const absl::StatusOr<const TileKernel*> kernel = Kernel(weight_dtype, kTileCols, k, kTileCols);
+  return kernel.ok() ? (*kernel)->name : std::string(kernel.status().message());
+}
+
+absl::Status GemmRunner::Run(const GemmParams& params) {
+  const int64_t m = params.x.rows;
+  const int64_t k = params.x.cols;
+  const int64_t n = params.weight.rows;
+  const DType weight_dtype = params.weight.dtype;
+  if (params.x.dtype != DType::kF32 || params.out.dtype != DType::kF32 ||
+      (weight_dtype != DType::kF32 && weight_dtype != DType::kBF16)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "gemm: x and out must be F32 and the weight F32 or BF16, got x ",
+        std::string(DTypeName(params.x.dtype)), ", weight ", std::string(DTypeName(weight_dtype))));
+  }
+  if (params.weight.cols != k || params.out.rows != m || params.out.cols != n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gemm: shapes do not agree: x ", m, "x", k, ", weight ", n, "x",
+                     params.weight.cols, ", out ", params.out.rows, "x", params.out.cols));
+  }
+  if (m == 0 || n == 0) return absl::OkStatus();
+
+  const bool widen = weight_dtype == DType::kBF16 && !HasNativeBf16();
+  const DType compute = widen ? DType::kF32 : weight_dtype;
+  const int64_t row_tiles = CeilDiv(m, kTileRows);
+  const int64_t col_tiles = CeilDiv(n, kTileCols);
+  const int64_t tail_rows = m - (row_tiles - 1) * kTileRows;
+  const int64_t tail_cols = n - (col_tiles - 1) * kTileCols;
+  const int threads = std::max(1, omp_get_max_threads());
+
+  // Full-width tiles and the last, narrower one (which may be the only one).
+  TileKernel* kernels[2];
+  for (int edge = 0; edge < 2; ++edge) {
+    const int64_t cols = edge == 0 && col_tiles > 1 ? kTileCols : tail_cols;
+    absl::StatusOr<const TileKernel*> kernel = Kernel(compute, cols, k, n);
+    if (!kernel.ok()) return kernel.status();
+    kernels[edge] = const_cast<TileKernel*>(*kernel);
+  }
+  size_t scratchpad_bytes = 0;
+  for (TileKernel* kernel : kernels) {
+    scratchpad_bytes = std::max(scratchpad_bytes, kernel->scratchpad_desc.get_size());
+    if (kernel->per_thread.size() < static_cast<size_t>(threads)) {
+      kernel->per_thread.resize(threads);
+      for (TileKernel::Bindings& bindings : kernel->per_thread) {
+        if (bindings.x) continue;
+        bindings.x = dnnl::memory(kernel->x_desc, *engine_, DNNL_MEMORY_NONE);
+        bindings.weight = dnnl::memory(kernel->weight_desc, *engine_, DNNL_MEMORY_NONE);
+        bindings.out = dnnl::memory(kernel->out_desc, *engine_, DNNL_MEMORY_NONE);
+        bindings.scratchpad = dnnl::memory(kernel->scratchpad_desc, *engine_, DNNL_MEMORY_NONE);
+      }
     }
   }
+  if (scratchpads_.size() < static_cast<size_t>(threads)) scratchpads_.resize(threads);
+  for (auto& scratchpad : scratchpads_) {
+    if (scratchpad.size() < scratchpad_bytes) scratchpad.resize(scratchpad_bytes);
+  }
+  if (widen) {
+    if (widened_weights_.size() < static_cast<size_t>(threads)) widened_weights_.resize(threads);
+    for (auto& tile : widened_weights_) {
+      if (tile.size() < static_cast<size_t>(kTileCols * k)) tile.resize(kTileCols * k);
+    }
+  }
+
+  // x as the tiles read it: rounded to bf16 in whole tiles of rows (bf16 bits, or their fp32
+  // values for widened weights), or fp32 in place with only a partial last tile copied.
+  const float* x = params.x.f32();
+  const int64_t padded_rows = row_tiles * kTileRows;
+  if (weight_dtype == DType::kBF16) {
+    if (widen) {
+      if (x_f32_.size() < static_cast<size_t>(padded_rows * k)) x_f32_.resize(padded_rows * k);
+    } else if (x_bf16_.size() < static_cast<size_t>(padded_rows * k)) {
+      x_bf16_.resize(padded_rows * k);
+    }
+    uint16_t* bits = x_bf16_.data();
+    float* values = x_f32_.data();
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t r = 0; r < padded_rows; ++r) {
+      for (int64_t j = 0; j < k; ++j) {
+        const uint16_t rounded = r < m ? FloatToBF16(x[r * k + j]) : uint16_t{0};
+        if (widen) {
+          values[r * k + j] = BF16ToFloat(rounded);
+        } else {
+          bits[r * k + j] = rounded;
+        }
+      }
+    }
+  } else if (tail_rows < kTileRows) {
+    x_f32_.assign(kTileRows * k, 0.0f);
+    std::memcpy(x_f32_.data(), x + (row_tiles - 1) * kTileRows * k, tail_rows * k * sizeof(float));
+  }
+  if (tail_rows < kTileRows && out_tail_.size() < static_cast<size_t>(kTileRows * n)) {
+    out_tail_.resize(kTileRows * n);
+  }
+
+  const char* weight = static_cast<const char*>(params.weight.data);
+  const size_t weight_element = DTypeSize(weight_dtype);
+  float* out = params.out.f32();
+  const float* bias_f32 =
+      params.bias.data != nullptr && params.bias.dtype == DType::kF32 ? params.bias.f32() : nullptr;
+  const auto* bias_bf16 = params.bias.data != nullptr && params.bias.dtype == DType::kBF16
+                              ? static_cast<const uint16_t*>(params.bias.data)
+                              : nullptr;
+  std::atomic<bool> failed{false};
+  std::mutex error_mutex;
+  std::string error_message;
+
+#pragma omp parallel num_threads(threads)
+  {
+    const int thread = omp_get_thread_num();
+    dnnl::stream stream(*engine_);
+    int64_t widened_tile = -1;
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < col_tiles * row_tiles; ++item) {
+      if (failed.load(std::memory_order_relaxed)) continue;
+      const int64_t col_tile = item / row_tiles;
+      const int64_t row_tile = item % row_tiles;
+      const int64_t first_col = col_tile * kTileCols;
+      const int64_t cols = col_tile + 1 == col_tiles ? tail_cols : kTileCols;
+      const bool row_tail = row_tile + 1 == row_tiles && tail_rows < kTileRows;
+      const int64_t rows = row_tail ? tail_rows : kTileRows;
+      TileKernel& kernel = *kernels[col_tile + 1 == col_tiles ? 1 : 0];
+      TileKernel::Bindings& bindings = kernel.per_thread[thread];
+
+      const void* x_tile;
+      if (compute == DType::kBF16) {
+        x_tile = x_bf16_.data() + row_tile * kTileRows * k;
+      } else if (widen) {
+        x_tile = x_f32_.data() + row_tile * kTileRows * k;
+      } else {
+        x_tile = row_tail ? x_f32_.data() : x + row_tile * kTileRows * k;
+      }
+      const void* weight_tile = weight + first_col * k * weight_element;
+      if (widen) {
+        float* widened = widened_weights_[thread].data();
+        if (widened_tile != col_tile) {
+          const auto* source = static_cast<const uint16_t*>(weight_tile);
+          for (int64_t i = 0; i < cols * k; ++i) widened[i] = BF16ToFloat(source[i]);
+          widened_tile = col_tile;
+        }
+        weight_tile = widened;
+      }
+      float* out_tile =
+          row_tail ? out_tail_.data() + first_col : out + row_tile * kTileRows * n + first_col;
+      try {
+        bindings.x.set_data_handle(const_cast<void*>(x_tile));
+        bindings.weight.set_data_handle(const_cast<void*>(weight_tile));
+        bindings.out.set_data_handle(out_tile);
+        bindings.scratchpad.set_data_handle(scratchpads_[thread].data());
+        const dnnl_exec_arg_t arguments[] = {{DNNL_ARG_SRC, bindings.x.get()},
+                                             {DNNL_ARG_WEIGHTS, bindings.weight.get()},
+                                             {DNNL_ARG_DST, bindings.out.get()},
+                                             {DNNL_ARG_SCRATCHPAD, bindings.scratchpad.get()}};
+        dnnl::error::wrap_c_api(
+            dnnl_primitive_execute(kernel.primitive.get(), stream.get(), 4, arguments),
+            "matmul tile");
+      } catch (const dnnl::error& error) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!failed.exchange(true)) error_message = error.what();
+        continue;
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        float* target = out + (row_tile * kTileRows + r) * n + first_col;
+        if (row_tail) std::memcpy(target, out_tail_.data() + r * n + first_col, cols * 4);
+        if (bias_f32 != nullptr) {
+          for (int64_t j = 0; j < cols; ++j) target[j] += bias_f32[first_col + j];
+        } else if (bias_bf16 != nullptr) {
+          for (int64_t j = 0; j < cols; ++j) target[j] += BF16ToFloat(bias_bf16[first_col + j]);
+        }
+      }
+    }
+  }
+  if (failed) return absl::InternalError(absl::StrCat("gemm: oneDNN failed: ", error_message));
   return absl::OkStatus();
 }
 

@@ -36,6 +36,10 @@ class DeviceBuffer {
       : backend_(backend), data_(data), bytes_(bytes) {}
   DeviceBuffer(DeviceBuffer&& other) noexcept { *this = std::move(other); }
   DeviceBuffer& operator=(DeviceBuffer&& other) noexcept;
+  // Memory the buffer only points at (weights mmap'd from a checkpoint): never freed by it.
+  static DeviceBuffer Borrowed(const void* data, size_t bytes) {
+    return DeviceBuffer(nullptr, const_cast<void*>(data), bytes);
+  }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   ~DeviceBuffer();
@@ -185,8 +189,11 @@ class Backend {
   virtual absl::Status CopyToHost(void* dst, const void* src, size_t bytes) = 0;
   // Converts `count` host elements of `src_dtype` into the backend's weight dtype at `dst`.
   virtual absl::Status UploadWeights(void* dst, const void* src, DType src_dtype, size_t count) = 0;
-  // The dtype the backend stores weights in (fp32 on the CPU for now).
+  // The dtype the backend stores weights in.
   virtual DType weight_dtype() const = 0;
+  // Whether the ops can read host memory holding weights of `dtype` as they are, so a loader
+  // may use a checkpoint's mmap'd tensors in place (DeviceBuffer::Borrowed) instead of copies.
+  virtual bool ReadsHostWeights(DType dtype) const { return false; }
 
   virtual absl::Status Embed(const EmbedParams& params) = 0;
   virtual absl::Status RmsNorm(const RmsNormParams& params) = 0;

@@ -25,13 +25,18 @@ struct Workspace {
 
 class DenseTransformer final : public Transformer {
  public:
-  DenseTransformer(const ModelConfig& config, TensorNames names, Backend& backend)
-      : config_(config), names_(std::move(names)), backend_(backend) {}
+  DenseTransformer(const ModelConfig& config, TensorNames names, Backend& backend,
+                   std::shared_ptr<const void> weight_source)
+      : config_(config),
+        names_(std::move(names)),
+        backend_(backend),
+        weight_source_(std::move(weight_source)) {}
 
   const ModelConfig& config() const override { return config_; }
   Backend& backend() override { return backend_; }
 
   absl::Status Load(const WeightLoader& load_tensor);
+  void KeepWeightSource(std::shared_ptr<const void> source) { weight_source_ = std::move(source); }
   absl::StatusOr<TensorView> Forward(std::span<const SequenceInput> batch,
                                      const ForwardObserver* observer) override;
 
@@ -47,6 +52,7 @@ class DenseTransformer final : public Transformer {
   ModelConfig config_;
   TensorNames names_;
   Backend& backend_;
+  std::shared_ptr<const void> weight_source_;  // declared before the weights that borrow it
   DeviceBuffer wte_, ln_f_, lm_head_;
   std::vector<LayerWeights> layers_;
   Workspace workspace_;
@@ -230,30 +236,37 @@ absl::StatusOr<TensorView> DenseTransformer::Forward(std::span<const SequenceInp
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Transformer>> LoadDenseTransformer(const ModelConfig& config,
-                                                                  TensorNames names,
-                                                                  const Checkpoint& checkpoint,
-                                                                  Backend& backend) {
-  return BuildDenseTransformer(
-      config, std::move(names),
-      [&](const std::string& name,
-          const std::vector<int64_t>& shape) -> absl::StatusOr<DeviceBuffer> {
-        SCULPT_ASSIGN_OR_RETURN(const TensorRef* tensor, checkpoint.FindWithShape(name, shape));
-        const auto count = static_cast<size_t>(tensor->num_elements());
-        SCULPT_ASSIGN_OR_RETURN(DeviceBuffer buffer,
-                                backend.Allocate(count * DTypeSize(backend.weight_dtype())));
-        SCULPT_RETURN_IF_ERROR(
-            backend.UploadWeights(buffer.data(), tensor->data, tensor->dtype, count));
-        return buffer;
-      },
-      backend);
+absl::StatusOr<std::unique_ptr<Transformer>> LoadDenseTransformer(
+    const ModelConfig& config, TensorNames names, std::shared_ptr<const Checkpoint> checkpoint,
+    Backend& backend) {
+  bool borrowed_any = false;
+  const auto load = [&](const std::string& name,
+                        const std::vector<int64_t>& shape) -> absl::StatusOr<DeviceBuffer> {
+    SCULPT_ASSIGN_OR_RETURN(const TensorRef* tensor, checkpoint->FindWithShape(name, shape));
+    const auto count = static_cast<size_t>(tensor->num_elements());
+    const bool aligned = reinterpret_cast<uintptr_t>(tensor->data) % DTypeSize(tensor->dtype) == 0;
+    if (aligned && backend.ReadsHostWeights(tensor->dtype)) {
+      borrowed_any = true;
+      return DeviceBuffer::Borrowed(tensor->data, tensor->byte_size);
+    }
+    SCULPT_ASSIGN_OR_RETURN(DeviceBuffer buffer,
+                            backend.Allocate(count * DTypeSize(backend.weight_dtype())));
+    SCULPT_RETURN_IF_ERROR(
+        backend.UploadWeights(buffer.data(), tensor->data, tensor->dtype, count));
+    return buffer;
+  };
+  auto model = std::make_unique<DenseTransformer>(config, std::move(names), backend, nullptr);
+  SCULPT_RETURN_IF_ERROR(model->Load(load));
+  // The mapping stays open only while weights are read from it; copied weights let it go.
+  if (borrowed_any) model->KeepWeightSource(std::move(checkpoint));
+  return model;
 }
 
-absl::StatusOr<std::unique_ptr<Transformer>> BuildDenseTransformer(const ModelConfig& config,
-                                                                   TensorNames names,
-                                                                   const WeightLoader& load_tensor,
-                                                                   Backend& backend) {
-  auto model = std::make_unique<DenseTransformer>(config, std::move(names), backend);
+absl::StatusOr<std::unique_ptr<Transformer>> BuildDenseTransformer(
+    const ModelConfig& config, TensorNames names, const WeightLoader& load_tensor, Backend& backend,
+    std::shared_ptr<const void> weight_source) {
+  auto model = std::make_unique<DenseTransformer>(config, std::move(names), backend,
+                                                  std::move(weight_source));
   SCULPT_RETURN_IF_ERROR(model->Load(load_tensor));
   return model;
 }

@@ -29,15 +29,16 @@ struct TensorNames {
 using WeightLoader = std::function<absl::StatusOr<DeviceBuffer>(const std::string& name,
                                                                 const std::vector<int64_t>& shape)>;
 
-// From any source of weights (benchmarks make random ones on the device).
-absl::StatusOr<std::unique_ptr<Transformer>> BuildDenseTransformer(const ModelConfig& config,
-                                                                   TensorNames names,
-                                                                   const WeightLoader& load_tensor,
-                                                                   Backend& backend);
+// From any source of weights (benchmarks make random ones on the device). `weight_source` is
+// kept alive as long as the model: the memory of borrowed weights.
+absl::StatusOr<std::unique_ptr<Transformer>> BuildDenseTransformer(
+    const ModelConfig& config, TensorNames names, const WeightLoader& load_tensor, Backend& backend,
+    std::shared_ptr<const void> weight_source = nullptr);
 
-absl::StatusOr<std::unique_ptr<Transformer>> LoadDenseTransformer(const ModelConfig& config,
-                                                                  TensorNames names,
-                                                                  const Checkpoint& checkpoint,
-                                                                  Backend& backend);
+// Weights the backend can read in place (Backend::ReadsHostWeights) stay in the checkpoint's
+// mapping, which the model then keeps open; the others are converted into backend buffers.
+absl::StatusOr<std::unique_ptr<Transformer>> LoadDenseTransformer(
+    const ModelConfig& config, TensorNames names, std::shared_ptr<const Checkpoint> checkpoint,
+    Backend& backend);
 
 }  // namespace sculpt

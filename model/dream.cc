@@ -8,7 +8,7 @@
 namespace sculpt {
 
 absl::StatusOr<std::unique_ptr<Transformer>> LoadDream(const ModelConfig& config,
-                                                       const Checkpoint& checkpoint,
+                                                       std::shared_ptr<const Checkpoint> checkpoint,
                                                        Backend& backend) {
   const std::string layer = "model.layers.{i}.";
   TensorNames names{

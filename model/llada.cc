@@ -24,9 +24,9 @@ TensorNames LLaDATensorNames() {
 }
 
 absl::StatusOr<std::unique_ptr<Transformer>> LoadLLaDA(const ModelConfig& config,
-                                                       const Checkpoint& checkpoint,
+                                                       std::shared_ptr<const Checkpoint> checkpoint,
                                                        Backend& backend) {
-  return LoadDenseTransformer(config, LLaDATensorNames(), checkpoint, backend);
+  return LoadDenseTransformer(config, LLaDATensorNames(), std::move(checkpoint), backend);
 }
 
 }  // namespace sculpt

@@ -13,7 +13,7 @@ namespace sculpt {
 TensorNames LLaDATensorNames();
 
 absl::StatusOr<std::unique_ptr<Transformer>> LoadLLaDA(const ModelConfig& config,
-                                                       const Checkpoint& checkpoint,
+                                                       std::shared_ptr<const Checkpoint> checkpoint,
                                                        Backend& backend);
 
 }  // namespace sculpt

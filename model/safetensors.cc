@@ -459,6 +459,20 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
   return checkpoint;
 }
 
+DType Checkpoint::dominant_dtype() const {
+  std::map<DType, size_t> bytes;
+  for (const auto& [name, tensor] : tensors_) bytes[tensor->dtype] += tensor->byte_size;
+  DType dominant = DType::kF32;
+  size_t most = 0;
+  for (const auto& [dtype, total] : bytes) {
+    if (total > most) {
+      most = total;
+      dominant = dtype;
+    }
+  }
+  return dominant;
+}
+
 absl::StatusOr<const TensorRef*> Checkpoint::Find(const std::string& name) const {
   const auto it = tensors_.find(name);
   if (it == tensors_.end()) {

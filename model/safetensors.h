@@ -65,6 +65,8 @@ class Checkpoint {
                                                  const std::vector<int64_t>& shape) const;
   bool Contains(const std::string& name) const { return tensors_.count(name) != 0; }
   size_t num_tensors() const { return tensors_.size(); }
+  // The dtype holding most of the checkpoint's bytes: what "the checkpoint's dtype" means.
+  DType dominant_dtype() const;
 
  private:
   std::string model_dir_;  // named in error messages

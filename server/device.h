@@ -1,4 +1,4 @@
-// Which backend a command runs on (--device): the CPU, a CUDA GPU, or whichever is there.
+// Which backend a command runs on (--device) and the dtype its weights are kept in (--dtype).
 #pragma once
 
 #include <memory>
@@ -6,12 +6,27 @@
 
 #include "absl/status/statusor.h"
 #include "model/backend.h"
+#include "server/flags.h"
 
 namespace sculpt {
 
-// "auto" (a GPU when this binary has CUDA and the machine has a device, else the CPU, with a log
-// line), "cpu", "cuda" (= cuda:0) or "cuda:N". Errors say what to pass instead.
-absl::StatusOr<std::unique_ptr<Backend>> MakeBackendForDevice(const std::string& device);
+struct BackendChoice {
+  // "auto" (a GPU when this binary has CUDA and the machine has a device, else the CPU, with a
+  // log line), "cpu", "cuda" (= cuda:0) or "cuda:N".
+  std::string device = "auto";
+  // "auto": on the CPU the checkpoint's own dtype (fp16 kept as bf16), on a GPU bf16;
+  // "bfloat16"; "float32" (exact against fp32 references).
+  std::string dtype = "auto";
+  // The model to be loaded, whose checkpoint "auto" reads.
+  std::string model_dir;
+};
+
+// Errors say what to pass instead.
+absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const BackendChoice& choice);
+
+// The --device and --dtype flags every command that runs a model takes, and their reading.
+void AddBackendFlags(FlagSet& flags);
+BackendChoice BackendChoiceFromFlags(const FlagSet& flags, const std::string& model_dir);
 
 // Whether this binary was built with the CUDA backend.
 bool BuiltWithCuda();

@@ -117,7 +117,7 @@ absl::Status Run(const FlagSet& flags) {
   const std::string root = flags.GetString("corpus-root");
 
   SCULPT_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
-                          MakeBackendForDevice(flags.GetString("device")));
+                          MakeBackend(BackendChoiceFromFlags(flags, model_dir)));
   auto model_or = LoadTransformer(model_dir, *backend);
   if (!model_or.ok()) return absl::DataLossError(model_or.status().message());
   Transformer& model = **model_or;
@@ -252,8 +252,7 @@ int RunEvalCommand(const std::vector<std::string>& args) {
   flags.Add("infill-samples", "N", "60", "infilling cases of each kind");
   flags.Add("batch", "N", "16", "generations sharing each forward");
   flags.Add("seed", "N", "0", "seed of the masks and the case selection");
-  flags.Add("device", "DEV", "auto",
-            "auto (a GPU if there is one, else the CPU), cpu, cuda or cuda:N");
+  AddBackendFlags(flags);
   flags.Add("log-level", "LEVEL", "warn", "trace, debug, info, warn, error or off");
   flags.Add("threads", "N", "0", "CPU threads (0 = all cores)");
   flags.Add("json-out", "FILE", "", "also write the figures as JSON");

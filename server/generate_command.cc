@@ -62,8 +62,7 @@ FlagSet GenerateFlags() {
   flags.Add("logits-eos-inf", "", "", "never choose EOS/EoT");
   flags.Add("confidence-eos-eot-inf", "", "",
             "commit EOS/EoT predictions only when nothing else is left");
-  flags.Add("device", "DEV", "auto",
-            "auto (a GPU if there is one, else the CPU), cpu, cuda or cuda:N");
+  AddBackendFlags(flags);
   flags.Add("threads", "N", "0", "CPU threads (0 = all cores)");
   flags.Add("json", "", "", "print one JSON object instead of plain text");
   flags.Add("events", "", "", "with --json: also one JSON line per step before the result");
@@ -139,7 +138,7 @@ absl::Status Run(const FlagSet& flags) {
 
   const auto load_start = std::chrono::steady_clock::now();
   SCULPT_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
-                          MakeBackendForDevice(flags.GetString("device")));
+                          MakeBackend(BackendChoiceFromFlags(flags, model_dir)));
   auto model_or = LoadTransformer(model_dir, *backend);
   // A model that cannot be loaded is not a usage error, whatever its status code says.
   if (!model_or.ok()) return absl::DataLossError(model_or.status().message());

@@ -57,8 +57,7 @@ FlagSet ServeFlags() {
             "seconds of waiting that raise a queued request's priority by one (0 = never)");
   flags.Add("shutdown-timeout", "S", "30",
             "on SIGTERM/SIGINT, seconds running requests get to finish before they are cancelled");
-  flags.Add("device", "DEV", "auto",
-            "auto (a GPU if there is one, else the CPU), cpu, cuda or cuda:N");
+  AddBackendFlags(flags);
   flags.Add("threads", "N", "0", "CPU threads for the engine (0 = all cores)");
   flags.Add("log-level", "LEVEL", "info", "trace, debug, info, warn, error or off");
   flags.Add("log-format", "FORMAT", "text", "text or json (one object per line)");
@@ -123,7 +122,7 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
   }
   const auto load_start = std::chrono::steady_clock::now();
   SCULPT_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
-                          MakeBackendForDevice(flags.GetString("device")));
+                          MakeBackend(BackendChoiceFromFlags(flags, model_dir)));
   auto model_or = LoadServedModel(model_dir, std::move(backend));
   if (!model_or.ok()) return absl::DataLossError(model_or.status().message());
   std::unique_ptr<ServedModel> model = std::move(*model_or);

@@ -30,7 +30,7 @@ struct ServedModel {
 // (build/sculpt); empty when neither has it.
 std::string DefaultModelDir();
 
-// Loads DIR onto `backend` (the CPU when null; see MakeBackendForDevice). Errors name the file
+// Loads DIR onto `backend` (the CPU when null; see MakeBackend). Errors name the file
 // that is wrong.
 absl::StatusOr<std::unique_ptr<ServedModel>> LoadServedModel(
     const std::string& dir, std::unique_ptr<Backend> backend = nullptr);

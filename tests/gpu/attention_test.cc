@@ -18,9 +18,12 @@
 #include "absl/strings/str_join.h"
 #include "cpu/cpu_ops.h"
 #include "tests/gpu/device_array.h"
+#include "tests/support/random_data.h"
 
 namespace sculpt {
 namespace {
+
+using testing::RandomFloats;
 
 using ::sculpt::testing::DeviceArray;
 
@@ -48,14 +51,6 @@ struct Batch {
   }
 };
 
-std::vector<float> RandomVector(size_t count, uint32_t seed, float scale) {
-  std::mt19937 generator(seed);
-  std::normal_distribution<float> normal(0.0f, scale);
-  std::vector<float> values(count);
-  for (float& value : values) value = normal(generator);
-  return values;
-}
-
 // q and k are drawn with standard deviation `qk_scale`, so logits have about qk_scale^2.
 Batch RandomBatch(const Heads& heads, const std::vector<int32_t>& lengths, uint32_t seed,
                   float qk_scale = 1.0f) {
@@ -63,9 +58,9 @@ Batch RandomBatch(const Heads& heads, const std::vector<int32_t>& lengths, uint3
   batch.offsets.push_back(0);
   for (int32_t length : lengths) batch.offsets.push_back(batch.offsets.back() + length);
   const size_t n = static_cast<size_t>(batch.num_tokens());
-  batch.q = RandomVector(n * heads.q_width(), seed * 3 + 0, qk_scale);
-  batch.k = RandomVector(n * heads.kv_width(), seed * 3 + 1, qk_scale);
-  batch.v = RandomVector(n * heads.kv_width(), seed * 3 + 2, 1.0f);
+  batch.q = RandomFloats(n * heads.q_width(), seed * 3 + 0, qk_scale);
+  batch.k = RandomFloats(n * heads.kv_width(), seed * 3 + 1, qk_scale);
+  batch.v = RandomFloats(n * heads.kv_width(), seed * 3 + 2, 1.0f);
   return batch;
 }
 

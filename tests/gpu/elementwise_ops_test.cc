@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cpu/cpu_ops.h"
+#include "cpu/gemm.h"
 #include "cuda/add.cuh"
 #include "cuda/convert.cuh"
 #include "cuda/cuda_check.cuh"
@@ -19,19 +20,14 @@
 #include "cuda/rope.cuh"
 #include "cuda/swiglu.cuh"
 #include "tests/gpu/device_array.h"
+#include "tests/support/random_data.h"
 
 namespace sculpt {
 namespace {
 
-using testing::DeviceArray;
+using testing::RandomFloats;
 
-std::vector<float> RandomFloats(size_t count, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 random(seed);
-  std::normal_distribution<float> normal(0.0f, scale);
-  std::vector<float> values(count);
-  for (float& value : values) value = normal(random);
-  return values;
-}
+using testing::DeviceArray;
 
 TensorView HostView(std::vector<float>& values, int64_t rows, int64_t cols) {
   return TensorView{values.data(), DType::kF32, rows, cols};
@@ -264,6 +260,7 @@ TEST(CudaGemmTest, Fp32WeightsMatchTheCpuAndBf16WeightsMatchABf16Reference) {
   SCULPT_SKIP_WITHOUT_GPU();
   cublasHandle_t cublas = nullptr;
   ASSERT_EQ(cublasCreate(&cublas), CUBLAS_STATUS_SUCCESS);
+  cpu::GemmRunner cpu_gemm;
   for (const GemmShape& shape : {GemmShape{1, 1, 1}, GemmShape{1, 997, 96}, GemmShape{7, 288, 96},
                                  GemmShape{131, 257, 509}, GemmShape{513, 1024, 4096}}) {
     const auto [m, n, k] = shape;
@@ -271,7 +268,8 @@ TEST(CudaGemmTest, Fp32WeightsMatchTheCpuAndBf16WeightsMatchABf16Reference) {
     std::vector<float> weight = RoundedToBf16(RandomFloats(n * k, 10, 0.05f));
     std::vector<float> expected(m * n);
     ASSERT_TRUE(
-        cpu::Gemm({HostView(x, m, k), HostView(weight, n, k), {}, HostView(expected, m, n)}).ok());
+        cpu_gemm.Run({HostView(x, m, k), HostView(weight, n, k), {}, HostView(expected, m, n)})
+            .ok());
     DeviceArray<float> device_x(x);
     DeviceArray<float> f32_weight(weight);
     DeviceArray<float> out(m * n);
@@ -282,14 +280,17 @@ TEST(CudaGemmTest, Fp32WeightsMatchTheCpuAndBf16WeightsMatchABf16Reference) {
     // Full fp32 (no TF32): only the summation order differs.
     EXPECT_LT(MaxRelativeError(out.ToHost(), expected), 1e-5) << m << "x" << n << "x" << k;
 
-    // bf16: the CPU product of x rounded to bf16 is the reference; fp32 accumulation.
-    std::vector<float> x_bf16 = RoundedToBf16(x);
+    // bf16: the CPU twin with bf16 weights (x rounded to bf16 as the GPU rounds it, fp32
+    // accumulation) is the reference.
+    std::vector<uint16_t> weight_bits = Bf16Bits(weight);
     std::vector<float> expected_bf16(m * n);
-    ASSERT_TRUE(
-        cpu::Gemm(
-            {HostView(x_bf16, m, k), HostView(weight, n, k), {}, HostView(expected_bf16, m, n)})
-            .ok());
-    DeviceArray<uint16_t> bf16_weight(Bf16Bits(weight));
+    ASSERT_TRUE(cpu_gemm
+                    .Run({HostView(x, m, k),
+                          TensorView{weight_bits.data(), DType::kBF16, n, k},
+                          {},
+                          HostView(expected_bf16, m, n)})
+                    .ok());
+    DeviceArray<uint16_t> bf16_weight(weight_bits);
     DeviceArray<uint16_t> scratch(m * k);
     ASSERT_TRUE(cuda::LaunchGemm({device_x.data(), bf16_weight.data(), DType::kBF16, out.data(), m,
                                   n, k, scratch.data()},

@@ -9,17 +9,12 @@
 
 #include "common/rng.h"
 #include "cpu/cpu_backend.h"
+#include "tests/support/random_data.h"
 
 namespace sculpt {
 namespace {
 
-std::vector<float> RandomVector(size_t count, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 generator(seed);
-  std::normal_distribution<float> normal(0.0f, scale);
-  std::vector<float> values(count);
-  for (float& value : values) value = normal(generator);
-  return values;
-}
+using testing::RandomFloats;
 
 TensorView View(std::vector<float>& values, int64_t rows, int64_t cols) {
   return TensorView{values.data(), DType::kF32, rows, cols};
@@ -41,10 +36,10 @@ class CpuOpsTest : public ::testing::Test {
 
 TEST_F(CpuOpsTest, FusedAddRmsNormIsExactlyAddThenRmsNorm) {
   const int64_t n = 5, d = 67;
-  std::vector<float> x = RandomVector(n * d, 11, 3.0f);
-  const std::vector<float> residual_values = RandomVector(n * d, 12);
+  std::vector<float> x = RandomFloats(n * d, 11, 3.0f);
+  const std::vector<float> residual_values = RandomFloats(n * d, 12);
   std::vector<float> residual = residual_values;
-  std::vector<float> weight = RandomVector(d, 13);
+  std::vector<float> weight = RandomFloats(d, 13);
   std::vector<float> fused_x = x, fused_out(n * d), separate_out(n * d);
   ASSERT_TRUE(backend_->Add({View(x, n, d), View(residual, n, d), View(x, n, d)}).ok());
   ASSERT_TRUE(
@@ -71,9 +66,9 @@ TEST_F(CpuOpsTest, AttentionIsConfinedToEachSequenceWithGroupedHeads) {
   const int n_heads = 6, n_kv_heads = 2, head_dim = 24;
   const std::vector<int32_t> offsets = {0, 1, 8, 21};  // lengths 1, 7, 13
   const int n = offsets.back();
-  std::vector<float> q = RandomVector(n * n_heads * head_dim, 1, 2.0f);
-  std::vector<float> k = RandomVector(n * n_kv_heads * head_dim, 2, 2.0f);
-  std::vector<float> v = RandomVector(n * n_kv_heads * head_dim, 3);
+  std::vector<float> q = RandomFloats(n * n_heads * head_dim, 1, 2.0f);
+  std::vector<float> k = RandomFloats(n * n_kv_heads * head_dim, 2, 2.0f);
+  std::vector<float> v = RandomFloats(n * n_kv_heads * head_dim, 3);
   std::vector<float> out(n * n_heads * head_dim);
   ASSERT_TRUE(backend_
                   ->Attention({View(q, n, n_heads * head_dim), View(k, n, n_kv_heads * head_dim),
@@ -117,7 +112,7 @@ TEST_F(CpuOpsTest, RopeRotatesHalvesByPositionWithinEachSequence) {
   const double theta = 500000.0;
   const std::vector<int32_t> offsets = {0, 5, 12};
   const int n = offsets.back();
-  std::vector<float> x = RandomVector(n * n_heads * head_dim, 4);
+  std::vector<float> x = RandomFloats(n * n_heads * head_dim, 4);
   const std::vector<float> original = x;
   ASSERT_TRUE(
       backend_->Rope({View(x, n, n_heads * head_dim), PackedLayout{offsets}, head_dim, theta})
@@ -143,8 +138,8 @@ TEST_F(CpuOpsTest, RopeRotatesHalvesByPositionWithinEachSequence) {
 
 TEST_F(CpuOpsTest, RmsNormGemmSwiGluAdd) {
   const int m = 7, k = 13, n = 5;
-  std::vector<float> x = RandomVector(m * k, 5);
-  std::vector<float> weight = RandomVector(k, 6);
+  std::vector<float> x = RandomFloats(m * k, 5);
+  std::vector<float> weight = RandomFloats(k, 6);
   std::vector<float> normed(m * k);
   ASSERT_TRUE(
       backend_->RmsNorm({View(x, m, k), View(weight, 1, k), View(normed, m, k), 1e-5f}).ok());
@@ -157,8 +152,8 @@ TEST_F(CpuOpsTest, RmsNormGemmSwiGluAdd) {
   }
   ExpectNear(normed, expected, 1e-5);
 
-  std::vector<float> w = RandomVector(n * k, 7);
-  std::vector<float> bias = RandomVector(n, 8);
+  std::vector<float> w = RandomFloats(n * k, 7);
+  std::vector<float> bias = RandomFloats(n, 8);
   std::vector<float> out(m * n);
   ASSERT_TRUE(
       backend_->Gemm({View(x, m, k), View(w, n, k), View(bias, 1, n), View(out, m, n)}).ok());
@@ -172,7 +167,7 @@ TEST_F(CpuOpsTest, RmsNormGemmSwiGluAdd) {
   }
   ExpectNear(out, expected_gemm, 1e-5);
 
-  std::vector<float> gate = RandomVector(m * n, 9), up = RandomVector(m * n, 10), act(m * n);
+  std::vector<float> gate = RandomFloats(m * n, 9), up = RandomFloats(m * n, 10), act(m * n);
   ASSERT_TRUE(backend_->SwiGlu({View(gate, m, n), View(up, m, n), View(act, m, n)}).ok());
   std::vector<double> expected_act(m * n);
   for (int i = 0; i < m * n; ++i)
@@ -187,9 +182,9 @@ TEST_F(CpuOpsTest, RmsNormGemmSwiGluAdd) {
 TEST_F(CpuOpsTest, ChooseTokensArgmaxConfidenceGuidanceAndGumbel) {
   const int vocab = 11;
   // Row 0 has a tie between 3 and 7: the first wins. Row 1 is guided.
-  std::vector<float> cond = RandomVector(2 * vocab, 11);
+  std::vector<float> cond = RandomFloats(2 * vocab, 11);
   cond[3] = cond[7] = 10.0f;
-  std::vector<float> uncond = RandomVector(2 * vocab, 12);
+  std::vector<float> uncond = RandomFloats(2 * vocab, 12);
   const std::vector<int32_t> positions = {4, 9};
   std::vector<int32_t> tokens(2);
   std::vector<double> confidences(2);
@@ -242,6 +237,16 @@ namespace {
 
 // Batch invariance rests on this: a row's GEMM result must not depend on how many rows share
 // the call or where the row sits among them.
+// Batch invariance of GEMMs and attention: tests/unit/batch_invariance_test.cc.
+
+}  // namespace
+}  // namespace sculpt
+
+namespace sculpt {
+namespace {
+
+// Batch invariance rests on this: a row's GEMM result must not depend on how many rows share
+// the call or where the row sits among them.
 TEST_F(CpuOpsTest, GemmRowsAreBitwiseIndependentOfTheirBatch) {
   for (const auto& [k, n] : std::vector<std::pair<int, int>>{{96, 96},
                                                              {96, 48},
@@ -252,8 +257,8 @@ TEST_F(CpuOpsTest, GemmRowsAreBitwiseIndependentOfTheirBatch) {
                                                              {768, 768},
                                                              {96, 1009}}) {
     const int m = 40;
-    std::vector<float> x = RandomVector(m * k, 20);
-    std::vector<float> w = RandomVector(n * k, 21);
+    std::vector<float> x = RandomFloats(m * k, 20);
+    std::vector<float> w = RandomFloats(n * k, 21);
     std::vector<float> full(m * n);
     ASSERT_TRUE(backend_->Gemm({View(x, m, k), View(w, n, k), {}, View(full, m, n)}).ok());
     for (int rows : {1, 2, 3, 4, 5, 7, 9, 12, 13, 16, 17, 25}) {

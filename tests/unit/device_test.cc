@@ -1,26 +1,29 @@
-// --device: what each spelling gives on this machine, and the errors that say what to pass.
+// --device and --dtype: what each spelling gives on this machine, and the errors that say what
+// to pass.
 #include "server/device.h"
 
 #include <gtest/gtest.h>
+
+#include "tests/support/test_data.h"
 
 namespace sculpt {
 namespace {
 
 TEST(DeviceTest, CpuAlwaysWorks) {
-  auto backend = MakeBackendForDevice("cpu");
+  auto backend = MakeBackend({.device = "cpu"});
   ASSERT_TRUE(backend.ok()) << backend.status();
-  EXPECT_EQ((*backend)->name(), "cpu");
+  EXPECT_EQ((*backend)->name(), "cpu (fp32 weights)");
 }
 
 TEST(DeviceTest, AutoFallsBackToTheCpuWithoutAGpu) {
-  auto backend = MakeBackendForDevice("auto");
+  auto backend = MakeBackend({.device = "auto"});
   ASSERT_TRUE(backend.ok()) << backend.status();
   EXPECT_FALSE((*backend)->name().empty());
 }
 
 TEST(DeviceTest, MisspelledDevicesAreUsageErrors) {
   for (const char* device : {"gpu", "cuda:", "cuda:x", "cuda:-1", "CPU", ""}) {
-    auto backend = MakeBackendForDevice(device);
+    auto backend = MakeBackend({.device = device});
     ASSERT_FALSE(backend.ok()) << device;
     EXPECT_EQ(backend.status().code(), absl::StatusCode::kInvalidArgument) << device;
     EXPECT_NE(backend.status().message().find("--device"), std::string::npos);
@@ -29,10 +32,32 @@ TEST(DeviceTest, MisspelledDevicesAreUsageErrors) {
 
 TEST(DeviceTest, AbsentGpuIsAFailedPrecondition) {
   // No machine has device 4096: built with CUDA it is missing, built without it CUDA is.
-  auto backend = MakeBackendForDevice("cuda:4096");
+  auto backend = MakeBackend({.device = "cuda:4096"});
   ASSERT_FALSE(backend.ok());
   EXPECT_EQ(backend.status().code(), absl::StatusCode::kFailedPrecondition) << backend.status();
   EXPECT_NE(backend.status().message().find("--device cpu"), std::string::npos);
+}
+
+TEST(DeviceTest, AutoDTypeKeepsTheCheckpointsDType) {
+  const auto weight_dtype = [](const std::string& model, const std::string& dtype) {
+    auto backend =
+        MakeBackend({.device = "cpu", .dtype = dtype, .model_dir = testing::TestModelDir(model)});
+    EXPECT_TRUE(backend.ok()) << backend.status();
+    return backend.ok() ? (*backend)->weight_dtype() : DType::kF16;
+  };
+  EXPECT_EQ(weight_dtype("tiny-llada", "auto"), DType::kF32);
+  EXPECT_EQ(weight_dtype("tiny-llada-bf16", "auto"), DType::kBF16);
+  EXPECT_EQ(weight_dtype("tiny-llada-bf16", "float32"), DType::kF32);
+  EXPECT_EQ(weight_dtype("tiny-llada", "bfloat16"), DType::kBF16);
+}
+
+TEST(DeviceTest, MisspelledDTypesAreUsageErrors) {
+  for (const char* dtype : {"bf32", "half", "int8", ""}) {
+    auto backend = MakeBackend({.device = "cpu", .dtype = dtype});
+    ASSERT_FALSE(backend.ok()) << dtype;
+    EXPECT_EQ(backend.status().code(), absl::StatusCode::kInvalidArgument) << dtype;
+    EXPECT_NE(backend.status().message().find("--dtype"), std::string::npos);
+  }
 }
 
 }  // namespace

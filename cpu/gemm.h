@@ -1,0 +1,70 @@
+// The CPU backend's dense projections through oneDNN, which picks its kernels by the CPU's
+// features (AMX, AVX512-BF16, AVX-512, AVX2) at run time. Results are batch-invariant by
+// construction: every GEMM is cut into tiles of one fixed shape per weight (kTileRows x
+// kTileCols x k, the row tail padded), each tile is one single-threaded oneDNN call over the
+// whole reduction, so a row's result never depends on the rows, the threads or the shape of
+// the call it is part of.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "model/backend.h"
+
+namespace dnnl {
+struct engine;
+}
+
+namespace sculpt::cpu {
+
+// Rows of one tile: a multiple of every kernel's row blocking (AMX 16, AVX2 sgemm 6), since a
+// row in a kernel's partial block is summed in another order than one in a full block
+// (tests/unit/batch_invariance_test.cc found it at 32 under AVX2); small enough that padding the
+// few logit rows of a step costs little.
+inline constexpr int64_t kTileRows = 48;
+// Output columns of one tile: the unit of work a thread takes (and of weight reuse in cache).
+inline constexpr int64_t kTileCols = 64;
+
+class GemmRunner {
+ public:
+  GemmRunner();
+  ~GemmRunner();
+  GemmRunner(const GemmRunner&) = delete;
+  GemmRunner& operator=(const GemmRunner&) = delete;
+
+  // out[m, n] = x[m, k] * weight[n, k]^T (+ bias[n]); weight F32 or BF16 (then x is rounded
+  // to bf16 as the GPU does and products accumulate in fp32, natively or, where the CPU has no
+  // bf16 instructions, with the weights widened to fp32 tile by tile).
+  absl::Status Run(const GemmParams& params);
+
+  // The oneDNN implementation that runs a tile of weights of `dtype` ("brg:avx512_core_amx",
+  // "gemm:jit", ...), or why there is none.
+  std::string KernelName(DType weight_dtype, int64_t k);
+
+ private:
+  struct TileKernel;
+  // (compute dtype, tile columns, k, output row stride)
+  using KernelKey = std::tuple<int, int64_t, int64_t, int64_t>;
+
+  absl::StatusOr<const TileKernel*> Kernel(DType compute, int64_t cols, int64_t k, int64_t ldc);
+  bool HasNativeBf16();
+
+  std::unique_ptr<dnnl::engine> engine_;
+  std::map<KernelKey, std::unique_ptr<TileKernel>> kernels_;
+  int native_bf16_ = -1;  // unknown until the first bf16 GEMM
+  // Grow-only staging: x rounded to bf16 (rows padded to whole tiles), fp32 x where it cannot be
+  // read in place (the padded last tile, or all of it rounded to bf16 values for widened
+  // weights), the padded last tile of the output, and per thread oneDNN's scratchpad and
+  // widened weight tiles.
+  std::vector<uint16_t> x_bf16_;
+  std::vector<float> x_f32_, out_tail_;
+  std::vector<std::vector<uint8_t>> scratchpads_;
+  std::vector<std::vector<float>> widened_weights_;
+};
+
+}  // namespace sculpt::cpu
