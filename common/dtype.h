@@ -68,13 +68,14 @@ inline float F16ToFloat(uint16_t bits) {
   return value;
 }
 
-// Round-to-nearest-even, as PyTorch converts fp32 to bf16.
+// Round-to-nearest-even, as PyTorch converts fp32 to bf16 (NaN stays a quiet NaN). Written as a
+// select, not a branch, so loops over it vectorize.
 inline uint16_t FloatToBF16(float value) {
   uint32_t bits;
   std::memcpy(&bits, &value, sizeof(bits));
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40u);
-  const uint32_t rounding = 0x7fffu + ((bits >> 16) & 1u);
-  return static_cast<uint16_t>((bits + rounding) >> 16);
+  const uint32_t rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+  const uint32_t quiet_nan = (bits >> 16) | 0x40u;
+  return static_cast<uint16_t>((bits & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
 }
 
 // Converts `count` elements of `dtype` at `src` to fp32 at `dst`.

@@ -3,8 +3,10 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
 #include "cpu/cpu_ops.h"
 #include "cpu/gemm.h"
 
@@ -29,7 +31,10 @@ class CpuBackend final : public Backend {
     }
     return DeviceBuffer(this, data, bytes);
   }
-  void Free(void* data) override { std::free(data); }
+  void Free(void* data) override {
+    gemm_.Forget(data);
+    std::free(data);
+  }
 
   absl::Status CopyToDevice(void* dst, const void* src, size_t bytes) override {
     std::memcpy(dst, src, bytes);
@@ -49,6 +54,27 @@ class CpuBackend final : public Backend {
   }
   DType weight_dtype() const override { return weight_dtype_; }
   bool ReadsHostWeights(DType dtype) const override { return dtype == weight_dtype_; }
+
+  // Packed into the GEMM's tiles (oneDNN's preferred layout for each): a copy, in the
+  // checkpoint's dtype converted to the backend's.
+  absl::StatusOr<DeviceBuffer> LoadGemmWeight(const void* src, DType src_dtype, int64_t rows,
+                                              int64_t cols) override {
+    const size_t count = static_cast<size_t>(rows * cols);
+    std::vector<uint8_t> converted;
+    const void* plain = src;
+    const bool aligned = reinterpret_cast<uintptr_t>(src) % DTypeSize(src_dtype) == 0;
+    if (src_dtype != weight_dtype_ || !aligned) {
+      converted.resize(count * DTypeSize(weight_dtype_));
+      SCULPT_RETURN_IF_ERROR(UploadWeights(converted.data(), src, src_dtype, count));
+      plain = converted.data();
+    }
+    const TensorView weight{const_cast<void*>(plain), weight_dtype_, rows, cols};
+    SCULPT_ASSIGN_OR_RETURN(size_t packed_bytes, gemm_.PackedBytes(weight));
+    if (packed_bytes == 0) return LoadWeights(src, src_dtype, count);
+    SCULPT_ASSIGN_OR_RETURN(DeviceBuffer buffer, Allocate(packed_bytes));
+    SCULPT_RETURN_IF_ERROR(gemm_.Pack(weight, buffer.data()));
+    return buffer;
+  }
 
   absl::Status Embed(const EmbedParams& params) override { return cpu::Embed(params); }
   absl::Status RmsNorm(const RmsNormParams& params) override { return cpu::RmsNorm(params); }

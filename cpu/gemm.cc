@@ -17,6 +17,8 @@ namespace {
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+std::string Name(DType dtype) { return std::string(DTypeName(dtype)); }
+
 // Makes oneDNN objects with its threading fixed to one thread: oneDNN decides how to split a
 // primitive over threads when it is created, and each of our tiles runs on one thread.
 class SingleThreadedScope {
@@ -27,6 +29,10 @@ class SingleThreadedScope {
  private:
   int saved_;
 };
+
+dnnl::memory::data_type OneDnnType(DType dtype) {
+  return dtype == DType::kBF16 ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
+}
 
 }  // namespace
 
@@ -40,35 +46,51 @@ struct GemmRunner::TileKernel {
   dnnl::memory::desc x_desc, weight_desc, out_desc, scratchpad_desc;
   std::string name;
   std::vector<Bindings> per_thread;
+
+  void BindThreads(const dnnl::engine& engine, int threads) {
+    if (per_thread.size() >= static_cast<size_t>(threads)) return;
+    per_thread.resize(threads);
+    for (Bindings& bindings : per_thread) {
+      if (bindings.x) continue;
+      bindings.x = dnnl::memory(x_desc, engine, DNNL_MEMORY_NONE);
+      bindings.weight = dnnl::memory(weight_desc, engine, DNNL_MEMORY_NONE);
+      bindings.out = dnnl::memory(out_desc, engine, DNNL_MEMORY_NONE);
+      bindings.scratchpad = dnnl::memory(scratchpad_desc, engine, DNNL_MEMORY_NONE);
+    }
+  }
 };
 
 GemmRunner::GemmRunner() : engine_(std::make_unique<dnnl::engine>(dnnl::engine::kind::cpu, 0)) {}
 GemmRunner::~GemmRunner() = default;
 
-absl::StatusOr<const GemmRunner::TileKernel*> GemmRunner::Kernel(DType compute, int64_t cols,
-                                                                 int64_t k, int64_t ldc) {
-  const KernelKey key{static_cast<int>(compute), cols, k, ldc};
+absl::StatusOr<GemmRunner::TileKernel*> GemmRunner::Kernel(DType compute, int64_t cols, int64_t k,
+                                                           bool packed) {
+  const KernelKey key{static_cast<int>(compute), cols, k, packed};
   if (auto found = kernels_.find(key); found != kernels_.end()) return found->second.get();
   using dnnl::memory;
-  const memory::data_type type =
-      compute == DType::kBF16 ? memory::data_type::bf16 : memory::data_type::f32;
+  const memory::data_type type = OneDnnType(compute);
   auto kernel = std::make_unique<TileKernel>();
   try {
     kernel->x_desc = memory::desc({kTileRows, k}, type, {k, 1});
-    // The weight [cols, k] row-major is the [k, cols] operand with strides (1, k).
-    kernel->weight_desc = memory::desc({k, cols}, type, {1, k});
-    kernel->out_desc = memory::desc({kTileRows, cols}, memory::data_type::f32, {ldc, 1});
+    // A plain weight tile [cols, k] row-major is the [k, cols] operand with strides (1, k); a
+    // packed one is in whichever layout oneDNN chose for it.
+    const memory::desc weight_desc = packed ? memory::desc({k, cols}, type, memory::format_tag::any)
+                                            : memory::desc({k, cols}, type, {1, k});
+    // A dense output tile, copied out after: oneDNN 2.6 runs its fast brgemm kernels only when
+    // the destination is dense (with the matrix's row stride it falls back to gemm:jit, 3x
+    // slower at k = 4096).
+    kernel->out_desc = memory::desc({kTileRows, cols}, memory::data_type::f32, {cols, 1});
     SingleThreadedScope single_threaded;
     dnnl::primitive_attr attributes;
     attributes.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     const dnnl::matmul::primitive_desc descriptor(
-        dnnl::matmul::desc(kernel->x_desc, kernel->weight_desc, kernel->out_desc), attributes,
-        *engine_);
+        dnnl::matmul::desc(kernel->x_desc, weight_desc, kernel->out_desc), attributes, *engine_);
     kernel->name = descriptor.impl_info_str();
+    kernel->weight_desc = descriptor.weights_desc();
     kernel->scratchpad_desc = descriptor.scratchpad_desc();
     kernel->primitive = dnnl::matmul(descriptor);
   } catch (const dnnl::error& error) {
-    return absl::UnimplementedError(absl::StrCat("oneDNN has no ", std::string(DTypeName(compute)),
+    return absl::UnimplementedError(absl::StrCat("oneDNN has no ", Name(compute),
                                                  " matmul for tiles of ", kTileRows, "x", cols, "x",
                                                  k, ": ", error.what()));
   }
@@ -79,21 +101,72 @@ bool GemmRunner::HasNativeBf16() {
   if (native_bf16_ < 0) {
     // oneDNN's reference implementations are correct but orders of magnitude slower than
     // widening the weights to fp32 tile by tile.
-    const absl::StatusOr<const TileKernel*> kernel = Kernel(DType::kBF16, kTileCols, 64, kTileCols);
+    const absl::StatusOr<TileKernel*> kernel = Kernel(DType::kBF16, 64, 64, false);
     native_bf16_ = kernel.ok() && (*kernel)->name.rfind("ref", 0) != 0 ? 1 : 0;
   }
   return native_bf16_ == 1;
 }
 
 std::string GemmRunner::KernelName(DType weight_dtype, int64_t k) {
-  if (weight_dtype == DType::kBF16 && !HasNativeBf16()) {
-    const absl::StatusOr<const TileKernel*> kernel = Kernel(DType::kF32, kTileCols, k, kTileCols);
-    return kernel.ok() ? absl::StrCat((*kernel)->name, " (bf16 weights widened to fp32 per tile)")
-                       : std::string(kernel.status().message());
-  }
-  const absl::StatusOr<const TileKernel*> kernel = Kernel(weight_dtype, kTileCols, k, kTileCols);
-  return kernel.ok() ? (*kernel)->name : std::string(kernel.status().message());
+  const bool widen = weight_dtype == DType::kBF16 && !HasNativeBf16();
+  const absl::StatusOr<TileKernel*> kernel =
+      Kernel(widen ? DType::kF32 : weight_dtype, TileColsFor(k), k, !widen);
+  if (!kernel.ok()) return std::string(kernel.status().message());
+  return widen ? absl::StrCat((*kernel)->name, " (bf16 weights widened to fp32 per tile)")
+               : (*kernel)->name;
 }
+
+absl::StatusOr<size_t> GemmRunner::PackedBytes(const TensorView& weight) {
+  const int64_t n = weight.rows, k = weight.cols;
+  if (weight.dtype != DType::kF32 && weight.dtype != DType::kBF16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gemm weights must be F32 or BF16, got ", Name(weight.dtype)));
+  }
+  if (weight.dtype == DType::kBF16 && !HasNativeBf16()) return 0;
+  const int64_t tile_cols = TileColsFor(k);
+  const int64_t col_tiles = CeilDiv(n, tile_cols);
+  size_t bytes = 0;
+  for (int64_t tile = 0; tile < col_tiles; ++tile) {
+    const int64_t cols = std::min(tile_cols, n - tile * tile_cols);
+    absl::StatusOr<TileKernel*> kernel = Kernel(weight.dtype, cols, k, true);
+    if (!kernel.ok()) return kernel.status();
+    // Each tile starts on a cache line.
+    bytes += ((*kernel)->weight_desc.get_size() + 63) / 64 * 64;
+  }
+  return bytes;
+}
+
+absl::Status GemmRunner::Pack(const TensorView& weight, void* destination) {
+  const int64_t n = weight.rows, k = weight.cols;
+  const int64_t tile_cols = TileColsFor(k);
+  const int64_t col_tiles = CeilDiv(n, tile_cols);
+  PackedWeight packed{n, k, weight.dtype, {}};
+  size_t offset = 0;
+  try {
+    dnnl::stream stream(*engine_);
+    for (int64_t tile = 0; tile < col_tiles; ++tile) {
+      const int64_t cols = std::min(tile_cols, n - tile * tile_cols);
+      absl::StatusOr<TileKernel*> kernel = Kernel(weight.dtype, cols, k, true);
+      if (!kernel.ok()) return kernel.status();
+      const dnnl::memory::desc plain_desc({k, cols}, OneDnnType(weight.dtype), {1, k});
+      dnnl::memory plain(plain_desc, *engine_,
+                         static_cast<char*>(weight.data) +
+                             tile * tile_cols * k * static_cast<int64_t>(DTypeSize(weight.dtype)));
+      dnnl::memory tiled((*kernel)->weight_desc, *engine_,
+                         static_cast<char*>(destination) + offset);
+      dnnl::reorder(plain, tiled).execute(stream, plain, tiled);
+      stream.wait();
+      packed.tile_offsets.push_back(offset);
+      offset += ((*kernel)->weight_desc.get_size() + 63) / 64 * 64;
+    }
+  } catch (const dnnl::error& error) {
+    return absl::InternalError(absl::StrCat("packing a ", n, "x", k, " weight: ", error.what()));
+  }
+  packed_[destination] = std::move(packed);
+  return absl::OkStatus();
+}
+
+void GemmRunner::Forget(const void* destination) { packed_.erase(destination); }
 
 absl::Status GemmRunner::Run(const GemmParams& params) {
   const int64_t m = params.x.rows;
@@ -102,55 +175,59 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
   const DType weight_dtype = params.weight.dtype;
   if (params.x.dtype != DType::kF32 || params.out.dtype != DType::kF32 ||
       (weight_dtype != DType::kF32 && weight_dtype != DType::kBF16)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "gemm: x and out must be F32 and the weight F32 or BF16, got x ",
-        std::string(DTypeName(params.x.dtype)), ", weight ", std::string(DTypeName(weight_dtype))));
+    return absl::InvalidArgumentError(
+        absl::StrCat("gemm: x and out must be F32 and the weight F32 or BF16, got x ",
+                     Name(params.x.dtype), ", weight ", Name(weight_dtype)));
   }
   if (params.weight.cols != k || params.out.rows != m || params.out.cols != n) {
     return absl::InvalidArgumentError(
         absl::StrCat("gemm: shapes do not agree: x ", m, "x", k, ", weight ", n, "x",
                      params.weight.cols, ", out ", params.out.rows, "x", params.out.cols));
   }
+  const auto packed_entry = packed_.find(params.weight.data);
+  const PackedWeight* packed = packed_entry == packed_.end() ? nullptr : &packed_entry->second;
+  if (packed != nullptr &&
+      (packed->rows != n || packed->cols != k || packed->dtype != weight_dtype)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gemm: the weight was packed as ", packed->rows, "x", packed->cols, " ",
+                     Name(packed->dtype), " and is used as ", n, "x", k, " ", Name(weight_dtype)));
+  }
   if (m == 0 || n == 0) return absl::OkStatus();
 
   const bool widen = weight_dtype == DType::kBF16 && !HasNativeBf16();
   const DType compute = widen ? DType::kF32 : weight_dtype;
+  const int64_t tile_cols = TileColsFor(k);
   const int64_t row_tiles = CeilDiv(m, kTileRows);
-  const int64_t col_tiles = CeilDiv(n, kTileCols);
+  const int64_t col_tiles = CeilDiv(n, tile_cols);
   const int64_t tail_rows = m - (row_tiles - 1) * kTileRows;
-  const int64_t tail_cols = n - (col_tiles - 1) * kTileCols;
+  const int64_t tail_cols = n - (col_tiles - 1) * tile_cols;
   const int threads = std::max(1, omp_get_max_threads());
 
   // Full-width tiles and the last, narrower one (which may be the only one).
   TileKernel* kernels[2];
-  for (int edge = 0; edge < 2; ++edge) {
-    const int64_t cols = edge == 0 && col_tiles > 1 ? kTileCols : tail_cols;
-    absl::StatusOr<const TileKernel*> kernel = Kernel(compute, cols, k, n);
-    if (!kernel.ok()) return kernel.status();
-    kernels[edge] = const_cast<TileKernel*>(*kernel);
-  }
   size_t scratchpad_bytes = 0;
-  for (TileKernel* kernel : kernels) {
-    scratchpad_bytes = std::max(scratchpad_bytes, kernel->scratchpad_desc.get_size());
-    if (kernel->per_thread.size() < static_cast<size_t>(threads)) {
-      kernel->per_thread.resize(threads);
-      for (TileKernel::Bindings& bindings : kernel->per_thread) {
-        if (bindings.x) continue;
-        bindings.x = dnnl::memory(kernel->x_desc, *engine_, DNNL_MEMORY_NONE);
-        bindings.weight = dnnl::memory(kernel->weight_desc, *engine_, DNNL_MEMORY_NONE);
-        bindings.out = dnnl::memory(kernel->out_desc, *engine_, DNNL_MEMORY_NONE);
-        bindings.scratchpad = dnnl::memory(kernel->scratchpad_desc, *engine_, DNNL_MEMORY_NONE);
-      }
-    }
+  for (int edge = 0; edge < 2; ++edge) {
+    const int64_t cols = edge == 0 && col_tiles > 1 ? tile_cols : tail_cols;
+    absl::StatusOr<TileKernel*> kernel = Kernel(compute, cols, k, packed != nullptr);
+    if (!kernel.ok()) return kernel.status();
+    kernels[edge] = *kernel;
+    kernels[edge]->BindThreads(*engine_, threads);
+    scratchpad_bytes = std::max(scratchpad_bytes, kernels[edge]->scratchpad_desc.get_size());
   }
+  while (streams_.size() < static_cast<size_t>(threads)) streams_.emplace_back(*engine_);
   if (scratchpads_.size() < static_cast<size_t>(threads)) scratchpads_.resize(threads);
   for (auto& scratchpad : scratchpads_) {
     if (scratchpad.size() < scratchpad_bytes) scratchpad.resize(scratchpad_bytes);
   }
+  if (out_tiles_.size() < static_cast<size_t>(threads)) out_tiles_.resize(threads);
+  for (auto& tile : out_tiles_) {
+    if (tile.size() < static_cast<size_t>(kTileRows * tile_cols))
+      tile.resize(kTileRows * tile_cols);
+  }
   if (widen) {
     if (widened_weights_.size() < static_cast<size_t>(threads)) widened_weights_.resize(threads);
     for (auto& tile : widened_weights_) {
-      if (tile.size() < static_cast<size_t>(kTileCols * k)) tile.resize(kTileCols * k);
+      if (tile.size() < static_cast<size_t>(tile_cols * k)) tile.resize(tile_cols * k);
     }
   }
 
@@ -168,31 +245,25 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
     float* values = x_f32_.data();
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t r = 0; r < padded_rows; ++r) {
-      for (int64_t j = 0; j < k; ++j) {
-        const uint16_t rounded = r < m ? FloatToBF16(x[r * k + j]) : uint16_t{0};
-        if (widen) {
-          values[r * k + j] = BF16ToFloat(rounded);
-        } else {
-          bits[r * k + j] = rounded;
-        }
+      const float* source = x + r * k;
+      if (r >= m) {
+        if (widen) std::fill(values + r * k, values + (r + 1) * k, 0.0f);
+        if (!widen) std::fill(bits + r * k, bits + (r + 1) * k, uint16_t{0});
+      } else if (widen) {
+        for (int64_t j = 0; j < k; ++j) values[r * k + j] = BF16ToFloat(FloatToBF16(source[j]));
+      } else {
+        for (int64_t j = 0; j < k; ++j) bits[r * k + j] = FloatToBF16(source[j]);
       }
     }
   } else if (tail_rows < kTileRows) {
     x_f32_.assign(kTileRows * k, 0.0f);
     std::memcpy(x_f32_.data(), x + (row_tiles - 1) * kTileRows * k, tail_rows * k * sizeof(float));
   }
-  if (tail_rows < kTileRows && out_tail_.size() < static_cast<size_t>(kTileRows * n)) {
-    out_tail_.resize(kTileRows * n);
-  }
 
   const char* weight = static_cast<const char*>(params.weight.data);
   const size_t weight_element = DTypeSize(weight_dtype);
   float* out = params.out.f32();
-  const float* bias_f32 =
-      params.bias.data != nullptr && params.bias.dtype == DType::kF32 ? params.bias.f32() : nullptr;
-  const auto* bias_bf16 = params.bias.data != nullptr && params.bias.dtype == DType::kBF16
-                              ? static_cast<const uint16_t*>(params.bias.data)
-                              : nullptr;
+  const TensorView& bias = params.bias;
   std::atomic<bool> failed{false};
   std::mutex error_mutex;
   std::string error_message;
@@ -200,18 +271,20 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
 #pragma omp parallel num_threads(threads)
   {
     const int thread = omp_get_thread_num();
-    dnnl::stream stream(*engine_);
+    dnnl::stream& stream = streams_[thread];
     int64_t widened_tile = -1;
+    // Column-tile-major, so a thread keeps one tile of weights in cache over the rows.
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < col_tiles * row_tiles; ++item) {
       if (failed.load(std::memory_order_relaxed)) continue;
       const int64_t col_tile = item / row_tiles;
       const int64_t row_tile = item % row_tiles;
-      const int64_t first_col = col_tile * kTileCols;
-      const int64_t cols = col_tile + 1 == col_tiles ? tail_cols : kTileCols;
+      const int64_t first_col = col_tile * tile_cols;
+      const bool last_col_tile = col_tile + 1 == col_tiles;
+      const int64_t cols = last_col_tile ? tail_cols : tile_cols;
       const bool row_tail = row_tile + 1 == row_tiles && tail_rows < kTileRows;
       const int64_t rows = row_tail ? tail_rows : kTileRows;
-      TileKernel& kernel = *kernels[col_tile + 1 == col_tiles ? 1 : 0];
+      TileKernel& kernel = *kernels[last_col_tile ? 1 : 0];
       TileKernel::Bindings& bindings = kernel.per_thread[thread];
 
       const void* x_tile;
@@ -222,7 +295,8 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
       } else {
         x_tile = row_tail ? x_f32_.data() : x + row_tile * kTileRows * k;
       }
-      const void* weight_tile = weight + first_col * k * weight_element;
+      const void* weight_tile = packed != nullptr ? weight + packed->tile_offsets[col_tile]
+                                                  : weight + first_col * k * weight_element;
       if (widen) {
         float* widened = widened_weights_[thread].data();
         if (widened_tile != col_tile) {
@@ -232,8 +306,7 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
         }
         weight_tile = widened;
       }
-      float* out_tile =
-          row_tail ? out_tail_.data() + first_col : out + row_tile * kTileRows * n + first_col;
+      float* out_tile = out_tiles_[thread].data();
       try {
         bindings.x.set_data_handle(const_cast<void*>(x_tile));
         bindings.weight.set_data_handle(const_cast<void*>(weight_tile));
@@ -253,11 +326,13 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
       }
       for (int64_t r = 0; r < rows; ++r) {
         float* target = out + (row_tile * kTileRows + r) * n + first_col;
-        if (row_tail) std::memcpy(target, out_tail_.data() + r * n + first_col, cols * 4);
-        if (bias_f32 != nullptr) {
-          for (int64_t j = 0; j < cols; ++j) target[j] += bias_f32[first_col + j];
-        } else if (bias_bf16 != nullptr) {
-          for (int64_t j = 0; j < cols; ++j) target[j] += BF16ToFloat(bias_bf16[first_col + j]);
+        const float* source = out_tile + r * cols;
+        if (bias.data == nullptr) {
+          std::memcpy(target, source, cols * sizeof(float));
+        } else {
+          for (int64_t j = 0; j < cols; ++j) {
+            target[j] = source[j] + LoadAsFloat(bias.dtype, bias.data, first_col + j);
+          }
         }
       }
     }

@@ -1,9 +1,9 @@
 // The CPU backend's dense projections through oneDNN, which picks its kernels by the CPU's
 // features (AMX, AVX512-BF16, AVX-512, AVX2) at run time. Results are batch-invariant by
 // construction: every GEMM is cut into tiles of one fixed shape per weight (kTileRows x
-// kTileCols x k, the row tail padded), each tile is one single-threaded oneDNN call over the
-// whole reduction, so a row's result never depends on the rows, the threads or the shape of
-// the call it is part of.
+// TileColsFor(k) x k, the row tail padded), and each tile is one single-threaded oneDNN call
+// over the whole reduction, so a row's result never depends on the rows, the threads or the
+// shape of the call it is part of.
 #pragma once
 
 #include <cstdint>
@@ -11,14 +11,17 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "model/backend.h"
 
 namespace dnnl {
 struct engine;
-}
+struct stream;
+}  // namespace dnnl
 
 namespace sculpt::cpu {
 
@@ -27,8 +30,11 @@ namespace sculpt::cpu {
 // (tests/unit/batch_invariance_test.cc found it at 32 under AVX2); small enough that padding the
 // few logit rows of a step costs little.
 inline constexpr int64_t kTileRows = 48;
-// Output columns of one tile: the unit of work a thread takes (and of weight reuse in cache).
-inline constexpr int64_t kTileCols = 64;
+
+// Output columns of one tile, a function of the weight's shape only: wide enough at short
+// reductions that a tile's work outweighs the cost of a call, narrow at long ones so a tile's
+// weights stay in the core's cache.
+constexpr int64_t TileColsFor(int64_t k) { return k >= 2048 ? 64 : k >= 512 ? 128 : 256; }
 
 class GemmRunner {
  public:
@@ -39,8 +45,16 @@ class GemmRunner {
 
   // out[m, n] = x[m, k] * weight[n, k]^T (+ bias[n]); weight F32 or BF16 (then x is rounded
   // to bf16 as the GPU does and products accumulate in fp32, natively or, where the CPU has no
-  // bf16 instructions, with the weights widened to fp32 tile by tile).
+  // bf16 instructions, with the weights widened to fp32 tile by tile). The weight is either a
+  // plain row-major matrix or one packed by Pack.
   absl::Status Run(const GemmParams& params);
+
+  // Weights in the layout the tile kernels read fastest, tile after tile: PackedBytes(weight)
+  // bytes at `destination`, which Run then recognises until Forget(destination). Plain weights
+  // where packing gains nothing (bf16 widened on CPUs without bf16 kernels): 0 bytes.
+  absl::StatusOr<size_t> PackedBytes(const TensorView& weight);
+  absl::Status Pack(const TensorView& weight, void* destination);
+  void Forget(const void* destination);
 
   // The oneDNN implementation that runs a tile of weights of `dtype` ("brg:avx512_core_amx",
   // "gemm:jit", ...), or why there is none.
@@ -48,21 +62,28 @@ class GemmRunner {
 
  private:
   struct TileKernel;
-  // (compute dtype, tile columns, k, output row stride)
-  using KernelKey = std::tuple<int, int64_t, int64_t, int64_t>;
+  // (compute dtype, tile columns, k, packed weights)
+  using KernelKey = std::tuple<int, int64_t, int64_t, bool>;
+  struct PackedWeight {
+    int64_t rows, cols;
+    DType dtype;
+    std::vector<size_t> tile_offsets;  // bytes from the start, one per column tile
+  };
 
-  absl::StatusOr<const TileKernel*> Kernel(DType compute, int64_t cols, int64_t k, int64_t ldc);
+  absl::StatusOr<TileKernel*> Kernel(DType compute, int64_t cols, int64_t k, bool packed);
   bool HasNativeBf16();
 
   std::unique_ptr<dnnl::engine> engine_;
+  std::vector<dnnl::stream> streams_;  // one per thread
   std::map<KernelKey, std::unique_ptr<TileKernel>> kernels_;
+  std::unordered_map<const void*, PackedWeight> packed_;
   int native_bf16_ = -1;  // unknown until the first bf16 GEMM
   // Grow-only staging: x rounded to bf16 (rows padded to whole tiles), fp32 x where it cannot be
   // read in place (the padded last tile, or all of it rounded to bf16 values for widened
-  // weights), the padded last tile of the output, and per thread oneDNN's scratchpad and
-  // widened weight tiles.
+  // weights), and per thread an output tile, oneDNN's scratchpad and a widened weight tile.
   std::vector<uint16_t> x_bf16_;
-  std::vector<float> x_f32_, out_tail_;
+  std::vector<float> x_f32_;
+  std::vector<std::vector<float>> out_tiles_;
   std::vector<std::vector<uint8_t>> scratchpads_;
   std::vector<std::vector<float>> widened_weights_;
 };

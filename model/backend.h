@@ -195,6 +195,16 @@ class Backend {
   // may use a checkpoint's mmap'd tensors in place (DeviceBuffer::Borrowed) instead of copies.
   virtual bool ReadsHostWeights(DType dtype) const { return false; }
 
+  // `count` weights of `src_dtype` in host memory (a checkpoint's tensor) as the ops read them:
+  // borrowed in place where ReadsHostWeights allows, else converted into a new buffer.
+  absl::StatusOr<DeviceBuffer> LoadWeights(const void* src, DType src_dtype, size_t count);
+  // A GEMM weight [rows, cols] (GemmParams::weight). A backend may keep it in a layout of its
+  // own that only its Gemm reads (the CPU packs it into its GEMM tiles); by default LoadWeights.
+  virtual absl::StatusOr<DeviceBuffer> LoadGemmWeight(const void* src, DType src_dtype,
+                                                      int64_t rows, int64_t cols) {
+    return LoadWeights(src, src_dtype, static_cast<size_t>(rows * cols));
+  }
+
   virtual absl::Status Embed(const EmbedParams& params) = 0;
   virtual absl::Status RmsNorm(const RmsNormParams& params) = 0;
   virtual absl::Status AddRmsNorm(const AddRmsNormParams& params) = 0;

@@ -70,31 +70,33 @@ absl::Status DenseTransformer::Load(const WeightLoader& load_tensor) {
     return name;
   };
 
-  SCULPT_ASSIGN_OR_RETURN(wte_, load_tensor(names_.embedding, {vocab, d}));
-  SCULPT_ASSIGN_OR_RETURN(ln_f_, load_tensor(names_.final_norm, {d}));
-  if (!config_.weight_tying) {
-    SCULPT_ASSIGN_OR_RETURN(lm_head_, load_tensor(names_.lm_head, {vocab, d}));
-  }
+  constexpr WeightUse kGemm = WeightUse::kGemm;
+  constexpr WeightUse kPlain = WeightUse::kPlain;
+  SCULPT_ASSIGN_OR_RETURN(wte_, load_tensor(names_.embedding, {vocab, d}, kPlain));
+  SCULPT_ASSIGN_OR_RETURN(ln_f_, load_tensor(names_.final_norm, {d}, kPlain));
+  SCULPT_ASSIGN_OR_RETURN(
+      lm_head_,
+      load_tensor(config_.weight_tying ? names_.embedding : names_.lm_head, {vocab, d}, kGemm));
   layers_.resize(config_.n_layers);
   for (int i = 0; i < config_.n_layers; ++i) {
     LayerWeights& layer = layers_[i];
-    const auto load = [&](const std::string& pattern, std::vector<int64_t> shape) {
-      return load_tensor(layer_name(pattern, i), shape);
+    const auto load = [&](const std::string& pattern, std::vector<int64_t> shape, WeightUse use) {
+      return load_tensor(layer_name(pattern, i), shape, use);
     };
-    SCULPT_ASSIGN_OR_RETURN(layer.attn_norm, load(names_.attn_norm, {d}));
-    SCULPT_ASSIGN_OR_RETURN(layer.q_proj, load(names_.q_proj + ".weight", {q_width, d}));
-    SCULPT_ASSIGN_OR_RETURN(layer.k_proj, load(names_.k_proj + ".weight", {kv_width, d}));
-    SCULPT_ASSIGN_OR_RETURN(layer.v_proj, load(names_.v_proj + ".weight", {kv_width, d}));
+    SCULPT_ASSIGN_OR_RETURN(layer.attn_norm, load(names_.attn_norm, {d}, kPlain));
+    SCULPT_ASSIGN_OR_RETURN(layer.q_proj, load(names_.q_proj + ".weight", {q_width, d}, kGemm));
+    SCULPT_ASSIGN_OR_RETURN(layer.k_proj, load(names_.k_proj + ".weight", {kv_width, d}, kGemm));
+    SCULPT_ASSIGN_OR_RETURN(layer.v_proj, load(names_.v_proj + ".weight", {kv_width, d}, kGemm));
     if (config_.include_qkv_bias) {
-      SCULPT_ASSIGN_OR_RETURN(layer.q_bias, load(names_.q_proj + ".bias", {q_width}));
-      SCULPT_ASSIGN_OR_RETURN(layer.k_bias, load(names_.k_proj + ".bias", {kv_width}));
-      SCULPT_ASSIGN_OR_RETURN(layer.v_bias, load(names_.v_proj + ".bias", {kv_width}));
+      SCULPT_ASSIGN_OR_RETURN(layer.q_bias, load(names_.q_proj + ".bias", {q_width}, kPlain));
+      SCULPT_ASSIGN_OR_RETURN(layer.k_bias, load(names_.k_proj + ".bias", {kv_width}, kPlain));
+      SCULPT_ASSIGN_OR_RETURN(layer.v_bias, load(names_.v_proj + ".bias", {kv_width}, kPlain));
     }
-    SCULPT_ASSIGN_OR_RETURN(layer.attn_out, load(names_.attn_out, {d, q_width}));
-    SCULPT_ASSIGN_OR_RETURN(layer.ff_norm, load(names_.ff_norm, {d}));
-    SCULPT_ASSIGN_OR_RETURN(layer.ff_proj, load(names_.gate_proj, {hidden, d}));
-    SCULPT_ASSIGN_OR_RETURN(layer.up_proj, load(names_.up_proj, {hidden, d}));
-    SCULPT_ASSIGN_OR_RETURN(layer.ff_out, load(names_.down_proj, {d, hidden}));
+    SCULPT_ASSIGN_OR_RETURN(layer.attn_out, load(names_.attn_out, {d, q_width}, kGemm));
+    SCULPT_ASSIGN_OR_RETURN(layer.ff_norm, load(names_.ff_norm, {d}, kPlain));
+    SCULPT_ASSIGN_OR_RETURN(layer.ff_proj, load(names_.gate_proj, {hidden, d}, kGemm));
+    SCULPT_ASSIGN_OR_RETURN(layer.up_proj, load(names_.up_proj, {hidden, d}, kGemm));
+    SCULPT_ASSIGN_OR_RETURN(layer.ff_out, load(names_.down_proj, {d, hidden}, kGemm));
   }
   return absl::OkStatus();
 }
@@ -228,8 +230,7 @@ absl::StatusOr<TensorView> DenseTransformer::Forward(std::span<const SequenceInp
   SCULPT_RETURN_IF_ERROR(backend_.GatherRows({logit_rows, x, selected}));
   SCULPT_RETURN_IF_ERROR(backend_.RmsNorm({selected, Weight(ln_f_, 1, d), selected, eps}));
   observe("ln_f", selected);
-  const DeviceBuffer& head = config_.weight_tying ? wte_ : lm_head_;
-  SCULPT_RETURN_IF_ERROR(backend_.Gemm({selected, Weight(head, vocab, d), {}, logits}));
+  SCULPT_RETURN_IF_ERROR(backend_.Gemm({selected, Weight(lm_head_, vocab, d), {}, logits}));
   observe("logits", logits);
   return logits;
 }
@@ -240,19 +241,16 @@ absl::StatusOr<std::unique_ptr<Transformer>> LoadDenseTransformer(
     const ModelConfig& config, TensorNames names, std::shared_ptr<const Checkpoint> checkpoint,
     Backend& backend) {
   bool borrowed_any = false;
-  const auto load = [&](const std::string& name,
-                        const std::vector<int64_t>& shape) -> absl::StatusOr<DeviceBuffer> {
+  const auto load = [&](const std::string& name, const std::vector<int64_t>& shape,
+                        WeightUse use) -> absl::StatusOr<DeviceBuffer> {
     SCULPT_ASSIGN_OR_RETURN(const TensorRef* tensor, checkpoint->FindWithShape(name, shape));
-    const auto count = static_cast<size_t>(tensor->num_elements());
-    const bool aligned = reinterpret_cast<uintptr_t>(tensor->data) % DTypeSize(tensor->dtype) == 0;
-    if (aligned && backend.ReadsHostWeights(tensor->dtype)) {
-      borrowed_any = true;
-      return DeviceBuffer::Borrowed(tensor->data, tensor->byte_size);
-    }
-    SCULPT_ASSIGN_OR_RETURN(DeviceBuffer buffer,
-                            backend.Allocate(count * DTypeSize(backend.weight_dtype())));
-    SCULPT_RETURN_IF_ERROR(
-        backend.UploadWeights(buffer.data(), tensor->data, tensor->dtype, count));
+    const int64_t count = tensor->num_elements();
+    SCULPT_ASSIGN_OR_RETURN(
+        DeviceBuffer buffer,
+        use == WeightUse::kGemm
+            ? backend.LoadGemmWeight(tensor->data, tensor->dtype, shape[0], count / shape[0])
+            : backend.LoadWeights(tensor->data, tensor->dtype, static_cast<size_t>(count)));
+    borrowed_any = borrowed_any || buffer.data() == tensor->data;
     return buffer;
   };
   auto model = std::make_unique<DenseTransformer>(config, std::move(names), backend, nullptr);

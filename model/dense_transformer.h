@@ -24,10 +24,14 @@ struct TensorNames {
   std::string gate_proj, up_proj, down_proj;
 };
 
+// What a weight is read by: a GEMM (Backend::LoadGemmWeight, possibly in a backend layout of its
+// own) or another op (plain row-major).
+enum class WeightUse { kGemm, kPlain };
+
 // Returns the backend buffer holding tensor `name` of `shape` (row-major) in the backend's
 // weight dtype.
-using WeightLoader = std::function<absl::StatusOr<DeviceBuffer>(const std::string& name,
-                                                                const std::vector<int64_t>& shape)>;
+using WeightLoader = std::function<absl::StatusOr<DeviceBuffer>(
+    const std::string& name, const std::vector<int64_t>& shape, WeightUse use)>;
 
 // From any source of weights (benchmarks make random ones on the device). `weight_source` is
 // kept alive as long as the model: the memory of borrowed weights.
@@ -36,7 +40,8 @@ absl::StatusOr<std::unique_ptr<Transformer>> BuildDenseTransformer(
     std::shared_ptr<const void> weight_source = nullptr);
 
 // Weights the backend can read in place (Backend::ReadsHostWeights) stay in the checkpoint's
-// mapping, which the model then keeps open; the others are converted into backend buffers.
+// mapping, which the model then keeps open; the others are converted into backend buffers. A
+// tied LM head is loaded twice, as the embedding table and as a GEMM weight.
 absl::StatusOr<std::unique_ptr<Transformer>> LoadDenseTransformer(
     const ModelConfig& config, TensorNames names, std::shared_ptr<const Checkpoint> checkpoint,
     Backend& backend);

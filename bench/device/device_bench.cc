@@ -242,9 +242,9 @@ int Run(int argc, char** argv) {
   Backend& backend = **backend_or;
   uint64_t seed = 100;
   size_t weight_bytes = 0;
-  const WeightLoader random_weights =
-      [&](const std::string& name,
-          const std::vector<int64_t>& shape) -> absl::StatusOr<DeviceBuffer> {
+  const WeightLoader random_weights = [&](const std::string& name,
+                                          const std::vector<int64_t>& shape,
+                                          WeightUse) -> absl::StatusOr<DeviceBuffer> {
     int64_t count = 1;
     for (int64_t extent : shape) count *= extent;
     const bool is_norm =

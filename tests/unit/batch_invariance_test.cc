@@ -11,6 +11,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/dtype.h"
@@ -44,12 +45,27 @@ HostWeights MakeWeights(DType dtype, int64_t n, int64_t k, uint32_t seed) {
   return weights;
 }
 
+// The weight as `gemm` reads it: plain, or packed into its tiles' layout (as the CPU backend
+// loads model weights) in `storage`, which `gemm` then recognises.
+TensorView Prepare(cpu::GemmRunner& gemm, HostWeights& weights, int64_t n, int64_t k, bool packed,
+                   std::vector<uint8_t>& storage) {
+  const TensorView plain = weights.view(n, k);
+  if (!packed) return plain;
+  const absl::StatusOr<size_t> bytes = gemm.PackedBytes(plain);
+  EXPECT_TRUE(bytes.ok()) << bytes.status();
+  if (!bytes.ok() || *bytes == 0) return plain;  // bf16 widened: kept plain
+  storage.resize(*bytes);
+  EXPECT_TRUE(gemm.Pack(plain, storage.data()).ok());
+  return TensorView{storage.data(), plain.dtype, n, k};
+}
+
 std::vector<float> RunGemm(cpu::GemmRunner& gemm, const float* x, int64_t m, int64_t k,
-                           HostWeights& weights, int64_t n, int threads) {
+                           const TensorView& weight, int threads) {
+  const int64_t n = weight.rows;
   std::vector<float> out(m * n, std::nanf(""));
   omp_set_num_threads(threads);
   const absl::Status status = gemm.Run({TensorView{const_cast<float*>(x), DType::kF32, m, k},
-                                        weights.view(n, k),
+                                        weight,
                                         {},
                                         TensorView{out.data(), DType::kF32, m, n}});
   omp_set_num_threads(1);
@@ -70,28 +86,36 @@ struct GemmShape {
 const GemmShape kModelShapes[] = {{256, 256}, {768, 256}, {256, 768},  {8192, 256},
                                   {96, 96},   {997, 200}, {320, 4096}, {64, 3072}};
 
-class GemmInvarianceTest : public ::testing::TestWithParam<DType> {};
+// (weight dtype, packed at load)
+class GemmInvarianceTest : public ::testing::TestWithParam<std::tuple<DType, bool>> {};
 
 TEST_P(GemmInvarianceTest, RowsAreBitwiseIndependentOfTheirBatchAndThreads) {
-  const DType dtype = GetParam();
+  const auto [dtype, packed] = GetParam();
   for (const GemmShape& shape : kModelShapes) {
     const auto [n, k] = shape;
     const int64_t max_rows = 97;
     const std::vector<float> x = RandomFloats(max_rows * k, 7);
     HostWeights weights = MakeWeights(dtype, n, k, 8);
-    cpu::GemmRunner gemm;
-    const std::vector<float> full = RunGemm(gemm, x.data(), max_rows, k, weights, n, 2);
+    cpu::GemmRunner gemm, fresh;
+    std::vector<uint8_t> storage, fresh_storage;
+    const TensorView weight = Prepare(gemm, weights, n, k, packed, storage);
+    const std::vector<float> full = RunGemm(gemm, x.data(), max_rows, k, weight, 2);
     for (const int64_t rows : {1, 2, 3, 7, 31, 32, 33, 64, 65}) {
       for (const int64_t first : {int64_t{0}, int64_t{5}, max_rows - rows}) {
         for (const int threads : {1, 2, 3}) {
-          // A fresh runner as well: nothing may depend on which shapes ran before.
-          cpu::GemmRunner fresh;
-          cpu::GemmRunner& runner = threads == 3 ? fresh : gemm;
-          const std::vector<float> part =
-              RunGemm(runner, x.data() + first * k, rows, k, weights, n, threads);
+          // Another runner as well: nothing may depend on which shapes ran before.
+          const bool other = threads == 3;
+          if (other && fresh_storage.empty()) {
+            (void)Prepare(fresh, weights, n, k, packed, fresh_storage);
+          }
+          const TensorView other_weight = packed && !fresh_storage.empty()
+                                              ? TensorView{fresh_storage.data(), dtype, n, k}
+                                              : weight;
+          const std::vector<float> part = RunGemm(other ? fresh : gemm, x.data() + first * k, rows,
+                                                  k, other ? other_weight : weight, threads);
           ASSERT_TRUE(BitwiseEqual(part.data(), full.data() + first * n, part.size()))
-              << DTypeName(dtype) << " n=" << n << " k=" << k << " rows=" << rows
-              << " first=" << first << " threads=" << threads;
+              << DTypeName(dtype) << (packed ? " packed" : " plain") << " n=" << n << " k=" << k
+              << " rows=" << rows << " first=" << first << " threads=" << threads;
         }
       }
     }
@@ -99,12 +123,14 @@ TEST_P(GemmInvarianceTest, RowsAreBitwiseIndependentOfTheirBatchAndThreads) {
 }
 
 TEST_P(GemmInvarianceTest, ResultsAreTheProductsOfBf16RoundedInputsAccumulatedInFp32) {
-  const DType dtype = GetParam();
+  const auto [dtype, packed] = GetParam();
   const int64_t m = 45, n = 131, k = 509;
   const std::vector<float> x = RandomFloats(m * k, 3);
   HostWeights weights = MakeWeights(dtype, n, k, 4);
   cpu::GemmRunner gemm;
-  const std::vector<float> out = RunGemm(gemm, x.data(), m, k, weights, n, 2);
+  std::vector<uint8_t> storage;
+  const std::vector<float> out =
+      RunGemm(gemm, x.data(), m, k, Prepare(gemm, weights, n, k, packed, storage), 2);
   for (int64_t r = 0; r < m; ++r) {
     for (int64_t c = 0; c < n; ++c) {
       double sum = 0.0, magnitude = 0.0;
@@ -122,10 +148,12 @@ TEST_P(GemmInvarianceTest, ResultsAreTheProductsOfBf16RoundedInputsAccumulatedIn
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(WeightDTypes, GemmInvarianceTest,
-                         ::testing::Values(DType::kF32, DType::kBF16),
-                         [](const ::testing::TestParamInfo<DType>& param) {
-                           return std::string(DTypeName(param.param));
+INSTANTIATE_TEST_SUITE_P(WeightDTypesAndLayouts, GemmInvarianceTest,
+                         ::testing::Combine(::testing::Values(DType::kF32, DType::kBF16),
+                                            ::testing::Bool()),
+                         [](const ::testing::TestParamInfo<std::tuple<DType, bool>>& param) {
+                           return std::string(DTypeName(std::get<0>(param.param))) +
+                                  (std::get<1>(param.param) ? "Packed" : "Plain");
                          });
 
 // The negative control: the bitwise comparison above does see a change in the order of the
@@ -136,7 +164,7 @@ TEST(GemmInvarianceControlTest, ASplitReductionIsDetected) {
   const std::vector<float> x = RandomFloats(m * k, 11);
   HostWeights weights = MakeWeights(DType::kF32, n, k, 12);
   cpu::GemmRunner gemm;
-  const std::vector<float> whole = RunGemm(gemm, x.data(), m, k, weights, n, 1);
+  const std::vector<float> whole = RunGemm(gemm, x.data(), m, k, weights.view(n, k), 1);
   // Halves of x and of the weight rows, each contiguous.
   const int64_t half = k / 2;
   std::vector<float> x_halves[2], w_halves[2];
@@ -151,8 +179,8 @@ TEST(GemmInvarianceControlTest, ASplitReductionIsDetected) {
     }
   }
   HostWeights first{w_halves[0], {}, DType::kF32}, second{w_halves[1], {}, DType::kF32};
-  const std::vector<float> a = RunGemm(gemm, x_halves[0].data(), m, half, first, n, 1);
-  const std::vector<float> b = RunGemm(gemm, x_halves[1].data(), m, half, second, n, 1);
+  const std::vector<float> a = RunGemm(gemm, x_halves[0].data(), m, half, first.view(n, half), 1);
+  const std::vector<float> b = RunGemm(gemm, x_halves[1].data(), m, half, second.view(n, half), 1);
   std::vector<float> split(m * n);
   double max_difference = 0.0;
   for (size_t i = 0; i < split.size(); ++i) {
