@@ -14,12 +14,7 @@ threads=${1:-$(nproc)}
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target bench_llada >/dev/null
 
-python=${SCULPT_TORCH_PYTHON:-.venv-tools/bin/python}
-if [[ ! -x $python ]]; then
-  python3 -m venv .venv-tools
-  .venv-tools/bin/pip install --quiet -r tools/requirements.txt
-  python=.venv-tools/bin/python
-fi
+source bench/torch_python.sh
 
 bench_model=build/bench-models/bench-llada-768
 PYTHON="$python" bench/make_bench_model.sh

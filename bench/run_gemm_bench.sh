@@ -17,12 +17,7 @@ shapes=${2:-256x768x256,256x704x256,256x256x704,32x8192x256,256x768x768,256x2048
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target bench_gemm >/dev/null
 
-python=${SCULPT_TORCH_PYTHON:-.venv-tools/bin/python}
-if [[ ! -x $python ]]; then
-  python3 -m venv .venv-tools
-  .venv-tools/bin/pip install --quiet -r tools/requirements.txt
-  python=.venv-tools/bin/python
-fi
+source bench/torch_python.sh
 
 results=build/gemm-bench-results.jsonl
 : > "$results"
