@@ -1,7 +1,6 @@
 // Sculpt's side of the LLaDA benchmarks: forward throughput and whole generations on the CPU
-// backend, plus the machine's sgemm peak so the forward's GFLOP/s has a ceiling to compare with.
+// backend, plus the machine's GEMM peak so the forward's GFLOP/s has a ceiling to compare with.
 // bench/run_cpu_bench.sh runs it next to the PyTorch peer (bench/torch_reference.py).
-#include <cblas.h>
 
 #include <algorithm>
 #include <chrono>
@@ -13,6 +12,7 @@
 
 #include "bench/forward_flops.h"
 #include "cpu/cpu_backend.h"
+#include "cpu/gemm.h"
 #include "cpu/threads.h"
 #include "model/denoiser.h"
 #include "server/flags.h"
@@ -42,13 +42,27 @@ double Median(std::vector<double> values) {
   return values.size() % 2 ? values[middle] : (values[middle - 1] + values[middle]) / 2;
 }
 
-// The machine's single-precision GEMM ceiling as OpenBLAS reaches it on a large square problem.
-double SgemmPeakGflops(int threads) {
-  const int n = 2048;
-  std::vector<float> a(size_t(n) * n, 0.5f), b(size_t(n) * n, 0.25f), c(size_t(n) * n);
+// The machine's GEMM ceiling for weights of `dtype`, as Sculpt's own GEMM reaches it on a large
+// square problem (packed weights, all threads).
+double GemmPeakGflops(DType dtype) {
+  const int64_t n = 2048;
+  std::vector<float> a(n * n, 0.5f), c(n * n);
+  std::vector<uint16_t> weight_bits(n * n, FloatToBF16(0.25f));
+  std::vector<float> weight_f32(n * n, 0.25f);
+  const TensorView plain = dtype == DType::kBF16 ? TensorView{weight_bits.data(), dtype, n, n}
+                                                 : TensorView{weight_f32.data(), dtype, n, n};
+  cpu::GemmRunner gemm;
+  std::vector<uint8_t> packed(*gemm.PackedBytes(plain));
+  TensorView weight = plain;
+  if (!packed.empty() && gemm.Pack(plain, packed.data()).ok()) weight.data = packed.data();
   const auto times = Timed(5, [&] {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a.data(), n, b.data(), n,
-                0.0f, c.data(), n);
+    if (!gemm.Run({TensorView{a.data(), DType::kF32, n, n},
+                   weight,
+                   {},
+                   TensorView{c.data(), DType::kF32, n, n}})
+             .ok()) {
+      std::abort();
+    }
   });
   return 2.0 * n * n * double(n) / *std::min_element(times.begin(), times.end()) / 1e9;
 }
@@ -62,6 +76,8 @@ int Run(const std::vector<std::string>& args) {
   flags.Add("threads", "N", "0", "CPU threads (0 = all cores)");
   flags.Add("generate", "", "", "time whole generations instead of forwards");
   flags.Add("prompt-len", "N", "32", "generate: prompt tokens");
+  flags.Add("prompt-ids", "IDS", "", "generate: the prompt (default: --prompt-len random ids)");
+  flags.Add("dtype", "T", "float32", "weights: float32 or bfloat16");
   flags.Add("gen-length", "N", "128", "generate: gen_length");
   flags.Add("steps", "N", "128", "generate: steps");
   flags.Add("block-length", "N", "32", "generate: block_length");
@@ -74,7 +90,18 @@ int Run(const std::vector<std::string>& args) {
   }
   const int threads = static_cast<int>(*flags.GetInt("threads"));
   SetCpuThreads(threads);
-  auto backend = MakeCpuBackend();
+  const std::string dtype = flags.GetString("dtype");
+  if (dtype != "float32" && dtype != "bfloat16") {
+    std::cerr << "--dtype must be float32 or bfloat16\n";
+    return 2;
+  }
+  auto backend_or =
+      MakeCpuBackend({.weight_dtype = dtype == "bfloat16" ? DType::kBF16 : DType::kF32});
+  if (!backend_or.ok()) {
+    std::cerr << backend_or.status() << "\n";
+    return 1;
+  }
+  std::unique_ptr<Backend> backend = std::move(*backend_or);
   auto model = LoadTransformer(flags.GetString("model"), *backend);
   if (!model.ok()) {
     std::cerr << model.status() << "\n";
@@ -85,10 +112,13 @@ int Run(const std::vector<std::string>& args) {
   std::mt19937 random(0);
   std::uniform_int_distribution<int32_t> token(
       0, std::min(config.mask_token_id, config.eos_token_id) - 1);
-  nlohmann::json result = {{"peer", "sculpt-cpu"},
-                           {"model", flags.GetString("model")},
-                           {"threads", CpuThreads()},
-                           {"repeat", repeat}};
+  nlohmann::json result = {
+      {"peer", "sculpt-cpu"},
+      {"model", flags.GetString("model")},
+      {"threads", CpuThreads()},
+      {"dtype", dtype},
+      {"gemm_kernel", cpu::GemmRunner().KernelName(backend->weight_dtype(), config.d_model)},
+      {"repeat", repeat}};
 
   if (flags.GetBool("generate")) {
     GenerationParams params;
@@ -102,8 +132,11 @@ int Run(const std::vector<std::string>& args) {
     }
     params.remasking = *remasking;
     params.confidence_threshold = *flags.GetDouble("confidence-threshold");
-    std::vector<int32_t> prompt(*flags.GetInt("prompt-len"));
-    for (int32_t& id : prompt) id = token(random);
+    std::vector<int32_t> prompt = *flags.GetIntList("prompt-ids");
+    if (prompt.empty()) {
+      prompt.resize(*flags.GetInt("prompt-len"));
+      for (int32_t& id : prompt) id = token(random);
+    }
     GenerationResult last;
     const auto times = Timed(repeat, [&] {
       auto generated = Generate(**model, prompt, params);
@@ -122,7 +155,8 @@ int Run(const std::vector<std::string>& args) {
                    {"median_s", median},
                    {"min_s", *std::min_element(times.begin(), times.end())},
                    {"steps_per_s", params.steps / median},
-                   {"tokens_per_s", params.gen_length / median}});
+                   {"tokens_per_s", params.gen_length / median},
+                   {"token_ids", last.token_ids}});
   } else {
     const int seq_len = static_cast<int>(*flags.GetInt("seq-len"));
     const int batch_size = static_cast<int>(*flags.GetInt("batch"));
@@ -141,7 +175,7 @@ int Run(const std::vector<std::string>& args) {
     const double median = Median(times);
     const double tokens = double(seq_len) * batch_size;
     const double gflops = ForwardFlops(config, tokens, seq_len, tokens) / median / 1e9;
-    const double peak = SgemmPeakGflops(threads);
+    const double peak = GemmPeakGflops(backend->weight_dtype());
     result.update({{"mode", "forward"},
                    {"batch", batch_size},
                    {"seq_len", seq_len},
@@ -149,8 +183,8 @@ int Run(const std::vector<std::string>& args) {
                    {"min_s", *std::min_element(times.begin(), times.end())},
                    {"tokens_per_s", tokens / median},
                    {"gflops", gflops},
-                   {"sgemm_peak_gflops", peak},
-                   {"fraction_of_sgemm_peak", gflops / peak}});
+                   {"gemm_peak_gflops", peak},
+                   {"fraction_of_gemm_peak", gflops / peak}});
   }
   std::cout << result.dump() << std::endl;
   return 0;

@@ -5,6 +5,7 @@
 #
 #   bench/run_cpu_bench.sh [THREADS]
 #
+# Each line names the GEMM kernel oneDNN picked; the CPU is printed first.
 # Needs PyTorch for the peer: a venv from tools/requirements.txt at .venv-tools (created when
 # missing) or SCULPT_TORCH_PYTHON pointing at a python that has torch, numpy and safetensors.
 set -euo pipefail
@@ -21,6 +22,7 @@ PYTHON="$python" bench/make_bench_model.sh
 
 results=build/bench-results.jsonl
 : > "$results"
+echo "# $(lscpu | sed -n 's/^Model name: *//p'), $threads threads"
 run_pair() {  # run_pair MODEL ARGS...: ours, then the peer, with the same arguments
   local model=$1
   shift
@@ -28,22 +30,35 @@ run_pair() {  # run_pair MODEL ARGS...: ours, then the peer, with the same argum
   "$python" bench/torch_reference.py --model "$model" --threads "$threads" "$@" | tee -a "$results"
 }
 
-run_pair tests/models/tiny-llada --seq-len 256 --batch 4 --repeat 20
-run_pair tests/models/tiny-llada --generate --prompt-len 32 --gen-length 128 --steps 128 \
-  --block-length 32 --repeat 5
-run_pair "$bench_model" --seq-len 256 --batch 1 --repeat 5
-run_pair "$bench_model" --generate --prompt-len 32 --gen-length 64 --steps 64 --block-length 32 \
-  --repeat 2
+# The shipped model (d_model 256, 6 layers, vocab 8192; trained weights, so confident predictions)
+# and the 136 M random model, each with fp32 weights against PyTorch fp32 (tokens must agree) and
+# bf16 weights against PyTorch bf16. The prompt is fixed so both sides generate from the same ids.
+shipped=models/sculpt-code-mini
+prompt=$(seq -s, 100 227)  # 128 ids
+for dtype in float32 bfloat16; do
+  run_pair "$shipped" --dtype "$dtype" --seq-len 256 --batch 4 --repeat 20
+  run_pair "$shipped" --dtype "$dtype" --generate --prompt-ids "$prompt" --gen-length 128 \
+    --steps 128 --block-length 32 --repeat 3
+  run_pair "$bench_model" --dtype "$dtype" --seq-len 256 --batch 1 --repeat 5
+  run_pair "$bench_model" --dtype "$dtype" --generate --prompt-len 32 --gen-length 64 --steps 64 \
+    --block-length 32 --repeat 2
+done
 
 "$python" - "$results" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
-print(f"\n{'model':<18}{'mode':<10}{'sculpt s':>10}{'torch s':>10}{'speed-up':>10}")
+print(f"\n{'model':<20}{'dtype':<10}{'mode':<10}{'sculpt s':>10}{'torch s':>10}{'speed-up':>10}"
+      f"  same tokens")
 for ours, peer in zip(rows[0::2], rows[1::2]):
     name = ours["model"].rstrip("/").split("/")[-1]
-    print(f"{name:<18}{ours['mode']:<10}{ours['median_s']:>10.4f}{peer['median_s']:>10.4f}"
-          f"{peer['median_s'] / ours['median_s']:>9.2f}x")
+    same = ""
+    if ours["mode"] == "generate":
+        a, b = ours["token_ids"], peer["token_ids"]
+        same = f"{sum(x == y for x, y in zip(a, b))}/{len(a)}"
+    print(f"{name:<20}{ours['dtype']:<10}{ours['mode']:<10}{ours['median_s']:>10.4f}"
+          f"{peer['median_s']:>10.4f}{peer['median_s'] / ours['median_s']:>9.2f}x  {same}")
     if ours["mode"] == "forward":
-        print(f"{'':<28}forward {ours['gflops']:.1f} GFLOP/s = "
-              f"{100 * ours['fraction_of_sgemm_peak']:.0f}% of sgemm peak {ours['sgemm_peak_gflops']:.1f}")
+        print(f"{'':<40}forward {ours['gflops']:.1f} GFLOP/s = "
+              f"{100 * ours['fraction_of_gemm_peak']:.0f}% of the {ours['dtype']} GEMM peak "
+              f"{ours['gemm_peak_gflops']:.1f}")
 PY

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cpu/cpu_ops.h"
+#include "cpu/vector_math.h"
 
 namespace sculpt::cpu {
 namespace {
@@ -64,12 +65,7 @@ absl::Status Attention(const AttentionParams& params) {
       for (int32_t r = 0; r < item.rows; ++r) {
         float* row = scores.data() + static_cast<size_t>(r) * length;
         const float max_score = *std::max_element(row, row + length);
-        float denominator = 0.0f;
-        for (int32_t j = 0; j < length; ++j) {
-          row[j] = std::exp(row[j] - max_score);
-          denominator += row[j];
-        }
-        const float inverse = 1.0f / denominator;
+        const float inverse = 1.0f / ExpShiftedInPlace(row, length, max_score);
         for (int32_t j = 0; j < length; ++j) row[j] *= inverse;
       }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, item.rows, head_dim, length, 1.0f,

@@ -8,6 +8,7 @@
 
 #include "common/rng.h"
 #include "cpu/cpu_ops.h"
+#include "cpu/vector_math.h"
 
 namespace sculpt::cpu {
 namespace {
@@ -69,8 +70,7 @@ void ChooseLLaDA(const ChooseTokensParams& params, const std::vector<float>& log
   }
   double max_logit = -INFINITY;
   for (float logit : logits_f32) max_logit = std::max(max_logit, static_cast<double>(logit));
-  double denominator = 0.0;
-  for (float logit : logits_f32) denominator += std::exp(static_cast<double>(logit) - max_logit);
+  const double denominator = SumExpShifted(logits_f32.data(), vocab, max_logit);
   *token = static_cast<int32_t>(best);
   *confidence = std::exp(static_cast<double>(logits_f32[best]) - max_logit) / denominator;
 }

@@ -1,10 +1,12 @@
 // Row-wise and elementwise CPU ops: embedding gather, RMSNorm, SwiGLU, residual add.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "cpu/cpu_ops.h"
+#include "cpu/vector_math.h"
 
 namespace sculpt::cpu {
 
@@ -88,10 +90,12 @@ absl::Status SwiGlu(const SwiGluParams& params) {
   const float* gate = params.gate.f32();
   const float* up = params.up.f32();
   float* out = params.out.f32();
+  // Chunks of whole vectors, the same for any thread count.
+  constexpr int64_t kChunk = 4096;
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < count; ++i) {
-    const float g = gate[i];
-    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  for (int64_t first = 0; first < count; first += kChunk) {
+    const int64_t n = std::min(kChunk, count - first);
+    SiluMultiply(gate + first, up + first, out + first, n);
   }
   return absl::OkStatus();
 }

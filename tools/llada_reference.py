@@ -170,7 +170,9 @@ TENSOR_NAMES = {
 }
 
 
-def load_tensors(model_dir: pathlib.Path) -> dict[str, torch.Tensor]:
+def load_tensors(
+    model_dir: pathlib.Path, dtype: torch.dtype = torch.float32
+) -> dict[str, torch.Tensor]:
     """All tensors of a single-file or sharded checkpoint, upcast to fp32 (exact for BF16/F16)."""
     model_dir = pathlib.Path(model_dir)
     index = model_dir / "model.safetensors.index.json"
@@ -182,7 +184,7 @@ def load_tensors(model_dir: pathlib.Path) -> dict[str, torch.Tensor]:
     tensors: dict[str, torch.Tensor] = {}
     for name in files:
         for key, value in load_file(str(model_dir / name)).items():
-            tensors[key] = value.to(torch.float32).contiguous()
+            tensors[key] = value.to(dtype).contiguous()
     return tensors
 
 
@@ -200,12 +202,16 @@ class Transformer:
     Pre-norm, NeoX RoPE, non-causal GQA attention, SwiGLU MLP.
 
     `sdpa=True` uses torch's fused attention (what the HF model runs, fair for benchmarks); the
-    default spells the softmax out so the fixtures depend on no kernel choice.
+    default spells the softmax out so the fixtures depend on no kernel choice. `dtype` is the
+    weights' and activations' (torch.bfloat16 runs the model as a bf16 PyTorch deployment does;
+    logits come back as float32 either way).
     """
 
-    def __init__(self, model_dir: pathlib.Path, sdpa: bool = False):
+    def __init__(
+        self, model_dir: pathlib.Path, sdpa: bool = False, dtype: torch.dtype = torch.float32
+    ):
         self.config = ModelConfig.from_json(pathlib.Path(model_dir) / "config.json")
-        self.w = load_tensors(model_dir)
+        self.w = load_tensors(model_dir, dtype)
         self.sdpa = sdpa
         cfg = self.config
         self.names = TENSOR_NAMES[cfg.family]
@@ -220,7 +226,8 @@ class Transformer:
         t = torch.arange(seq_len, dtype=torch.float32)
         angle = torch.outer(t, self.inv_freq)  # [T, hd/2]
         angle = torch.cat([angle, angle], dim=-1)  # [T, hd]
-        return angle.cos()[:, None, :], angle.sin()[:, None, :]  # [T, 1, hd]
+        dtype = self.head.dtype
+        return angle.cos()[:, None, :].to(dtype), angle.sin()[:, None, :].to(dtype)  # [T, 1, hd]
 
     def linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return F.linear(x, self.w[name + ".weight"], self.w.get(name + ".bias"))
@@ -275,7 +282,7 @@ class Transformer:
             record(f"layers.{i}.out", x)
         h = rms_norm(x, self.w[self.names["final_norm"]], cfg.rms_norm_eps)
         record("ln_f", h)
-        logits = F.linear(h, self.head)
+        logits = F.linear(h, self.head).float()
         record("logits", logits)
         return logits
 
