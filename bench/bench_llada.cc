@@ -72,6 +72,9 @@ int Run(const std::vector<std::string>& args) {
   flags.Add("model", "DIR", "", "LLaDA model directory");
   flags.Add("seq-len", "N", "256", "forward: tokens per sequence");
   flags.Add("batch", "N", "1", "forward: sequences per packed batch");
+  flags.Add("logit-rows", "N", "0",
+            "forward: positions per sequence that get logits, the last N (0 = all, as the "
+            "PyTorch peer computes them; a denoising step needs only its block's)");
   flags.Add("repeat", "N", "5", "timed runs; the median is reported");
   flags.Add("threads", "N", "0", "CPU threads (0 = all cores)");
   flags.Add("generate", "", "", "time whole generations instead of forwards");
@@ -164,9 +167,14 @@ int Run(const std::vector<std::string>& args) {
     for (auto& sequence : sequences) {
       for (int32_t& id : sequence) id = token(random);
     }
-    // Logits at every position, as the PyTorch peer computes them.
-    std::vector<int32_t> all_positions(seq_len);
-    std::iota(all_positions.begin(), all_positions.end(), 0);
+    const int logit_rows = static_cast<int>(*flags.GetInt("logit-rows"));
+    if (logit_rows < 0 || logit_rows > seq_len) {
+      std::cerr << "--logit-rows must be in [0, --seq-len]\n";
+      return 2;
+    }
+    const int first_logit = logit_rows == 0 ? 0 : seq_len - logit_rows;
+    std::vector<int32_t> all_positions(seq_len - first_logit);
+    std::iota(all_positions.begin(), all_positions.end(), first_logit);
     std::vector<SequenceInput> batch;
     for (const auto& sequence : sequences) batch.push_back({sequence, all_positions});
     const auto times = Timed(repeat, [&] {
@@ -174,11 +182,14 @@ int Run(const std::vector<std::string>& args) {
     });
     const double median = Median(times);
     const double tokens = double(seq_len) * batch_size;
-    const double gflops = ForwardFlops(config, tokens, seq_len, tokens) / median / 1e9;
+    const double gflops =
+        ForwardFlops(config, tokens, seq_len, double(all_positions.size()) * batch_size) / median /
+        1e9;
     const double peak = GemmPeakGflops(backend->weight_dtype());
     result.update({{"mode", "forward"},
                    {"batch", batch_size},
                    {"seq_len", seq_len},
+                   {"logit_rows", all_positions.size()},
                    {"median_s", median},
                    {"min_s", *std::min_element(times.begin(), times.end())},
                    {"tokens_per_s", tokens / median},

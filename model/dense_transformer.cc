@@ -250,7 +250,11 @@ absl::StatusOr<std::unique_ptr<Transformer>> LoadDenseTransformer(
         use == WeightUse::kGemm
             ? backend.LoadGemmWeight(tensor->data, tensor->dtype, shape[0], count / shape[0])
             : backend.LoadWeights(tensor->data, tensor->dtype, static_cast<size_t>(count)));
-    borrowed_any = borrowed_any || buffer.data() == tensor->data;
+    if (buffer.data() == tensor->data) {
+      borrowed_any = true;
+    } else {
+      checkpoint->ReleasePages(*tensor);
+    }
     return buffer;
   };
   auto model = std::make_unique<DenseTransformer>(config, std::move(names), backend, nullptr);

@@ -459,6 +459,30 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
   return checkpoint;
 }
 
+bool SafetensorsFile::Contains(const void* data, size_t bytes) const {
+  const auto* begin = static_cast<const char*>(mapping_);
+  const auto* first = static_cast<const char*>(data);
+  return first >= begin && first + bytes <= begin + mapping_size_;
+}
+
+void SafetensorsFile::ReleasePages(const void* data, size_t bytes) const {
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto first = reinterpret_cast<uintptr_t>(data);
+  const uintptr_t begin = (first + page - 1) / page * page;
+  const uintptr_t end = (first + bytes) / page * page;
+  // Advice only: a failure leaves the pages resident, which is correct, just larger.
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+void Checkpoint::ReleasePages(const TensorRef& tensor) const {
+  for (const auto& file : files_) {
+    if (file->Contains(tensor.data, tensor.byte_size)) {
+      file->ReleasePages(tensor.data, tensor.byte_size);
+      return;
+    }
+  }
+}
+
 DType Checkpoint::dominant_dtype() const {
   std::map<DType, size_t> bytes;
   for (const auto& [name, tensor] : tensors_) bytes[tensor->dtype] += tensor->byte_size;

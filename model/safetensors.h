@@ -41,6 +41,11 @@ class SafetensorsFile {
   const std::string& path() const { return path_; }
   const std::map<std::string, TensorRef>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // Whether [data, data + bytes) lies in this file's mapping.
+  bool Contains(const void* data, size_t bytes) const;
+  // Drops the resident pages that lie wholly inside [data, data + bytes) (they are read from the
+  // file again if touched): for tensors copied elsewhere, so they stop counting in memory.
+  void ReleasePages(const void* data, size_t bytes) const;
 
  private:
   SafetensorsFile() = default;
@@ -64,6 +69,8 @@ class Checkpoint {
   absl::StatusOr<const TensorRef*> FindWithShape(const std::string& name,
                                                  const std::vector<int64_t>& shape) const;
   bool Contains(const std::string& name) const { return tensors_.count(name) != 0; }
+  // SafetensorsFile::ReleasePages for a tensor that has been copied into a backend buffer.
+  void ReleasePages(const TensorRef& tensor) const;
   size_t num_tensors() const { return tensors_.size(); }
   // The dtype holding most of the checkpoint's bytes: what "the checkpoint's dtype" means.
   DType dominant_dtype() const;
