@@ -4,9 +4,11 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <utility>
 #include <vector>
 
 #include "common/rng.h"
+#include "common/status.h"
 #include "cpu/cpu_ops.h"
 #include "cpu/vector_math.h"
 
@@ -47,7 +49,7 @@ void FilterTopK(std::vector<float>& logits, int top_k, std::vector<float>& scrat
   }
 }
 
-void ChooseLLaDA(const ChooseTokensParams& params, const std::vector<float>& logits_f32,
+void ChooseLLaDA(const TokenChoiceGroup& params, const std::vector<float>& logits_f32,
                  uint32_t position, int32_t* token, double* confidence) {
   const int64_t vocab = static_cast<int64_t>(logits_f32.size());
   int64_t best = 0;
@@ -75,7 +77,7 @@ void ChooseLLaDA(const ChooseTokensParams& params, const std::vector<float>& log
   *confidence = std::exp(static_cast<double>(logits_f32[best]) - max_logit) / denominator;
 }
 
-void ChooseDream(const ChooseTokensParams& params, const std::vector<float>& probabilities,
+void ChooseDream(const TokenChoiceGroup& params, const std::vector<float>& probabilities,
                  uint32_t position, int32_t* token, double* confidence) {
   const int64_t vocab = static_cast<int64_t>(probabilities.size());
   int64_t best = 0;
@@ -128,11 +130,15 @@ void ChooseDream(const ChooseTokensParams& params, const std::vector<float>& pro
 }  // namespace
 
 absl::Status ChooseTokens(const ChooseTokensParams& params) {
-  const int64_t n = params.logits.rows;
+  SCULPT_RETURN_IF_ERROR(ValidateTokenChoice(params));
   const int64_t vocab = params.logits.cols;
-  const bool guided = params.uncond_logits.data != nullptr;
-  const float guidance = static_cast<float>(params.cfg_scale + 1.0);
-  const bool dream = params.style == TokenChoiceStyle::kDream;
+  // Every row of every group is one task, so many small generations still fill the threads.
+  std::vector<std::pair<int32_t, int32_t>> tasks;  // (group, row within the group)
+  for (size_t g = 0; g < params.groups.size(); ++g) {
+    for (size_t r = 0; r < params.groups[g].positions.size(); ++r) {
+      tasks.emplace_back(static_cast<int32_t>(g), static_cast<int32_t>(r));
+    }
+  }
 
 #pragma omp parallel
   {
@@ -140,27 +146,31 @@ absl::Status ChooseTokens(const ChooseTokensParams& params) {
     std::vector<float> scratch;
     std::vector<int32_t> order;
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t r = 0; r < n; ++r) {
-      const float* cond = params.logits.f32() + r * vocab;
-      if (guided) {
-        const float* uncond = params.uncond_logits.f32() + r * vocab;
+    for (size_t task = 0; task < tasks.size(); ++task) {
+      const TokenChoiceGroup& group = params.groups[tasks[task].first];
+      const int64_t r = tasks[task].second;
+      const bool dream = group.style == TokenChoiceStyle::kDream;
+      const float* cond = params.logits.f32() + (group.first_row + r) * vocab;
+      if (group.uncond_first_row >= 0) {
+        const float guidance = static_cast<float>(group.cfg_scale + 1.0);
+        const float* uncond = params.logits.f32() + (group.uncond_first_row + r) * vocab;
         for (int64_t v = 0; v < vocab; ++v)
           logits[v] = uncond[v] + guidance * (cond[v] - uncond[v]);
       } else {
         std::copy(cond, cond + vocab, logits.begin());
       }
-      for (int32_t suppressed : params.suppressed_tokens) {
+      for (int32_t suppressed : group.suppressed_tokens) {
         if (suppressed >= 0 && suppressed < vocab) logits[suppressed] = -INFINITY;
       }
-      if (dream && params.temperature > 0.0) {
-        const float temperature = static_cast<float>(params.temperature);
+      if (dream && group.temperature > 0.0) {
+        const float temperature = static_cast<float>(group.temperature);
         for (float& logit : logits) logit /= temperature;
       }
-      if (params.top_p < 1.0) FilterTopP(logits, params.top_p, order);
-      FilterTopK(logits, params.top_k, scratch);
-      const auto position = static_cast<uint32_t>(params.positions[r]);
+      if (group.top_p < 1.0) FilterTopP(logits, group.top_p, order);
+      FilterTopK(logits, group.top_k, scratch);
+      const auto position = static_cast<uint32_t>(group.positions[r]);
       if (!dream) {
-        ChooseLLaDA(params, logits, position, &params.tokens[r], &params.confidences[r]);
+        ChooseLLaDA(group, logits, position, &group.tokens[r], &group.confidences[r]);
         continue;
       }
       // Dream's float32 softmax.
@@ -168,7 +178,7 @@ absl::Status ChooseTokens(const ChooseTokensParams& params) {
       float total = 0.0f;
       for (float& logit : logits) total += (logit = std::exp(logit - max_logit));
       for (float& probability : logits) probability /= total;
-      ChooseDream(params, logits, position, &params.tokens[r], &params.confidences[r]);
+      ChooseDream(group, logits, position, &group.tokens[r], &group.confidences[r]);
     }
   }
   return absl::OkStatus();

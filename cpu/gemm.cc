@@ -63,15 +63,15 @@ struct GemmRunner::TileKernel {
 GemmRunner::GemmRunner() : engine_(std::make_unique<dnnl::engine>(dnnl::engine::kind::cpu, 0)) {}
 GemmRunner::~GemmRunner() = default;
 
-absl::StatusOr<GemmRunner::TileKernel*> GemmRunner::Kernel(DType compute, int64_t cols, int64_t k,
-                                                           bool packed) {
-  const KernelKey key{static_cast<int>(compute), cols, k, packed};
+absl::StatusOr<GemmRunner::TileKernel*> GemmRunner::Kernel(DType compute, int64_t rows,
+                                                           int64_t cols, int64_t k, bool packed) {
+  const KernelKey key{static_cast<int>(compute), rows, cols, k, packed};
   if (auto found = kernels_.find(key); found != kernels_.end()) return found->second.get();
   using dnnl::memory;
   const memory::data_type type = OneDnnType(compute);
   auto kernel = std::make_unique<TileKernel>();
   try {
-    kernel->x_desc = memory::desc({kTileRows, k}, type, {k, 1});
+    kernel->x_desc = memory::desc({rows, k}, type, {k, 1});
     // A plain weight tile [cols, k] row-major is the [k, cols] operand with strides (1, k); a
     // packed one is in whichever layout oneDNN chose for it.
     const memory::desc weight_desc = packed ? memory::desc({k, cols}, type, memory::format_tag::any)
@@ -79,7 +79,7 @@ absl::StatusOr<GemmRunner::TileKernel*> GemmRunner::Kernel(DType compute, int64_
     // A dense output tile, copied out after: oneDNN 2.6 runs its fast brgemm kernels only when
     // the destination is dense (with the matrix's row stride it falls back to gemm:jit, 3x
     // slower at k = 4096).
-    kernel->out_desc = memory::desc({kTileRows, cols}, memory::data_type::f32, {cols, 1});
+    kernel->out_desc = memory::desc({rows, cols}, memory::data_type::f32, {cols, 1});
     SingleThreadedScope single_threaded;
     dnnl::primitive_attr attributes;
     attributes.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -91,17 +91,26 @@ absl::StatusOr<GemmRunner::TileKernel*> GemmRunner::Kernel(DType compute, int64_
     kernel->primitive = dnnl::matmul(descriptor);
   } catch (const dnnl::error& error) {
     return absl::UnimplementedError(absl::StrCat("oneDNN has no ", Name(compute),
-                                                 " matmul for tiles of ", kTileRows, "x", cols, "x",
-                                                 k, ": ", error.what()));
+                                                 " matmul for tiles of ", rows, "x", cols, "x", k,
+                                                 ": ", error.what()));
   }
   return kernels_.emplace(key, std::move(kernel)).first->second.get();
+}
+
+int64_t GemmRunner::TileRows(DType compute) {
+  int64_t& rows = tile_rows_[compute == DType::kBF16 ? 1 : 0];
+  if (rows == 0) {
+    const absl::StatusOr<TileKernel*> kernel = Kernel(compute, 32, 64, 64, false);
+    rows = kernel.ok() && (*kernel)->name.rfind("brg:", 0) == 0 ? 32 : 48;
+  }
+  return rows;
 }
 
 bool GemmRunner::HasNativeBf16() {
   if (native_bf16_ < 0) {
     // oneDNN's reference implementations are correct but orders of magnitude slower than
     // widening the weights to fp32 tile by tile.
-    const absl::StatusOr<TileKernel*> kernel = Kernel(DType::kBF16, 64, 64, false);
+    const absl::StatusOr<TileKernel*> kernel = Kernel(DType::kBF16, 32, 64, 64, false);
     native_bf16_ = kernel.ok() && (*kernel)->name.rfind("ref", 0) != 0 ? 1 : 0;
   }
   return native_bf16_ == 1;
@@ -109,8 +118,9 @@ bool GemmRunner::HasNativeBf16() {
 
 std::string GemmRunner::KernelName(DType weight_dtype, int64_t k) {
   const bool widen = weight_dtype == DType::kBF16 && !HasNativeBf16();
+  const DType compute = widen ? DType::kF32 : weight_dtype;
   const absl::StatusOr<TileKernel*> kernel =
-      Kernel(widen ? DType::kF32 : weight_dtype, TileColsFor(k), k, !widen);
+      Kernel(compute, TileRows(compute), TileColsFor(k), k, !widen);
   if (!kernel.ok()) return std::string(kernel.status().message());
   return widen ? absl::StrCat((*kernel)->name, " (bf16 weights widened to fp32 per tile)")
                : (*kernel)->name;
@@ -128,7 +138,8 @@ absl::StatusOr<size_t> GemmRunner::PackedBytes(const TensorView& weight) {
   size_t bytes = 0;
   for (int64_t tile = 0; tile < col_tiles; ++tile) {
     const int64_t cols = std::min(tile_cols, n - tile * tile_cols);
-    absl::StatusOr<TileKernel*> kernel = Kernel(weight.dtype, cols, k, true);
+    absl::StatusOr<TileKernel*> kernel =
+        Kernel(weight.dtype, TileRows(weight.dtype), cols, k, true);
     if (!kernel.ok()) return kernel.status();
     // Each tile starts on a cache line.
     bytes += ((*kernel)->weight_desc.get_size() + 63) / 64 * 64;
@@ -146,7 +157,8 @@ absl::Status GemmRunner::Pack(const TensorView& weight, void* destination) {
     dnnl::stream stream(*engine_);
     for (int64_t tile = 0; tile < col_tiles; ++tile) {
       const int64_t cols = std::min(tile_cols, n - tile * tile_cols);
-      absl::StatusOr<TileKernel*> kernel = Kernel(weight.dtype, cols, k, true);
+      absl::StatusOr<TileKernel*> kernel =
+          Kernel(weight.dtype, TileRows(weight.dtype), cols, k, true);
       if (!kernel.ok()) return kernel.status();
       const dnnl::memory::desc plain_desc({k, cols}, OneDnnType(weight.dtype), {1, k});
       dnnl::memory plain(plain_desc, *engine_,
@@ -196,10 +208,11 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
 
   const bool widen = weight_dtype == DType::kBF16 && !HasNativeBf16();
   const DType compute = widen ? DType::kF32 : weight_dtype;
+  const int64_t tile_rows = TileRows(compute);
   const int64_t tile_cols = TileColsFor(k);
-  const int64_t row_tiles = CeilDiv(m, kTileRows);
+  const int64_t row_tiles = CeilDiv(m, tile_rows);
   const int64_t col_tiles = CeilDiv(n, tile_cols);
-  const int64_t tail_rows = m - (row_tiles - 1) * kTileRows;
+  const int64_t tail_rows = m - (row_tiles - 1) * tile_rows;
   const int64_t tail_cols = n - (col_tiles - 1) * tile_cols;
   const int threads = std::max(1, omp_get_max_threads());
 
@@ -208,7 +221,7 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
   size_t scratchpad_bytes = 0;
   for (int edge = 0; edge < 2; ++edge) {
     const int64_t cols = edge == 0 && col_tiles > 1 ? tile_cols : tail_cols;
-    absl::StatusOr<TileKernel*> kernel = Kernel(compute, cols, k, packed != nullptr);
+    absl::StatusOr<TileKernel*> kernel = Kernel(compute, tile_rows, cols, k, packed != nullptr);
     if (!kernel.ok()) return kernel.status();
     kernels[edge] = *kernel;
     kernels[edge]->BindThreads(*engine_, threads);
@@ -221,8 +234,8 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
   }
   if (out_tiles_.size() < static_cast<size_t>(threads)) out_tiles_.resize(threads);
   for (auto& tile : out_tiles_) {
-    if (tile.size() < static_cast<size_t>(kTileRows * tile_cols))
-      tile.resize(kTileRows * tile_cols);
+    if (tile.size() < static_cast<size_t>(tile_rows * tile_cols))
+      tile.resize(tile_rows * tile_cols);
   }
   if (widen) {
     if (widened_weights_.size() < static_cast<size_t>(threads)) widened_weights_.resize(threads);
@@ -234,7 +247,7 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
   // x as the tiles read it: rounded to bf16 in whole tiles of rows (bf16 bits, or their fp32
   // values for widened weights), or fp32 in place with only a partial last tile copied.
   const float* x = params.x.f32();
-  const int64_t padded_rows = row_tiles * kTileRows;
+  const int64_t padded_rows = row_tiles * tile_rows;
   if (weight_dtype == DType::kBF16) {
     if (widen) {
       if (x_f32_.size() < static_cast<size_t>(padded_rows * k)) x_f32_.resize(padded_rows * k);
@@ -255,9 +268,9 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
         for (int64_t j = 0; j < k; ++j) bits[r * k + j] = FloatToBF16(source[j]);
       }
     }
-  } else if (tail_rows < kTileRows) {
-    x_f32_.assign(kTileRows * k, 0.0f);
-    std::memcpy(x_f32_.data(), x + (row_tiles - 1) * kTileRows * k, tail_rows * k * sizeof(float));
+  } else if (tail_rows < tile_rows) {
+    x_f32_.assign(tile_rows * k, 0.0f);
+    std::memcpy(x_f32_.data(), x + (row_tiles - 1) * tile_rows * k, tail_rows * k * sizeof(float));
   }
 
   const char* weight = static_cast<const char*>(params.weight.data);
@@ -282,18 +295,18 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
       const int64_t first_col = col_tile * tile_cols;
       const bool last_col_tile = col_tile + 1 == col_tiles;
       const int64_t cols = last_col_tile ? tail_cols : tile_cols;
-      const bool row_tail = row_tile + 1 == row_tiles && tail_rows < kTileRows;
-      const int64_t rows = row_tail ? tail_rows : kTileRows;
+      const bool row_tail = row_tile + 1 == row_tiles && tail_rows < tile_rows;
+      const int64_t rows = row_tail ? tail_rows : tile_rows;
       TileKernel& kernel = *kernels[last_col_tile ? 1 : 0];
       TileKernel::Bindings& bindings = kernel.per_thread[thread];
 
       const void* x_tile;
       if (compute == DType::kBF16) {
-        x_tile = x_bf16_.data() + row_tile * kTileRows * k;
+        x_tile = x_bf16_.data() + row_tile * tile_rows * k;
       } else if (widen) {
-        x_tile = x_f32_.data() + row_tile * kTileRows * k;
+        x_tile = x_f32_.data() + row_tile * tile_rows * k;
       } else {
-        x_tile = row_tail ? x_f32_.data() : x + row_tile * kTileRows * k;
+        x_tile = row_tail ? x_f32_.data() : x + row_tile * tile_rows * k;
       }
       const void* weight_tile = packed != nullptr ? weight + packed->tile_offsets[col_tile]
                                                   : weight + first_col * k * weight_element;
@@ -325,7 +338,7 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
         continue;
       }
       for (int64_t r = 0; r < rows; ++r) {
-        float* target = out + (row_tile * kTileRows + r) * n + first_col;
+        float* target = out + (row_tile * tile_rows + r) * n + first_col;
         const float* source = out_tile + r * cols;
         if (bias.data == nullptr) {
           std::memcpy(target, source, cols * sizeof(float));

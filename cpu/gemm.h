@@ -1,6 +1,6 @@
 // The CPU backend's dense projections through oneDNN, which picks its kernels by the CPU's
 // features (AMX, AVX512-BF16, AVX-512, AVX2) at run time. Results are batch-invariant by
-// construction: every GEMM is cut into tiles of one fixed shape per weight (kTileRows x
+// construction: every GEMM is cut into tiles of one fixed shape per weight and CPU (TileRows x
 // TileColsFor(k) x k, the row tail padded), and each tile is one single-threaded oneDNN call
 // over the whole reduction, so a row's result never depends on the rows, the threads or the
 // shape of the call it is part of.
@@ -24,12 +24,6 @@ struct stream;
 }  // namespace dnnl
 
 namespace sculpt::cpu {
-
-// Rows of one tile: a multiple of every kernel's row blocking (AMX 16, AVX2 sgemm 6), since a
-// row in a kernel's partial block is summed in another order than one in a full block
-// (tests/unit/batch_invariance_test.cc found it at 32 under AVX2); small enough that padding the
-// few logit rows of a step costs little.
-inline constexpr int64_t kTileRows = 48;
 
 // Output columns of one tile, a function of the weight's shape only: wide enough at short
 // reductions that a tile's work outweighs the cost of a call, narrow at long ones so a tile's
@@ -62,22 +56,30 @@ class GemmRunner {
 
  private:
   struct TileKernel;
-  // (compute dtype, tile columns, k, packed weights)
-  using KernelKey = std::tuple<int, int64_t, int64_t, bool>;
+  // (compute dtype, tile rows, tile columns, k, packed weights)
+  using KernelKey = std::tuple<int, int64_t, int64_t, int64_t, bool>;
   struct PackedWeight {
     int64_t rows, cols;
     DType dtype;
     std::vector<size_t> tile_offsets;  // bytes from the start, one per column tile
   };
 
-  absl::StatusOr<TileKernel*> Kernel(DType compute, int64_t cols, int64_t k, bool packed);
+  absl::StatusOr<TileKernel*> Kernel(DType compute, int64_t rows, int64_t cols, int64_t k,
+                                     bool packed);
+  // Rows of one tile for `compute`: a multiple of the kernel's row blocking, since a row in a
+  // kernel's partial block is summed in another order than one in a full block. oneDNN's brgemm
+  // kernels (AVX-512, AVX512-BF16, AMX) sum every row alike: 32, the logit rows of a typical
+  // step. Its gemm:jit kernels (AVX2, and bf16 emulated on plain AVX-512) block rows by 6, which
+  // tests/unit/batch_invariance_test.cc caught at 32: 48 there.
+  int64_t TileRows(DType compute);
   bool HasNativeBf16();
 
   std::unique_ptr<dnnl::engine> engine_;
   std::vector<dnnl::stream> streams_;  // one per thread
   std::map<KernelKey, std::unique_ptr<TileKernel>> kernels_;
   std::unordered_map<const void*, PackedWeight> packed_;
-  int native_bf16_ = -1;  // unknown until the first bf16 GEMM
+  int native_bf16_ = -1;           // unknown until the first bf16 GEMM
+  int64_t tile_rows_[2] = {0, 0};  // TileRows of fp32 and bf16, once known
   // Grow-only staging: x rounded to bf16 (rows padded to whole tiles), fp32 x where it cannot be
   // read in place (the padded last tile, or all of it rounded to bf16 values for widened
   // weights), and per thread an output tile, oneDNN's scratchpad and a widened weight tile.

@@ -423,70 +423,84 @@ class CudaBackend final : public Backend {
 
 absl::Status CudaBackend::ChooseTokens(const ChooseTokensParams& params) {
   SCULPT_RETURN_IF_ERROR(Bind());
-  SCULPT_RETURN_IF_ERROR(RequireF32(params.logits, "logits"));
-  const auto n_rows = static_cast<size_t>(params.logits.rows);
-  if (params.positions.size() != n_rows || params.tokens.size() != n_rows ||
-      params.confidences.size() != n_rows) {
-    return absl::InvalidArgumentError(
-        "choose_tokens: positions, tokens and confidences need one "
-        "entry per row of logits");
-  }
-  if (params.uncond_logits.data != nullptr) {
-    SCULPT_RETURN_IF_ERROR(RequireF32(params.uncond_logits, "unconditional logits"));
-  }
-  if (n_rows == 0) return absl::OkStatus();
+  SCULPT_RETURN_IF_ERROR(ValidateTokenChoice(params));
+  size_t total_rows = 0;
+  for (const TokenChoiceGroup& group : params.groups) total_rows += group.positions.size();
+  if (total_rows == 0) return absl::OkStatus();
   return Check([&]() -> absl::Status {
-    cuda::ChooseTokensKernelParams kernel;
-    kernel.logits = params.logits.f32();
-    kernel.uncond_logits =
-        params.uncond_logits.data == nullptr ? nullptr : params.uncond_logits.f32();
-    kernel.n_rows = static_cast<int32_t>(n_rows);
-    kernel.vocab = static_cast<int32_t>(params.logits.cols);
-    kernel.cfg_scale = params.cfg_scale;
-    kernel.temperature = params.temperature;
-    kernel.top_p = params.top_p;
-    kernel.top_k = params.top_k;
-    kernel.style =
-        params.style == TokenChoiceStyle::kLLaDA ? cuda::kChooseLLaDA : cuda::kChooseDream;
-    switch (params.confidence) {
-      case ConfidenceKind::kProbability:
-        kernel.confidence = cuda::kConfidenceProbability;
-        break;
-      case ConfidenceKind::kMargin:
-        kernel.confidence = cuda::kConfidenceMargin;
-        break;
-      case ConfidenceKind::kNegEntropy:
-        kernel.confidence = cuda::kConfidenceNegEntropy;
-        break;
-    }
-    if (!params.suppressed_tokens.empty()) {
-      SCULPT_ASSIGN_OR_RETURN(void* suppressed, StageSpan(params.suppressed_tokens));
-      kernel.suppressed_tokens = static_cast<const int32_t*>(suppressed);
-      kernel.n_suppressed = static_cast<int32_t>(params.suppressed_tokens.size());
-    }
-    kernel.seed = params.seed;
-    kernel.step = params.step;
-    SCULPT_ASSIGN_OR_RETURN(void* positions, StageSpan(params.positions));
-    kernel.positions = static_cast<const int32_t*>(positions);
-    const size_t tokens_bytes = RoundUp(n_rows * sizeof(int32_t), kArenaAlignment);
-    SCULPT_RETURN_IF_ERROR(Reserve(choose_results_, tokens_bytes + n_rows * sizeof(double)));
-    kernel.tokens = static_cast<int32_t*>(choose_results_.data());
-    kernel.confidences =
+    // Every group's results side by side on the device, copied back once the last is enqueued;
+    // one synchronization for the whole step.
+    const size_t tokens_bytes = RoundUp(total_rows * sizeof(int32_t), kArenaAlignment);
+    SCULPT_RETURN_IF_ERROR(Reserve(choose_results_, tokens_bytes + total_rows * sizeof(double)));
+    auto* tokens = static_cast<int32_t*>(choose_results_.data());
+    auto* confidences =
         reinterpret_cast<double*>(static_cast<char*>(choose_results_.data()) + tokens_bytes);
-    if (params.top_p < 1.0 || params.top_k > 0) {
-      const size_t scratch_bytes = cuda::ChooseTokensScratchBytes(kernel.n_rows, kernel.vocab);
-      SCULPT_RETURN_IF_ERROR(Reserve(choose_scratch_, scratch_bytes));
-      kernel.scratch = choose_scratch_.data();
-      kernel.scratch_bytes = scratch_bytes;
+    const int64_t vocab = params.logits.cols;
+    // The filters' scratch, reserved once for the largest filtering group: the groups reuse it
+    // one after the other on the stream, and reserving again could free it under a running
+    // kernel.
+    size_t scratch_bytes = 0;
+    for (const TokenChoiceGroup& group : params.groups) {
+      if (group.top_p < 1.0 || group.top_k > 0) {
+        scratch_bytes = std::max(
+            scratch_bytes, cuda::ChooseTokensScratchBytes(static_cast<int>(group.positions.size()),
+                                                          static_cast<int>(vocab)));
+      }
     }
-    SCULPT_RETURN_IF_ERROR(cuda::LaunchChooseTokens(kernel, stream_.get()));
-    // Only the chosen tokens and their confidences come back.
-    SCULPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(params.tokens.data(), kernel.tokens,
-                                                n_rows * sizeof(int32_t), cudaMemcpyDeviceToHost,
-                                                stream_.get()));
-    SCULPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(params.confidences.data(), kernel.confidences,
-                                                n_rows * sizeof(double), cudaMemcpyDeviceToHost,
-                                                stream_.get()));
+    if (scratch_bytes > 0) SCULPT_RETURN_IF_ERROR(Reserve(choose_scratch_, scratch_bytes));
+    size_t done = 0;
+    for (const TokenChoiceGroup& group : params.groups) {
+      const size_t n_rows = group.positions.size();
+      if (n_rows == 0) continue;
+      cuda::ChooseTokensKernelParams kernel;
+      kernel.logits = params.logits.f32() + group.first_row * vocab;
+      kernel.uncond_logits = group.uncond_first_row < 0
+                                 ? nullptr
+                                 : params.logits.f32() + group.uncond_first_row * vocab;
+      kernel.n_rows = static_cast<int32_t>(n_rows);
+      kernel.vocab = static_cast<int32_t>(vocab);
+      kernel.cfg_scale = group.cfg_scale;
+      kernel.temperature = group.temperature;
+      kernel.top_p = group.top_p;
+      kernel.top_k = group.top_k;
+      kernel.style =
+          group.style == TokenChoiceStyle::kLLaDA ? cuda::kChooseLLaDA : cuda::kChooseDream;
+      switch (group.confidence) {
+        case ConfidenceKind::kProbability:
+          kernel.confidence = cuda::kConfidenceProbability;
+          break;
+        case ConfidenceKind::kMargin:
+          kernel.confidence = cuda::kConfidenceMargin;
+          break;
+        case ConfidenceKind::kNegEntropy:
+          kernel.confidence = cuda::kConfidenceNegEntropy;
+          break;
+      }
+      if (!group.suppressed_tokens.empty()) {
+        SCULPT_ASSIGN_OR_RETURN(void* suppressed, StageSpan(group.suppressed_tokens));
+        kernel.suppressed_tokens = static_cast<const int32_t*>(suppressed);
+        kernel.n_suppressed = static_cast<int32_t>(group.suppressed_tokens.size());
+      }
+      kernel.seed = group.seed;
+      kernel.step = group.step;
+      SCULPT_ASSIGN_OR_RETURN(void* positions, StageSpan(group.positions));
+      kernel.positions = static_cast<const int32_t*>(positions);
+      kernel.tokens = tokens + done;
+      kernel.confidences = confidences + done;
+      if (group.top_p < 1.0 || group.top_k > 0) {
+        kernel.scratch = choose_scratch_.data();
+        kernel.scratch_bytes = scratch_bytes;
+      }
+      SCULPT_RETURN_IF_ERROR(cuda::LaunchChooseTokens(kernel, stream_.get()));
+      // Only the chosen tokens and their confidences come back.
+      SCULPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(group.tokens.data(), kernel.tokens,
+                                                  n_rows * sizeof(int32_t), cudaMemcpyDeviceToHost,
+                                                  stream_.get()));
+      SCULPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(group.confidences.data(), kernel.confidences,
+                                                  n_rows * sizeof(double), cudaMemcpyDeviceToHost,
+                                                  stream_.get()));
+      done += n_rows;
+    }
     return SynchronizeStream();
   }());
 }

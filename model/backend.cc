@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "common/status.h"
 
 namespace sculpt {
@@ -23,6 +24,30 @@ DeviceBuffer::~DeviceBuffer() {
 
 TensorView DeviceBuffer::view(DType dtype, int64_t rows, int64_t cols) const {
   return TensorView{data_, dtype, rows, cols};
+}
+
+absl::Status ValidateTokenChoice(const ChooseTokensParams& params) {
+  if (params.logits.dtype != DType::kF32) {
+    return absl::InvalidArgumentError("choose_tokens: logits must be F32");
+  }
+  for (const TokenChoiceGroup& group : params.groups) {
+    const auto rows = static_cast<int64_t>(group.positions.size());
+    if (group.tokens.size() != group.positions.size() ||
+        group.confidences.size() != group.positions.size()) {
+      return absl::InvalidArgumentError(
+          "choose_tokens: positions, tokens and confidences need one entry per row");
+    }
+    const bool inside =
+        group.first_row >= 0 && group.first_row + rows <= params.logits.rows &&
+        (group.uncond_first_row < 0 || group.uncond_first_row + rows <= params.logits.rows);
+    if (!inside) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("choose_tokens: a group's rows [", group.first_row, ", ",
+                       group.first_row + rows, ") (unconditional from ", group.uncond_first_row,
+                       ") lie outside the ", params.logits.rows, " rows of logits"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<DeviceBuffer> Backend::LoadWeights(const void* src, DType src_dtype, size_t count) {

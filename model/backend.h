@@ -157,13 +157,13 @@ enum class ConfidenceKind {
   kNegEntropy,   // sum p log(p + 1e-10)
 };
 
-// Picks a token and its confidence for each row of logits, keeping vocabulary-sized data on
-// the backend. With an unconditional row, logits are first guided in fp32:
-// uncond + (cfg_scale + 1) * (cond - uncond). Suppressed tokens get -inf logits. top_k/top_p
-// filter as Dream does (removed logits become the lowest float).
-struct ChooseTokensParams {
-  TensorView logits;         // [n, vocab], read (and may be overwritten)
-  TensorView uncond_logits;  // [n, vocab] or empty, read
+// One generation's share of a step's token choice: its rows of logits and its own settings.
+// With unconditional rows, logits are first guided in fp32: uncond + (cfg_scale + 1) *
+// (cond - uncond). Suppressed tokens get -inf logits. top_k/top_p filter as Dream does (removed
+// logits become the lowest float).
+struct TokenChoiceGroup {
+  int64_t first_row = 0;          // rows [first_row, first_row + positions.size()) of the logits
+  int64_t uncond_first_row = -1;  // its unconditional rows, as many; -1 without guidance
   double cfg_scale = 0.0;
   double temperature = 0.0;
   double top_p = 1.0;  // 1 = off
@@ -177,6 +177,17 @@ struct ChooseTokensParams {
   std::span<int32_t> tokens;           // [n], host memory, written
   std::span<double> confidences;       // [n], host memory, written
 };
+
+// Picks a token and its confidence for every row of every group, keeping vocabulary-sized data
+// on the backend: all of a step's generations in one call. A row's result depends only on its
+// own logits and its group's settings.
+struct ChooseTokensParams {
+  TensorView logits;  // [rows, vocab], read (and may be overwritten)
+  std::span<const TokenChoiceGroup> groups;
+};
+
+// INVALID_ARGUMENT unless every group's spans agree and its rows lie inside the logits.
+absl::Status ValidateTokenChoice(const ChooseTokensParams& params);
 
 class Backend {
  public:

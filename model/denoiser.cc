@@ -33,44 +33,40 @@ absl::StatusOr<int> RunDenoisingStep(Transformer& model, std::span<Generation* c
   if (batch.empty()) return 0;
   SCULPT_ASSIGN_OR_RETURN(TensorView logits, model.Forward(batch));
 
-  const int64_t vocab = logits.cols;
-  const auto rows = [&](int64_t first_row, int64_t count) {
-    TensorView view = logits;
-    view.data = logits.f32() + first_row * vocab;
-    view.rows = count;
-    return view;
-  };
+  // One token choice for every generation of the step, each with its own settings.
+  std::vector<TokenChoiceGroup> groups;
+  std::vector<std::vector<int32_t>> tokens(active.size());
+  std::vector<std::vector<double>> confidences(active.size());
   int64_t row = 0;
-  std::vector<int32_t> tokens;
-  std::vector<double> confidences;
-  for (Generation* generation : active) {
-    const GenerationParams& params = generation->params();
-    const auto& positions = generation->candidate_positions();
+  for (size_t g = 0; g < active.size(); ++g) {
+    const Generation& generation = *active[g];
+    const GenerationParams& params = generation.params();
+    const auto& positions = generation.candidate_positions();
     const auto count = static_cast<int64_t>(positions.size());
-    ChooseTokensParams choose;
-    choose.logits = rows(row, count);
+    tokens[g].resize(count);
+    confidences[g].resize(count);
+    TokenChoiceGroup& group = groups.emplace_back();
+    group.first_row = row;
     row += count;
-    if (generation->guided()) {
-      choose.uncond_logits = rows(row, count);
+    if (generation.guided()) {
+      group.uncond_first_row = row;
       row += count;
     }
-    choose.cfg_scale = params.cfg_scale;
-    choose.temperature = params.temperature;
-    choose.top_p = params.top_p;
-    choose.top_k = params.top_k;
-    choose.style = generation->policy().style();
-    choose.confidence = generation->policy().confidence_kind();
-    choose.suppressed_tokens = generation->suppressed_tokens();
-    choose.seed = params.seed;
-    choose.step = generation->global_step();
-    choose.positions = positions;
-    tokens.resize(count);
-    confidences.resize(count);
-    choose.tokens = tokens;
-    choose.confidences = confidences;
-    SCULPT_RETURN_IF_ERROR(model.backend().ChooseTokens(choose));
-    generation->Commit(tokens, confidences);
+    group.cfg_scale = params.cfg_scale;
+    group.temperature = params.temperature;
+    group.top_p = params.top_p;
+    group.top_k = params.top_k;
+    group.style = generation.policy().style();
+    group.confidence = generation.policy().confidence_kind();
+    group.suppressed_tokens = generation.suppressed_tokens();
+    group.seed = params.seed;
+    group.step = generation.global_step();
+    group.positions = positions;
+    group.tokens = tokens[g];
+    group.confidences = confidences[g];
   }
+  SCULPT_RETURN_IF_ERROR(model.backend().ChooseTokens({logits, groups}));
+  for (size_t g = 0; g < active.size(); ++g) active[g]->Commit(tokens[g], confidences[g]);
   return static_cast<int>(batch.size());
 }
 

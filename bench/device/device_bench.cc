@@ -281,12 +281,9 @@ int Run(int argc, char** argv) {
     const auto step = [&] {
       auto logits = model.Forward(batch);
       BENCH_CHECK(logits.status());
-      ChooseTokensParams choose;
-      choose.logits = *logits;
-      choose.positions = positions;
-      choose.tokens = chosen;
-      choose.confidences = confidences;
-      BENCH_CHECK(backend.ChooseTokens(choose));
+      const TokenChoiceGroup group{
+          .positions = positions, .tokens = chosen, .confidences = confidences};
+      BENCH_CHECK(backend.ChooseTokens({*logits, {&group, 1}}));
     };
     step();  // grows the workspace
     std::vector<double> times;

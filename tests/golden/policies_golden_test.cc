@@ -90,13 +90,11 @@ TEST(PoliciesGoldenTest, AlgTempDrawsPositionsWithTheReferenceProbabilities) {
   ASSERT_TRUE(logits.ok());
   std::vector<int32_t> tokens(positions.size());
   std::vector<double> confidences(positions.size());
-  ChooseTokensParams choose;
-  choose.logits = *logits;
-  choose.style = TokenChoiceStyle::kDream;
-  choose.positions = positions;
-  choose.tokens = tokens;
-  choose.confidences = confidences;
-  ASSERT_TRUE(model->backend().ChooseTokens(choose).ok());
+  const TokenChoiceGroup group{.style = TokenChoiceStyle::kDream,
+                               .positions = positions,
+                               .tokens = tokens,
+                               .confidences = confidences};
+  ASSERT_TRUE(model->backend().ChooseTokens({*logits, {&group, 1}}).ok());
   const std::vector<double> expected_confidences = pick["confidences"];
   for (size_t i = 0; i < positions.size(); ++i) {
     EXPECT_NEAR(confidences[i], expected_confidences[i], 1e-5 * std::fabs(expected_confidences[i]));

@@ -192,9 +192,10 @@ Outputs RunCpu(const Case& c, const Inputs& in) {
   std::vector<float> logits = in.cond;  // the op may overwrite it
   std::vector<float> uncond = in.uncond;
   Outputs out{std::vector<int32_t>(c.n_rows), std::vector<double>(c.n_rows)};
-  ChooseTokensParams params;
-  params.logits = TensorView{logits.data(), DType::kF32, c.n_rows, c.vocab};
-  if (c.guided) params.uncond_logits = TensorView{uncond.data(), DType::kF32, c.n_rows, c.vocab};
+  // The conditional rows, then the unconditional ones, in one tensor of logits.
+  logits.insert(logits.end(), uncond.begin(), uncond.end());
+  TokenChoiceGroup params;
+  if (c.guided) params.uncond_first_row = c.n_rows;
   params.cfg_scale = in.cfg_scale;
   params.temperature = c.temperature;
   params.top_p = c.top_p;
@@ -207,7 +208,9 @@ Outputs RunCpu(const Case& c, const Inputs& in) {
   params.positions = in.positions;
   params.tokens = out.tokens;
   params.confidences = out.confidences;
-  const absl::Status status = cpu::ChooseTokens(params);
+  const int64_t rows = static_cast<int64_t>(logits.size()) / c.vocab;
+  const absl::Status status =
+      cpu::ChooseTokens({TensorView{logits.data(), DType::kF32, rows, c.vocab}, {&params, 1}});
   EXPECT_TRUE(status.ok()) << status;
   return out;
 }

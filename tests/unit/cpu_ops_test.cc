@@ -2,9 +2,11 @@
 // reference of every other backend, so it is itself checked against the maths.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <span>
 #include <vector>
 
 #include "common/rng.h"
@@ -181,28 +183,31 @@ TEST_F(CpuOpsTest, RmsNormGemmSwiGluAdd) {
 
 TEST_F(CpuOpsTest, ChooseTokensArgmaxConfidenceGuidanceAndGumbel) {
   const int vocab = 11;
-  // Row 0 has a tie between 3 and 7: the first wins. Row 1 is guided.
-  std::vector<float> cond = RandomFloats(2 * vocab, 11);
-  cond[3] = cond[7] = 10.0f;
-  std::vector<float> uncond = RandomFloats(2 * vocab, 12);
+  // Rows 0-1 are the conditional logits, rows 2-3 the unconditional ones. Row 0 has a tie
+  // between 3 and 7: the first wins.
+  std::vector<float> logits = RandomFloats(4 * vocab, 11);
+  logits[3] = logits[7] = 10.0f;
+  const std::vector<float> original = logits;
+  const float* cond = original.data();
+  const float* uncond = original.data() + 2 * vocab;
   const std::vector<int32_t> positions = {4, 9};
   std::vector<int32_t> tokens(2);
   std::vector<double> confidences(2);
+  const auto choose = [&](TokenChoiceGroup group) {
+    group.positions = positions;
+    group.tokens = tokens;
+    group.confidences = confidences;
+    logits = original;
+    ASSERT_TRUE(backend_->ChooseTokens({View(logits, 4, vocab), {&group, 1}}).ok());
+  };
 
-  ChooseTokensParams params;
-  params.logits = View(cond, 2, vocab);
-  params.positions = positions;
-  params.tokens = tokens;
-  params.confidences = confidences;
-  ASSERT_TRUE(backend_->ChooseTokens(params).ok());
+  choose({});
   EXPECT_EQ(tokens[0], 3);
   double total = 0.0;
   for (int v = 0; v < vocab; ++v) total += std::exp(double(cond[v]) - 10.0);
   EXPECT_NEAR(confidences[0], 1.0 / total, 1e-12);
 
-  params.uncond_logits = View(uncond, 2, vocab);
-  params.cfg_scale = 2.0;
-  ASSERT_TRUE(backend_->ChooseTokens(params).ok());
+  choose({.uncond_first_row = 2, .cfg_scale = 2.0});
   std::vector<double> guided(vocab);
   int best = 0;
   for (int v = 0; v < vocab; ++v) {
@@ -211,12 +216,7 @@ TEST_F(CpuOpsTest, ChooseTokensArgmaxConfidenceGuidanceAndGumbel) {
   }
   EXPECT_EQ(tokens[1], best);
 
-  params.uncond_logits = {};
-  params.cfg_scale = 0.0;
-  params.temperature = 0.8;
-  params.seed = 99;
-  params.step = 3;
-  ASSERT_TRUE(backend_->ChooseTokens(params).ok());
+  choose({.temperature = 0.8, .seed = 99, .step = 3});
   for (int r = 0; r < 2; ++r) {
     int sampled = 0;
     double best_score = -INFINITY;
@@ -229,49 +229,74 @@ TEST_F(CpuOpsTest, ChooseTokensArgmaxConfidenceGuidanceAndGumbel) {
   }
 }
 
-}  // namespace
-}  // namespace sculpt
+// A step's generations share one call, each with its own settings: the results are those of
+// each group chosen on its own.
+TEST_F(CpuOpsTest, ChooseTokensForManyGroupsInOneCallEqualsOneCallPerGroup) {
+  const int vocab = 97, rows = 9;
+  const std::vector<float> original = RandomFloats(rows * vocab, 21, 3.0f);
+  const std::vector<int32_t> positions = {0, 5, 6, 7, 8, 9, 30, 31, 32};
+  const std::vector<int32_t> suppressed = {4, 50};
+  // Settings per group: LLaDA greedy, LLaDA guided and sampled, Dream with top-k and margin.
+  std::vector<TokenChoiceGroup> groups(3);
+  groups[0] = {.first_row = 0};
+  groups[1] = {.first_row = 2,
+               .uncond_first_row = 4,
+               .cfg_scale = 1.5,
+               .temperature = 0.7,
+               .seed = 5,
+               .step = 2};
+  groups[2] = {.first_row = 6,
+               .temperature = 0.9,
+               .top_k = 10,
+               .style = TokenChoiceStyle::kDream,
+               .confidence = ConfidenceKind::kMargin,
+               .suppressed_tokens = suppressed,
+               .seed = 8,
+               .step = 1};
+  const int counts[] = {2, 2, 3};
+  // Outputs for the conditional rows only: 2 + 2 + 3.
+  std::vector<int32_t> tokens(7, -1), alone_tokens(7, -1);
+  std::vector<double> confidences(7), alone_confidences(7);
+  int used = 0;
+  for (int g = 0; g < 3; ++g) {
+    groups[g].positions = std::span(positions).subspan(groups[g].first_row, counts[g]);
+    groups[g].tokens = std::span(tokens).subspan(used, counts[g]);
+    groups[g].confidences = std::span(confidences).subspan(used, counts[g]);
+    used += counts[g];
+  }
+  std::vector<float> logits = original;
+  ASSERT_TRUE(backend_->ChooseTokens({View(logits, rows, vocab), groups}).ok());
+  used = 0;
+  for (int g = 0; g < 3; ++g) {
+    TokenChoiceGroup alone = groups[g];
+    alone.tokens = std::span(alone_tokens).subspan(used, counts[g]);
+    alone.confidences = std::span(alone_confidences).subspan(used, counts[g]);
+    used += counts[g];
+    logits = original;
+    ASSERT_TRUE(backend_->ChooseTokens({View(logits, rows, vocab), {&alone, 1}}).ok());
+  }
+  EXPECT_EQ(tokens, alone_tokens);
+  EXPECT_EQ(confidences, alone_confidences);
+  EXPECT_EQ(std::count(tokens.begin(), tokens.end(), -1), 0);
+}
 
-namespace sculpt {
-namespace {
-
-// Batch invariance rests on this: a row's GEMM result must not depend on how many rows share
-// the call or where the row sits among them.
-// Batch invariance of GEMMs and attention: tests/unit/batch_invariance_test.cc.
-
-}  // namespace
-}  // namespace sculpt
-
-namespace sculpt {
-namespace {
-
-// Batch invariance rests on this: a row's GEMM result must not depend on how many rows share
-// the call or where the row sits among them.
-TEST_F(CpuOpsTest, GemmRowsAreBitwiseIndependentOfTheirBatch) {
-  for (const auto& [k, n] : std::vector<std::pair<int, int>>{{96, 96},
-                                                             {96, 48},
-                                                             {96, 288},
-                                                             {96, 200},
-                                                             {200, 96},
-                                                             {200, 997},
-                                                             {768, 768},
-                                                             {96, 1009}}) {
-    const int m = 40;
-    std::vector<float> x = RandomFloats(m * k, 20);
-    std::vector<float> w = RandomFloats(n * k, 21);
-    std::vector<float> full(m * n);
-    ASSERT_TRUE(backend_->Gemm({View(x, m, k), View(w, n, k), {}, View(full, m, n)}).ok());
-    for (int rows : {1, 2, 3, 4, 5, 7, 9, 12, 13, 16, 17, 25}) {
-      for (int first : {0, 3, 11}) {
-        std::vector<float> part(rows * n);
-        TensorView slice{x.data() + first * k, DType::kF32, rows, k};
-        ASSERT_TRUE(backend_->Gemm({slice, View(w, n, k), {}, View(part, rows, n)}).ok());
-        EXPECT_EQ(std::memcmp(part.data(), full.data() + first * n, part.size() * sizeof(float)), 0)
-            << "k=" << k << " n=" << n << " rows=" << rows << " first=" << first;
-      }
-    }
+TEST_F(CpuOpsTest, ChooseTokensRefusesGroupsOutsideTheLogits) {
+  std::vector<float> logits(4 * 5);
+  const std::vector<int32_t> positions = {1, 2};
+  std::vector<int32_t> tokens(2);
+  std::vector<double> confidences(2);
+  for (const TokenChoiceGroup& group :
+       {TokenChoiceGroup{.first_row = 3}, TokenChoiceGroup{.uncond_first_row = 3}}) {
+    TokenChoiceGroup bad = group;
+    bad.positions = positions;
+    bad.tokens = tokens;
+    bad.confidences = confidences;
+    EXPECT_EQ(backend_->ChooseTokens({View(logits, 4, 5), {&bad, 1}}).code(),
+              absl::StatusCode::kInvalidArgument);
   }
 }
+
+// Batch invariance of GEMMs and attention: tests/unit/batch_invariance_test.cc.
 
 }  // namespace
 }  // namespace sculpt
