@@ -113,8 +113,14 @@ int Run(const std::vector<std::string>& args) {
   const ModelConfig& config = (*model)->config();
   const int repeat = static_cast<int>(*flags.GetInt("repeat"));
   std::mt19937 random(0);
-  std::uniform_int_distribution<int32_t> token(
-      0, std::min(config.mask_token_id, config.eos_token_id) - 1);
+  // Random ids below the special tokens when there is room (LLaDA's sit at the top of the
+  // vocabulary), else anywhere but the mask token (the shipped model's sit at 0-2).
+  const int32_t special = std::min(config.mask_token_id, config.eos_token_id);
+  std::uniform_int_distribution<int32_t> draw(0, (special > 1 ? special : config.vocab_size) - 1);
+  const auto token = [&](std::mt19937& generator) {
+    const int32_t id = draw(generator);
+    return id == config.mask_token_id ? id + 1 : id;
+  };
   nlohmann::json result = {
       {"peer", "sculpt-cpu"},
       {"model", flags.GetString("model")},

@@ -23,11 +23,15 @@ PYTHON="$python" bench/make_bench_model.sh
 results=build/bench-results.jsonl
 : > "$results"
 echo "# $(lscpu | sed -n 's/^Model name: *//p'), $threads threads"
-run_pair() {  # run_pair MODEL ARGS...: ours, then the peer, with the same arguments
+run_pair() {  # run_pair MODEL ARGS...: ours, then the peers, with the same arguments
   local model=$1
   shift
   ./build/bench/bench_llada --model "$model" --threads "$threads" "$@" | tee -a "$results"
   "$python" bench/torch_reference.py --model "$model" --threads "$threads" "$@" | tee -a "$results"
+  if [[ " $* " == *" --generate "* ]]; then  # LLaDA's published loop as well
+    "$python" bench/torch_reference.py --model "$model" --threads "$threads" --loop upstream "$@" |
+      tee -a "$results"
+  fi
 }
 
 # The shipped model (d_model 256, 6 layers, vocab 8192; trained weights, so confident predictions)
@@ -40,25 +44,30 @@ for dtype in float32 bfloat16; do
   run_pair "$shipped" --dtype "$dtype" --generate --prompt-ids "$prompt" --gen-length 128 \
     --steps 128 --block-length 32 --repeat 3
   run_pair "$bench_model" --dtype "$dtype" --seq-len 256 --batch 1 --repeat 5
-  run_pair "$bench_model" --dtype "$dtype" --generate --prompt-len 32 --gen-length 64 --steps 64 \
-    --block-length 32 --repeat 2
+  run_pair "$bench_model" --dtype "$dtype" --generate --prompt-ids "$(seq -s, 100 131)" \
+    --gen-length 64 --steps 64 --block-length 32 --repeat 2
 done
 
 "$python" - "$results" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
-print(f"\n{'model':<20}{'dtype':<10}{'mode':<10}{'sculpt s':>10}{'torch s':>10}{'speed-up':>10}"
-      f"  same tokens")
-for ours, peer in zip(rows[0::2], rows[1::2]):
+print(f"\n{'model':<20}{'dtype':<10}{'mode':<10}{'sculpt s':>10}{'peer':>22}{'peer s':>10}"
+      f"{'speed-up':>10}  same tokens")
+ours = None
+for row in rows:
+    if row["peer"] == "sculpt-cpu":
+        ours = row
+        continue
     name = ours["model"].rstrip("/").split("/")[-1]
     same = ""
     if ours["mode"] == "generate":
-        a, b = ours["token_ids"], peer["token_ids"]
+        a, b = ours["token_ids"], row["token_ids"]
         same = f"{sum(x == y for x, y in zip(a, b))}/{len(a)}"
     print(f"{name:<20}{ours['dtype']:<10}{ours['mode']:<10}{ours['median_s']:>10.4f}"
-          f"{peer['median_s']:>10.4f}{peer['median_s'] / ours['median_s']:>9.2f}x  {same}")
+          f"{row['peer']:>22}{row['median_s']:>10.4f}{row['median_s'] / ours['median_s']:>9.2f}x"
+          f"  {same}")
     if ours["mode"] == "forward":
         print(f"{'':<40}forward {ours['gflops']:.1f} GFLOP/s = "
               f"{100 * ours['fraction_of_gemm_peak']:.0f}% of the {ours['dtype']} GEMM peak "
-              f"{ours['gemm_peak_gflops']:.1f}")
+              f"{ours['gemm_peak_gflops']:.1f} ({ours['gemm_kernel']})")
 PY

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "cpu/attention.h"
 #include "cpu/cpu_ops.h"
 #include "cpu/gemm.h"
 
@@ -83,7 +84,7 @@ class CpuBackend final : public Backend {
   }
   absl::Status Gemm(const GemmParams& params) override { return gemm_.Run(params); }
   absl::Status Rope(const RopeParams& params) override { return cpu::Rope(params); }
-  absl::Status Attention(const AttentionParams& params) override { return cpu::Attention(params); }
+  absl::Status Attention(const AttentionParams& params) override { return attention_.Run(params); }
   absl::Status SwiGlu(const SwiGluParams& params) override { return cpu::SwiGlu(params); }
   absl::Status Add(const AddParams& params) override { return cpu::Add(params); }
   absl::Status GatherRows(const GatherRowsParams& params) override {
@@ -97,6 +98,7 @@ class CpuBackend final : public Backend {
  private:
   const DType weight_dtype_;
   cpu::GemmRunner gemm_;
+  cpu::AttentionRunner attention_;
 };
 
 }  // namespace

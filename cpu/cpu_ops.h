@@ -5,13 +5,14 @@
 
 namespace sculpt::cpu {
 
-absl::Status Embed(const EmbedParams& params);                // elementwise.cc
-absl::Status RmsNorm(const RmsNormParams& params);            // elementwise.cc
-absl::Status AddRmsNorm(const AddRmsNormParams& params);      // elementwise.cc
-absl::Status SwiGlu(const SwiGluParams& params);              // elementwise.cc
-absl::Status Add(const AddParams& params);                    // elementwise.cc
-absl::Status GatherRows(const GatherRowsParams& params);      // elementwise.cc
-absl::Status Rope(const RopeParams& params);                  // rope.cc
+absl::Status Embed(const EmbedParams& params);            // elementwise.cc
+absl::Status RmsNorm(const RmsNormParams& params);        // elementwise.cc
+absl::Status AddRmsNorm(const AddRmsNormParams& params);  // elementwise.cc
+absl::Status SwiGlu(const SwiGluParams& params);          // elementwise.cc
+absl::Status Add(const AddParams& params);                // elementwise.cc
+absl::Status GatherRows(const GatherRowsParams& params);  // elementwise.cc
+absl::Status Rope(const RopeParams& params);              // rope.cc
+// A shared AttentionRunner, for callers without a backend (tests).
 absl::Status Attention(const AttentionParams& params);        // attention.cc
 absl::Status ChooseTokens(const ChooseTokensParams& params);  // choose_tokens.cc
 

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/dtype.h"
+#include "cpu/onednn_util.h"
 
 namespace sculpt::cpu {
 namespace {
@@ -18,17 +19,6 @@ namespace {
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 std::string Name(DType dtype) { return std::string(DTypeName(dtype)); }
-
-// Makes oneDNN objects with its threading fixed to one thread: oneDNN decides how to split a
-// primitive over threads when it is created, and each of our tiles runs on one thread.
-class SingleThreadedScope {
- public:
-  SingleThreadedScope() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
-  ~SingleThreadedScope() { omp_set_num_threads(saved_); }
-
- private:
-  int saved_;
-};
 
 dnnl::memory::data_type OneDnnType(DType dtype) {
   return dtype == DType::kBF16 ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
@@ -325,13 +315,11 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
         bindings.weight.set_data_handle(const_cast<void*>(weight_tile));
         bindings.out.set_data_handle(out_tile);
         bindings.scratchpad.set_data_handle(scratchpads_[thread].data());
-        const dnnl_exec_arg_t arguments[] = {{DNNL_ARG_SRC, bindings.x.get()},
-                                             {DNNL_ARG_WEIGHTS, bindings.weight.get()},
-                                             {DNNL_ARG_DST, bindings.out.get()},
-                                             {DNNL_ARG_SCRATCHPAD, bindings.scratchpad.get()}};
-        dnnl::error::wrap_c_api(
-            dnnl_primitive_execute(kernel.primitive.get(), stream.get(), 4, arguments),
-            "matmul tile");
+        ExecutePrimitive(kernel.primitive, stream,
+                         {{DNNL_ARG_SRC, bindings.x.get()},
+                          {DNNL_ARG_WEIGHTS, bindings.weight.get()},
+                          {DNNL_ARG_DST, bindings.out.get()},
+                          {DNNL_ARG_SCRATCHPAD, bindings.scratchpad.get()}});
       } catch (const dnnl::error& error) {
         std::lock_guard<std::mutex> lock(error_mutex);
         if (!failed.exchange(true)) error_message = error.what();

@@ -1,14 +1,11 @@
 #include "cpu/threads.h"
 
-#include <cblas.h>
 #include <omp.h>
 
 namespace sculpt {
 
 void SetCpuThreads(int n) {
-  if (n <= 0) return;
-  omp_set_num_threads(n);
-  openblas_set_num_threads(n);
+  if (n > 0) omp_set_num_threads(n);
 }
 
 int CpuThreads() { return omp_get_max_threads(); }

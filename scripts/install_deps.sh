@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   build-essential cmake pkg-config git
-  libabsl-dev libspdlog-dev nlohmann-json3-dev libopenblas-openmp-dev libdnnl-dev libgtest-dev
+  libabsl-dev libspdlog-dev nlohmann-json3-dev libdnnl-dev libgtest-dev
   libpcre2-dev libutf8proc-dev clang libclang-rt-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc nghttp2-client
   libcpp-httplib-dev chromium
