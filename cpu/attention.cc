@@ -168,9 +168,7 @@ absl::Status AttentionRunner::Run(const AttentionParams& params) {
     }
   }
 
-  std::atomic<bool> failed{false};
-  std::mutex error_mutex;
-  std::string error_message;
+  FirstTileError error;
 #pragma omp parallel num_threads(threads)
   {
     const int thread = omp_get_thread_num();
@@ -179,7 +177,7 @@ absl::Status AttentionRunner::Run(const AttentionParams& params) {
     Kernels::Bindings& bindings = kernels.per_thread[thread];
 #pragma omp for schedule(dynamic, 1)
     for (size_t i = 0; i < items.size(); ++i) {
-      if (failed.load(std::memory_order_relaxed)) continue;
+      if (error.failed()) continue;
       const WorkItem& item = items[i];
       const int64_t begin = offsets[item.sequence];
       const int64_t length = offsets[item.sequence + 1] - begin;
@@ -209,11 +207,8 @@ absl::Status AttentionRunner::Run(const AttentionParams& params) {
         for (int64_t t = 0; t < key_tiles; ++t) {
           bindings.keys.set_data_handle(const_cast<float*>(keys + t * kKeyTile * head_dim));
           bindings.scores.set_data_handle(scores + t * kQueryTile * kKeyTile);
-          ExecutePrimitive(kernels.scores, stream,
-                           {{DNNL_ARG_SRC, bindings.queries.get()},
-                            {DNNL_ARG_WEIGHTS, bindings.keys.get()},
-                            {DNNL_ARG_DST, bindings.scores.get()},
-                            {DNNL_ARG_SCRATCHPAD, bindings.scratchpad.get()}});
+          ExecuteMatmul(kernels.scores, stream, bindings.queries, bindings.keys, bindings.scores,
+                        bindings.scratchpad);
         }
         // A softmax over each row's real keys, in key order; padded keys get no weight.
         const int64_t last_keys = length - (key_tiles - 1) * kKeyTile;
@@ -241,15 +236,11 @@ absl::Status AttentionRunner::Run(const AttentionParams& params) {
         for (int64_t t = 0; t < key_tiles; ++t) {
           bindings.probabilities.set_data_handle(scores + t * kQueryTile * kKeyTile);
           bindings.values.set_data_handle(const_cast<float*>(values + t * kKeyTile * head_dim));
-          ExecutePrimitive(kernels.values, stream,
-                           {{DNNL_ARG_SRC, bindings.probabilities.get()},
-                            {DNNL_ARG_WEIGHTS, bindings.values.get()},
-                            {DNNL_ARG_DST, bindings.out.get()},
-                            {DNNL_ARG_SCRATCHPAD, bindings.scratchpad.get()}});
+          ExecuteMatmul(kernels.values, stream, bindings.probabilities, bindings.values,
+                        bindings.out, bindings.scratchpad);
         }
-      } catch (const dnnl::error& error) {
-        std::lock_guard<std::mutex> lock(error_mutex);
-        if (!failed.exchange(true)) error_message = error.what();
+      } catch (const dnnl::error& failure) {
+        error.Record(failure);
         continue;
       }
       for (int64_t r = 0; r < rows; ++r) {
@@ -259,8 +250,7 @@ absl::Status AttentionRunner::Run(const AttentionParams& params) {
       }
     }
   }
-  if (failed) return absl::InternalError(absl::StrCat("attention: oneDNN failed: ", error_message));
-  return absl::OkStatus();
+  return error.status("attention");
 }
 
 absl::Status Attention(const AttentionParams& params) {

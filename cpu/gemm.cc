@@ -267,9 +267,7 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
   const size_t weight_element = DTypeSize(weight_dtype);
   float* out = params.out.f32();
   const TensorView& bias = params.bias;
-  std::atomic<bool> failed{false};
-  std::mutex error_mutex;
-  std::string error_message;
+  FirstTileError error;
 
 #pragma omp parallel num_threads(threads)
   {
@@ -279,7 +277,7 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
     // Column-tile-major, so a thread keeps one tile of weights in cache over the rows.
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < col_tiles * row_tiles; ++item) {
-      if (failed.load(std::memory_order_relaxed)) continue;
+      if (error.failed()) continue;
       const int64_t col_tile = item / row_tiles;
       const int64_t row_tile = item % row_tiles;
       const int64_t first_col = col_tile * tile_cols;
@@ -315,14 +313,10 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
         bindings.weight.set_data_handle(const_cast<void*>(weight_tile));
         bindings.out.set_data_handle(out_tile);
         bindings.scratchpad.set_data_handle(scratchpads_[thread].data());
-        ExecutePrimitive(kernel.primitive, stream,
-                         {{DNNL_ARG_SRC, bindings.x.get()},
-                          {DNNL_ARG_WEIGHTS, bindings.weight.get()},
-                          {DNNL_ARG_DST, bindings.out.get()},
-                          {DNNL_ARG_SCRATCHPAD, bindings.scratchpad.get()}});
-      } catch (const dnnl::error& error) {
-        std::lock_guard<std::mutex> lock(error_mutex);
-        if (!failed.exchange(true)) error_message = error.what();
+        ExecuteMatmul(kernel.primitive, stream, bindings.x, bindings.weight, bindings.out,
+                      bindings.scratchpad);
+      } catch (const dnnl::error& failure) {
+        error.Record(failure);
         continue;
       }
       for (int64_t r = 0; r < rows; ++r) {
@@ -338,8 +332,7 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
       }
     }
   }
-  if (failed) return absl::InternalError(absl::StrCat("gemm: oneDNN failed: ", error_message));
-  return absl::OkStatus();
+  return error.status("gemm");
 }
 
 }  // namespace sculpt::cpu
