@@ -18,10 +18,12 @@ constexpr size_t kAlignment = 64;
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(DType weight_dtype) : weight_dtype_(weight_dtype) {}
+  explicit CpuBackend(const CpuBackendOptions& options)
+      : weight_dtype_(options.weight_dtype), int8_gemm_weights_(options.int8_gemm_weights) {}
 
   std::string name() const override {
-    return absl::StrCat("cpu (", weight_dtype_ == DType::kBF16 ? "bf16" : "fp32", " weights)");
+    return absl::StrCat("cpu (", weight_dtype_ == DType::kBF16 ? "bf16" : "fp32", " weights",
+                        int8_gemm_weights_ ? ", int8 GEMM weights)" : ")");
   }
 
   absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) override {
@@ -61,19 +63,25 @@ class CpuBackend final : public Backend {
   absl::StatusOr<DeviceBuffer> LoadGemmWeight(const void* src, DType src_dtype, int64_t rows,
                                               int64_t cols) override {
     const size_t count = static_cast<size_t>(rows * cols);
+    // int8 weights are quantized from fp32 values.
+    const DType plain_dtype = int8_gemm_weights_ ? DType::kF32 : weight_dtype_;
     std::vector<uint8_t> converted;
     const void* plain = src;
     const bool aligned = reinterpret_cast<uintptr_t>(src) % DTypeSize(src_dtype) == 0;
-    if (src_dtype != weight_dtype_ || !aligned) {
-      converted.resize(count * DTypeSize(weight_dtype_));
-      SCULPT_RETURN_IF_ERROR(UploadWeights(converted.data(), src, src_dtype, count));
+    if (src_dtype != plain_dtype || !aligned) {
+      converted.resize(count * DTypeSize(plain_dtype));
+      if (plain_dtype == DType::kF32) {
+        ConvertToFloat(src_dtype, src, count, reinterpret_cast<float*>(converted.data()));
+      } else {
+        ConvertToBF16(src_dtype, src, count, reinterpret_cast<uint16_t*>(converted.data()));
+      }
       plain = converted.data();
     }
-    const TensorView weight{const_cast<void*>(plain), weight_dtype_, rows, cols};
-    SCULPT_ASSIGN_OR_RETURN(size_t packed_bytes, gemm_.PackedBytes(weight));
+    const TensorView weight{const_cast<void*>(plain), plain_dtype, rows, cols};
+    SCULPT_ASSIGN_OR_RETURN(size_t packed_bytes, gemm_.PackedBytes(weight, int8_gemm_weights_));
     if (packed_bytes == 0) return LoadWeights(src, src_dtype, count);
     SCULPT_ASSIGN_OR_RETURN(DeviceBuffer buffer, Allocate(packed_bytes));
-    SCULPT_RETURN_IF_ERROR(gemm_.Pack(weight, buffer.data()));
+    SCULPT_RETURN_IF_ERROR(gemm_.Pack(weight, buffer.data(), int8_gemm_weights_));
     return buffer;
   }
 
@@ -97,6 +105,7 @@ class CpuBackend final : public Backend {
 
  private:
   const DType weight_dtype_;
+  const bool int8_gemm_weights_;
   cpu::GemmRunner gemm_;
   cpu::AttentionRunner attention_;
 };
@@ -109,9 +118,11 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeCpuBackend(const CpuBackendOptions&
         absl::StrCat("the CPU backend stores weights as F32 or BF16, not ",
                      std::string(DTypeName(options.weight_dtype))));
   }
-  return std::unique_ptr<Backend>(std::make_unique<CpuBackend>(options.weight_dtype));
+  return std::unique_ptr<Backend>(std::make_unique<CpuBackend>(options));
 }
 
-std::unique_ptr<Backend> MakeCpuBackend() { return std::make_unique<CpuBackend>(DType::kF32); }
+std::unique_ptr<Backend> MakeCpuBackend() {
+  return std::make_unique<CpuBackend>(CpuBackendOptions{});
+}
 
 }  // namespace sculpt

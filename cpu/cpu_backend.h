@@ -14,6 +14,9 @@ struct CpuBackendOptions {
   // kF32 (exact against fp32 references) or kBF16 (half the memory; GEMMs on AMX or
   // AVX512-BF16 where the CPU has them).
   DType weight_dtype = DType::kF32;
+  // GEMM weights (projections, LM head) quantized to int8 at load, per output channel; the
+  // other weights stay in weight_dtype (docs/cpu.md).
+  bool int8_gemm_weights = false;
 };
 
 // INVALID_ARGUMENT for a weight dtype the CPU backend does not store.

@@ -20,9 +20,25 @@ int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 std::string Name(DType dtype) { return std::string(DTypeName(dtype)); }
 
+// Symmetric int8 of one row: scale = max |v| / 127 (1 for an all-zero row), q = round(v / scale).
+float QuantizeRow(const float* values, int64_t n, int8_t* quantized) {
+  float largest = 0.0f;
+  for (int64_t i = 0; i < n; ++i) largest = std::max(largest, std::fabs(values[i]));
+  const float scale = largest > 0.0f ? largest / 127.0f : 1.0f;
+  const float inverse = 1.0f / scale;
+  for (int64_t i = 0; i < n; ++i) {
+    const float q = std::nearbyint(values[i] * inverse);
+    quantized[i] = static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f));
+  }
+  return scale;
+}
+
 dnnl::memory::data_type OneDnnType(DType dtype) {
   return dtype == DType::kBF16 ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
 }
+
+// Tile rows of int8 tiles: their int32 sums are exact, so any row blocking gives the same bits.
+constexpr int64_t kQuantizedTileRows = 32;
 
 }  // namespace
 
@@ -53,12 +69,16 @@ struct GemmRunner::TileKernel {
 GemmRunner::GemmRunner() : engine_(std::make_unique<dnnl::engine>(dnnl::engine::kind::cpu, 0)) {}
 GemmRunner::~GemmRunner() = default;
 
-absl::StatusOr<GemmRunner::TileKernel*> GemmRunner::Kernel(DType compute, int64_t rows,
+absl::StatusOr<GemmRunner::TileKernel*> GemmRunner::Kernel(Compute compute, int64_t rows,
                                                            int64_t cols, int64_t k, bool packed) {
-  const KernelKey key{static_cast<int>(compute), rows, cols, k, packed};
+  const KernelKey key{compute, rows, cols, k, packed};
   if (auto found = kernels_.find(key); found != kernels_.end()) return found->second.get();
   using dnnl::memory;
-  const memory::data_type type = OneDnnType(compute);
+  const memory::data_type type = compute == Compute::kS8     ? memory::data_type::s8
+                                 : compute == Compute::kBF16 ? memory::data_type::bf16
+                                                             : memory::data_type::f32;
+  const memory::data_type sums =
+      compute == Compute::kS8 ? memory::data_type::s32 : memory::data_type::f32;
   auto kernel = std::make_unique<TileKernel>();
   try {
     kernel->x_desc = memory::desc({rows, k}, type, {k, 1});
@@ -69,7 +89,7 @@ absl::StatusOr<GemmRunner::TileKernel*> GemmRunner::Kernel(DType compute, int64_
     // A dense output tile, copied out after: oneDNN 2.6 runs its fast brgemm kernels only when
     // the destination is dense (with the matrix's row stride it falls back to gemm:jit, 3x
     // slower at k = 4096).
-    kernel->out_desc = memory::desc({rows, cols}, memory::data_type::f32, {cols, 1});
+    kernel->out_desc = memory::desc({rows, cols}, sums, {cols, 1});
     SingleThreadedScope single_threaded;
     dnnl::primitive_attr attributes;
     attributes.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -80,15 +100,17 @@ absl::StatusOr<GemmRunner::TileKernel*> GemmRunner::Kernel(DType compute, int64_
     kernel->scratchpad_desc = descriptor.scratchpad_desc();
     kernel->primitive = dnnl::matmul(descriptor);
   } catch (const dnnl::error& error) {
-    return absl::UnimplementedError(absl::StrCat("oneDNN has no ", Name(compute),
+    const char* names[] = {"F32", "BF16", "S8"};
+    return absl::UnimplementedError(absl::StrCat("oneDNN has no ", names[static_cast<int>(compute)],
                                                  " matmul for tiles of ", rows, "x", cols, "x", k,
                                                  ": ", error.what()));
   }
   return kernels_.emplace(key, std::move(kernel)).first->second.get();
 }
 
-int64_t GemmRunner::TileRows(DType compute) {
-  int64_t& rows = tile_rows_[compute == DType::kBF16 ? 1 : 0];
+int64_t GemmRunner::TileRows(Compute compute) {
+  if (compute == Compute::kS8) return kQuantizedTileRows;
+  int64_t& rows = tile_rows_[static_cast<int>(compute)];
   if (rows == 0) {
     const absl::StatusOr<TileKernel*> kernel = Kernel(compute, 32, 64, 64, false);
     rows = kernel.ok() && (*kernel)->name.rfind("brg:", 0) == 0 ? 32 : 48;
@@ -96,19 +118,32 @@ int64_t GemmRunner::TileRows(DType compute) {
   return rows;
 }
 
+bool GemmRunner::HasExactInt8() {
+  if (exact_int8_ < 0) {
+    // The brgemm kernels (AVX512-VNNI, AMX) sum int8 products in int32; oneDNN's gemm:jit int8
+    // path (AVX2, plain AVX-512) gave sums off by several percent in our tests.
+    const absl::StatusOr<TileKernel*> kernel =
+        Kernel(Compute::kS8, kQuantizedTileRows, 64, 64, true);
+    exact_int8_ = kernel.ok() && (*kernel)->name.rfind("brg:", 0) == 0 ? 1 : 0;
+  }
+  return exact_int8_ == 1;
+}
+
 bool GemmRunner::HasNativeBf16() {
   if (native_bf16_ < 0) {
     // oneDNN's reference implementations are correct but orders of magnitude slower than
     // widening the weights to fp32 tile by tile.
-    const absl::StatusOr<TileKernel*> kernel = Kernel(DType::kBF16, 32, 64, 64, false);
+    const absl::StatusOr<TileKernel*> kernel = Kernel(Compute::kBF16, 32, 64, 64, false);
     native_bf16_ = kernel.ok() && (*kernel)->name.rfind("ref", 0) != 0 ? 1 : 0;
   }
   return native_bf16_ == 1;
 }
 
-std::string GemmRunner::KernelName(DType weight_dtype, int64_t k) {
-  const bool widen = weight_dtype == DType::kBF16 && !HasNativeBf16();
-  const DType compute = widen ? DType::kF32 : weight_dtype;
+std::string GemmRunner::KernelName(DType weight_dtype, int64_t k, bool quantized) {
+  const bool widen = !quantized && weight_dtype == DType::kBF16 && !HasNativeBf16();
+  const Compute compute = quantized ? Compute::kS8
+                          : widen   ? Compute::kF32
+                                    : ComputeFor(weight_dtype);
   const absl::StatusOr<TileKernel*> kernel =
       Kernel(compute, TileRows(compute), TileColsFor(k), k, !widen);
   if (!kernel.ok()) return std::string(kernel.status().message());
@@ -116,20 +151,28 @@ std::string GemmRunner::KernelName(DType weight_dtype, int64_t k) {
                : (*kernel)->name;
 }
 
-absl::StatusOr<size_t> GemmRunner::PackedBytes(const TensorView& weight) {
+absl::StatusOr<size_t> GemmRunner::PackedBytes(const TensorView& weight, bool quantize) {
   const int64_t n = weight.rows, k = weight.cols;
   if (weight.dtype != DType::kF32 && weight.dtype != DType::kBF16) {
     return absl::InvalidArgumentError(
         absl::StrCat("gemm weights must be F32 or BF16, got ", Name(weight.dtype)));
   }
-  if (weight.dtype == DType::kBF16 && !HasNativeBf16()) return 0;
+  if (quantize && weight.dtype != DType::kF32) {
+    return absl::InvalidArgumentError("gemm: weights are quantized to int8 from F32");
+  }
+  if (quantize && !HasExactInt8()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "int8 weights need a CPU with AVX512-VNNI or AMX (oneDNN's int8 kernel here is ",
+        KernelName(DType::kF32, 64, /*quantized=*/true), "); run without --weights int8"));
+  }
+  if (!quantize && weight.dtype == DType::kBF16 && !HasNativeBf16()) return 0;
+  const Compute compute = quantize ? Compute::kS8 : ComputeFor(weight.dtype);
   const int64_t tile_cols = TileColsFor(k);
   const int64_t col_tiles = CeilDiv(n, tile_cols);
   size_t bytes = 0;
   for (int64_t tile = 0; tile < col_tiles; ++tile) {
     const int64_t cols = std::min(tile_cols, n - tile * tile_cols);
-    absl::StatusOr<TileKernel*> kernel =
-        Kernel(weight.dtype, TileRows(weight.dtype), cols, k, true);
+    absl::StatusOr<TileKernel*> kernel = Kernel(compute, TileRows(compute), cols, k, true);
     if (!kernel.ok()) return kernel.status();
     // Each tile starts on a cache line.
     bytes += ((*kernel)->weight_desc.get_size() + 63) / 64 * 64;
@@ -137,23 +180,38 @@ absl::StatusOr<size_t> GemmRunner::PackedBytes(const TensorView& weight) {
   return bytes;
 }
 
-absl::Status GemmRunner::Pack(const TensorView& weight, void* destination) {
+absl::Status GemmRunner::Pack(const TensorView& weight, void* destination, bool quantize) {
   const int64_t n = weight.rows, k = weight.cols;
   const int64_t tile_cols = TileColsFor(k);
   const int64_t col_tiles = CeilDiv(n, tile_cols);
-  PackedWeight packed{n, k, weight.dtype, {}};
+  const Compute compute = quantize ? Compute::kS8 : ComputeFor(weight.dtype);
+  PackedWeight packed{n, k, weight.dtype, {}, {}};
+  // The plain source of the reorders: the weight itself, or its int8 rows.
+  std::vector<int8_t> quantized;
+  const char* plain_data = static_cast<const char*>(weight.data);
+  size_t element = DTypeSize(weight.dtype);
+  if (quantize) {
+    quantized.resize(n * k);
+    packed.scales.resize(n);
+#pragma omp parallel for schedule(static)
+    for (int64_t row = 0; row < n; ++row) {
+      packed.scales[row] = QuantizeRow(weight.f32() + row * k, k, quantized.data() + row * k);
+    }
+    plain_data = reinterpret_cast<const char*>(quantized.data());
+    element = 1;
+  }
+  const dnnl::memory::data_type type =
+      quantize ? dnnl::memory::data_type::s8 : OneDnnType(weight.dtype);
   size_t offset = 0;
   try {
     dnnl::stream stream(*engine_);
     for (int64_t tile = 0; tile < col_tiles; ++tile) {
       const int64_t cols = std::min(tile_cols, n - tile * tile_cols);
-      absl::StatusOr<TileKernel*> kernel =
-          Kernel(weight.dtype, TileRows(weight.dtype), cols, k, true);
+      absl::StatusOr<TileKernel*> kernel = Kernel(compute, TileRows(compute), cols, k, true);
       if (!kernel.ok()) return kernel.status();
-      const dnnl::memory::desc plain_desc({k, cols}, OneDnnType(weight.dtype), {1, k});
+      const dnnl::memory::desc plain_desc({k, cols}, type, {1, k});
       dnnl::memory plain(plain_desc, *engine_,
-                         static_cast<char*>(weight.data) +
-                             tile * tile_cols * k * static_cast<int64_t>(DTypeSize(weight.dtype)));
+                         const_cast<char*>(plain_data) + tile * tile_cols * k * element);
       dnnl::memory tiled((*kernel)->weight_desc, *engine_,
                          static_cast<char*>(destination) + offset);
       dnnl::reorder(plain, tiled).execute(stream, plain, tiled);
@@ -188,16 +246,20 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
   }
   const auto packed_entry = packed_.find(params.weight.data);
   const PackedWeight* packed = packed_entry == packed_.end() ? nullptr : &packed_entry->second;
-  if (packed != nullptr &&
-      (packed->rows != n || packed->cols != k || packed->dtype != weight_dtype)) {
+  // int8 weights stand in for weights of whichever dtype the model's views say.
+  if (packed != nullptr && (packed->rows != n || packed->cols != k ||
+                            (packed->scales.empty() && packed->dtype != weight_dtype))) {
     return absl::InvalidArgumentError(
         absl::StrCat("gemm: the weight was packed as ", packed->rows, "x", packed->cols, " ",
                      Name(packed->dtype), " and is used as ", n, "x", k, " ", Name(weight_dtype)));
   }
   if (m == 0 || n == 0) return absl::OkStatus();
 
-  const bool widen = weight_dtype == DType::kBF16 && !HasNativeBf16();
-  const DType compute = widen ? DType::kF32 : weight_dtype;
+  const bool quantized = packed != nullptr && !packed->scales.empty();
+  const bool widen = !quantized && weight_dtype == DType::kBF16 && !HasNativeBf16();
+  const Compute compute = quantized ? Compute::kS8
+                          : widen   ? Compute::kF32
+                                    : ComputeFor(weight_dtype);
   const int64_t tile_rows = TileRows(compute);
   const int64_t tile_cols = TileColsFor(k);
   const int64_t row_tiles = CeilDiv(m, tile_rows);
@@ -223,9 +285,11 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
     if (scratchpad.size() < scratchpad_bytes) scratchpad.resize(scratchpad_bytes);
   }
   if (out_tiles_.size() < static_cast<size_t>(threads)) out_tiles_.resize(threads);
-  for (auto& tile : out_tiles_) {
-    if (tile.size() < static_cast<size_t>(tile_rows * tile_cols))
-      tile.resize(tile_rows * tile_cols);
+  if (sum_tiles_.size() < static_cast<size_t>(threads)) sum_tiles_.resize(threads);
+  const auto tile_elements = static_cast<size_t>(tile_rows * tile_cols);
+  for (int t = 0; t < threads; ++t) {
+    if (quantized && sum_tiles_[t].size() < tile_elements) sum_tiles_[t].resize(tile_elements);
+    if (!quantized && out_tiles_[t].size() < tile_elements) out_tiles_[t].resize(tile_elements);
   }
   if (widen) {
     if (widened_weights_.size() < static_cast<size_t>(threads)) widened_weights_.resize(threads);
@@ -238,7 +302,19 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
   // values for widened weights), or fp32 in place with only a partial last tile copied.
   const float* x = params.x.f32();
   const int64_t padded_rows = row_tiles * tile_rows;
-  if (weight_dtype == DType::kBF16) {
+  if (quantized) {
+    if (x_s8_.size() < static_cast<size_t>(padded_rows * k)) x_s8_.resize(padded_rows * k);
+    if (x_scales_.size() < static_cast<size_t>(padded_rows)) x_scales_.resize(padded_rows);
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t r = 0; r < padded_rows; ++r) {
+      if (r < m) {
+        x_scales_[r] = QuantizeRow(x + r * k, k, x_s8_.data() + r * k);
+      } else {
+        std::fill(x_s8_.data() + r * k, x_s8_.data() + (r + 1) * k, int8_t{0});
+        x_scales_[r] = 0.0f;
+      }
+    }
+  } else if (weight_dtype == DType::kBF16) {
     if (widen) {
       if (x_f32_.size() < static_cast<size_t>(padded_rows * k)) x_f32_.resize(padded_rows * k);
     } else if (x_bf16_.size() < static_cast<size_t>(padded_rows * k)) {
@@ -289,7 +365,9 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
       TileKernel::Bindings& bindings = kernel.per_thread[thread];
 
       const void* x_tile;
-      if (compute == DType::kBF16) {
+      if (compute == Compute::kS8) {
+        x_tile = x_s8_.data() + row_tile * tile_rows * k;
+      } else if (compute == Compute::kBF16) {
         x_tile = x_bf16_.data() + row_tile * tile_rows * k;
       } else if (widen) {
         x_tile = x_f32_.data() + row_tile * tile_rows * k;
@@ -307,7 +385,8 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
         }
         weight_tile = widened;
       }
-      float* out_tile = out_tiles_[thread].data();
+      void* out_tile = quantized ? static_cast<void*>(sum_tiles_[thread].data())
+                                 : static_cast<void*>(out_tiles_[thread].data());
       try {
         bindings.x.set_data_handle(const_cast<void*>(x_tile));
         bindings.weight.set_data_handle(const_cast<void*>(weight_tile));
@@ -321,7 +400,19 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
       }
       for (int64_t r = 0; r < rows; ++r) {
         float* target = out + (row_tile * tile_rows + r) * n + first_col;
-        const float* source = out_tile + r * cols;
+        if (quantized) {
+          const int32_t* sums = sum_tiles_[thread].data() + r * cols;
+          const float x_scale = x_scales_[row_tile * tile_rows + r];
+          const float* weight_scales = packed->scales.data() + first_col;
+          for (int64_t j = 0; j < cols; ++j) {
+            target[j] = static_cast<float>(sums[j]) * x_scale * weight_scales[j];
+            if (bias.data != nullptr) {
+              target[j] += LoadAsFloat(bias.dtype, bias.data, first_col + j);
+            }
+          }
+          continue;
+        }
+        const float* source = out_tiles_[thread].data() + r * cols;
         if (bias.data == nullptr) {
           std::memcpy(target, source, cols * sizeof(float));
         } else {

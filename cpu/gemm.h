@@ -46,46 +46,63 @@ class GemmRunner {
   // Weights in the layout the tile kernels read fastest, tile after tile: PackedBytes(weight)
   // bytes at `destination`, which Run then recognises until Forget(destination). Plain weights
   // where packing gains nothing (bf16 widened on CPUs without bf16 kernels): 0 bytes.
-  absl::StatusOr<size_t> PackedBytes(const TensorView& weight);
-  absl::Status Pack(const TensorView& weight, void* destination);
+  //
+  // `quantize` (an F32 weight) packs int8 weights instead: symmetric per output channel (each
+  // row of the weight scaled by max |w| / 127). Run then quantizes each row of x the same way
+  // and multiplies int8 by int8 into int32 sums, which are exact, so the result cannot depend on
+  // the kernel or the batch; out = sum * scale(x row) * scale(weight row).
+  absl::StatusOr<size_t> PackedBytes(const TensorView& weight, bool quantize = false);
+  // Whether this CPU has int8 kernels with exact int32 sums (AVX512-VNNI, AMX); without them
+  // quantized packing is refused (FAILED_PRECONDITION naming the kernel).
+  bool HasExactInt8();
+  absl::Status Pack(const TensorView& weight, void* destination, bool quantize = false);
   void Forget(const void* destination);
 
   // The oneDNN implementation that runs a tile of weights of `dtype` ("brg:avx512_core_amx",
   // "gemm:jit", ...), or why there is none.
-  std::string KernelName(DType weight_dtype, int64_t k);
+  std::string KernelName(DType weight_dtype, int64_t k, bool quantized = false);
 
  private:
   struct TileKernel;
-  // (compute dtype, tile rows, tile columns, k, packed weights)
-  using KernelKey = std::tuple<int, int64_t, int64_t, int64_t, bool>;
+  // What a tile multiplies: fp32, bf16 (fp32 sums) or int8 (int32 sums).
+  enum class Compute { kF32, kBF16, kS8 };
+  // (compute, tile rows, tile columns, k, packed weights)
+  using KernelKey = std::tuple<Compute, int64_t, int64_t, int64_t, bool>;
   struct PackedWeight {
     int64_t rows, cols;
-    DType dtype;
+    DType dtype;                       // of the weight as the model passes it
     std::vector<size_t> tile_offsets;  // bytes from the start, one per column tile
+    std::vector<float> scales;         // int8 weights: one per output channel; else empty
   };
+  static Compute ComputeFor(DType dtype) {
+    return dtype == DType::kBF16 ? Compute::kBF16 : Compute::kF32;
+  }
 
-  absl::StatusOr<TileKernel*> Kernel(DType compute, int64_t rows, int64_t cols, int64_t k,
+  absl::StatusOr<TileKernel*> Kernel(Compute compute, int64_t rows, int64_t cols, int64_t k,
                                      bool packed);
   // Rows of one tile for `compute`: a multiple of the kernel's row blocking, since a row in a
   // kernel's partial block is summed in another order than one in a full block. oneDNN's brgemm
   // kernels (AVX-512, AVX512-BF16, AMX) sum every row alike: 32, the logit rows of a typical
   // step. Its gemm:jit kernels (AVX2, and bf16 emulated on plain AVX-512) block rows by 6, which
   // tests/unit/batch_invariance_test.cc caught at 32: 48 there.
-  int64_t TileRows(DType compute);
+  int64_t TileRows(Compute compute);
   bool HasNativeBf16();
 
   std::unique_ptr<dnnl::engine> engine_;
   std::vector<dnnl::stream> streams_;  // one per thread
   std::map<KernelKey, std::unique_ptr<TileKernel>> kernels_;
   std::unordered_map<const void*, PackedWeight> packed_;
-  int native_bf16_ = -1;           // unknown until the first bf16 GEMM
-  int64_t tile_rows_[2] = {0, 0};  // TileRows of fp32 and bf16, once known
+  int native_bf16_ = -1;              // unknown until the first bf16 GEMM
+  int64_t tile_rows_[3] = {0, 0, 0};  // TileRows of each Compute, once known
+  int exact_int8_ = -1;               // unknown until the first int8 weight
   // Grow-only staging: x rounded to bf16 (rows padded to whole tiles), fp32 x where it cannot be
   // read in place (the padded last tile, or all of it rounded to bf16 values for widened
   // weights), and per thread an output tile, oneDNN's scratchpad and a widened weight tile.
   std::vector<uint16_t> x_bf16_;
-  std::vector<float> x_f32_;
+  std::vector<int8_t> x_s8_;
+  std::vector<float> x_f32_, x_scales_;
   std::vector<std::vector<float>> out_tiles_;
+  std::vector<std::vector<int32_t>> sum_tiles_;  // int8 tiles' int32 output
   std::vector<std::vector<uint8_t>> scratchpads_;
   std::vector<std::vector<float>> widened_weights_;
 };

@@ -27,6 +27,7 @@ absl::StatusOr<std::optional<DType>> ParseDType(const std::string& dtype) {
 }
 
 absl::StatusOr<std::unique_ptr<Backend>> MakeCpuBackendFor(std::optional<DType> dtype,
+                                                           bool int8_gemm_weights,
                                                            const std::string& model_dir) {
   if (!dtype.has_value()) {
     dtype = DType::kF32;
@@ -36,7 +37,7 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeCpuBackendFor(std::optional<DType> 
       if (checkpoint.ok() && (*checkpoint)->dominant_dtype() != DType::kF32) dtype = DType::kBF16;
     }
   }
-  return MakeCpuBackend({.weight_dtype = *dtype});
+  return MakeCpuBackend({.weight_dtype = *dtype, .int8_gemm_weights = int8_gemm_weights});
 }
 
 }  // namespace
@@ -51,8 +52,13 @@ bool BuiltWithCuda() {
 
 absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const BackendChoice& choice) {
   SCULPT_ASSIGN_OR_RETURN(std::optional<DType> dtype, ParseDType(choice.dtype));
+  if (choice.weights != "auto" && choice.weights != "int8") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--weights must be auto or int8, got '", choice.weights, "'"));
+  }
+  const bool int8 = choice.weights == "int8";
   const std::string& device = choice.device;
-  if (device == "cpu") return MakeCpuBackendFor(dtype, choice.model_dir);
+  if (device == "cpu") return MakeCpuBackendFor(dtype, int8, choice.model_dir);
   int index = 0;  // "cuda" and "auto" mean GPU 0
   const bool valid =
       device == "auto" || device == "cuda" ||
@@ -64,13 +70,17 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const BackendChoice& choice
 #ifdef SCULPT_HAVE_CUDA
   if (device == "auto" && cuda::DeviceCount() == 0) {
     spdlog::info("no CUDA device found: running on the CPU");
-    return MakeCpuBackendFor(dtype, choice.model_dir);
+    return MakeCpuBackendFor(dtype, int8, choice.model_dir);
+  }
+  if (int8) {
+    return absl::InvalidArgumentError(
+        "--weights int8 runs on the CPU backend only; add --device cpu or leave --weights auto");
   }
   return MakeCudaBackend({.device = index, .weight_dtype = dtype.value_or(DType::kBF16)});
 #else
   if (device == "auto") {
     spdlog::info("this sculpt was built without CUDA: running on the CPU");
-    return MakeCpuBackendFor(dtype, choice.model_dir);
+    return MakeCpuBackendFor(dtype, int8, choice.model_dir);
   }
   return absl::FailedPreconditionError(
       "this sculpt was built without CUDA (no nvcc at build time, or SCULPT_CUDA=OFF); "
@@ -84,11 +94,15 @@ void AddBackendFlags(FlagSet& flags) {
   flags.Add("dtype", "T", "auto",
             "weights kept as: auto (CPU: the checkpoint's dtype, fp16 as bf16; GPU: bf16), "
             "bfloat16 or float32");
+  flags.Add("weights", "W", "auto",
+            "GEMM weights: auto (as --dtype) or int8 (quantized at load per output channel; "
+            "CPU)");
 }
 
 BackendChoice BackendChoiceFromFlags(const FlagSet& flags, const std::string& model_dir) {
   return {.device = flags.GetString("device"),
           .dtype = flags.GetString("dtype"),
+          .weights = flags.GetString("weights"),
           .model_dir = model_dir};
 }
 

@@ -17,6 +17,9 @@ struct BackendChoice {
   // "auto": on the CPU the checkpoint's own dtype (fp16 kept as bf16), on a GPU bf16;
   // "bfloat16"; "float32" (exact against fp32 references).
   std::string dtype = "auto";
+  // "auto": GEMM weights in `dtype` like the others; "int8": the projections and LM head
+  // quantized to int8 at load, per output channel (CPU only; docs/cpu.md).
+  std::string weights = "auto";
   // The model to be loaded, whose checkpoint "auto" reads.
   std::string model_dir;
 };
@@ -24,7 +27,8 @@ struct BackendChoice {
 // Errors say what to pass instead.
 absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const BackendChoice& choice);
 
-// The --device and --dtype flags every command that runs a model takes, and their reading.
+// The --device, --dtype and --weights flags every command that runs a model takes, and their
+// reading.
 void AddBackendFlags(FlagSet& flags);
 BackendChoice BackendChoiceFromFlags(const FlagSet& flags, const std::string& model_dir);
 

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -155,6 +156,62 @@ INSTANTIATE_TEST_SUITE_P(WeightDTypesAndLayouts, GemmInvarianceTest,
                            return std::string(DTypeName(std::get<0>(param.param))) +
                                   (std::get<1>(param.param) ? "Packed" : "Plain");
                          });
+
+// int8 weights: rows are bitwise independent of the batch and the threads too, and the result is
+// exactly the int32 sum of the int8 rows, scaled (computed here independently, in int64).
+TEST(GemmInt8Test, RowsAreBitwiseIndependentAndEqualTheScaledIntegerProducts) {
+  for (const GemmShape& shape : {GemmShape{256, 256}, GemmShape{997, 200}, GemmShape{320, 4096}}) {
+    const auto [n, k] = shape;
+    const int64_t max_rows = 70;
+    const std::vector<float> x = RandomFloats(max_rows * k, 31);
+    std::vector<float> w = RandomFloats(n * k, 32, 1.0f / std::sqrt(float(k)));
+    cpu::GemmRunner gemm;
+    const TensorView plain{w.data(), DType::kF32, n, k};
+    if (!gemm.HasExactInt8()) {
+      // Refused with a message that says why, rather than run with inexact sums.
+      const absl::StatusOr<size_t> refused = gemm.PackedBytes(plain, /*quantize=*/true);
+      ASSERT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+      EXPECT_NE(refused.status().message().find("VNNI"), std::string::npos);
+      return;
+    }
+    const absl::StatusOr<size_t> bytes = gemm.PackedBytes(plain, /*quantize=*/true);
+    ASSERT_TRUE(bytes.ok()) << bytes.status();
+    std::vector<uint8_t> storage(*bytes);
+    ASSERT_TRUE(gemm.Pack(plain, storage.data(), /*quantize=*/true).ok());
+    const TensorView weight{storage.data(), DType::kF32, n, k};
+    const std::vector<float> full = RunGemm(gemm, x.data(), max_rows, k, weight, 2);
+    for (const int64_t rows : {1, 5, 32, 33}) {
+      for (const int threads : {1, 3}) {
+        const int64_t first = max_rows - rows;
+        const std::vector<float> part =
+            RunGemm(gemm, x.data() + first * k, rows, k, weight, threads);
+        ASSERT_TRUE(BitwiseEqual(part.data(), full.data() + first * n, part.size()))
+            << "n=" << n << " k=" << k << " rows=" << rows << " threads=" << threads;
+      }
+    }
+    const auto quantize = [&](const float* row, std::vector<int>& q) {
+      float largest = 0.0f;
+      for (int64_t j = 0; j < k; ++j) largest = std::max(largest, std::fabs(row[j]));
+      const float scale = largest > 0.0f ? largest / 127.0f : 1.0f;
+      q.resize(k);
+      for (int64_t j = 0; j < k; ++j) {
+        q[j] =
+            static_cast<int>(std::clamp(std::nearbyint(row[j] * (1.0f / scale)), -127.0f, 127.0f));
+      }
+      return scale;
+    };
+    std::vector<int> qx, qw;
+    for (int64_t r = 0; r < max_rows; r += 23) {
+      const float x_scale = quantize(x.data() + r * k, qx);
+      for (int64_t c = 0; c < n; c += 37) {
+        const float w_scale = quantize(w.data() + c * k, qw);
+        int64_t sum = 0;
+        for (int64_t j = 0; j < k; ++j) sum += int64_t{qx[j]} * qw[j];
+        ASSERT_EQ(full[r * n + c], static_cast<float>(sum) * x_scale * w_scale) << r << "," << c;
+      }
+    }
+  }
+}
 
 // The negative control: the bitwise comparison above does see a change in the order of the
 // reduction, which is what a batch-dependent kernel choice changes. The same product computed

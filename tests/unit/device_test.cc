@@ -51,6 +51,18 @@ TEST(DeviceTest, AutoDTypeKeepsTheCheckpointsDType) {
   EXPECT_EQ(weight_dtype("tiny-llada", "bfloat16"), DType::kBF16);
 }
 
+TEST(DeviceTest, Int8WeightsAreACpuOption) {
+  auto backend = MakeBackend({.device = "cpu", .weights = "int8"});
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  EXPECT_NE((*backend)->name().find("int8"), std::string::npos) << (*backend)->name();
+  for (const char* weights : {"int4", "INT8", ""}) {
+    auto bad = MakeBackend({.device = "cpu", .weights = weights});
+    ASSERT_FALSE(bad.ok()) << weights;
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(bad.status().message().find("--weights"), std::string::npos);
+  }
+}
+
 TEST(DeviceTest, MisspelledDTypesAreUsageErrors) {
   for (const char* dtype : {"bf32", "half", "int8", ""}) {
     auto backend = MakeBackend({.device = "cpu", .dtype = dtype});
