@@ -81,6 +81,7 @@ int Run(const std::vector<std::string>& args) {
   flags.Add("prompt-len", "N", "32", "generate: prompt tokens");
   flags.Add("prompt-ids", "IDS", "", "generate: the prompt (default: --prompt-len random ids)");
   flags.Add("dtype", "T", "float32", "weights: float32 or bfloat16");
+  flags.Add("weights", "W", "auto", "GEMM weights: auto (as --dtype) or int8");
   flags.Add("gen-length", "N", "128", "generate: gen_length");
   flags.Add("steps", "N", "128", "generate: steps");
   flags.Add("block-length", "N", "32", "generate: block_length");
@@ -98,8 +99,14 @@ int Run(const std::vector<std::string>& args) {
     std::cerr << "--dtype must be float32 or bfloat16\n";
     return 2;
   }
+  const bool int8 = flags.GetString("weights") == "int8";
+  if (!int8 && flags.GetString("weights") != "auto") {
+    std::cerr << "--weights must be auto or int8\n";
+    return 2;
+  }
   auto backend_or =
-      MakeCpuBackend({.weight_dtype = dtype == "bfloat16" ? DType::kBF16 : DType::kF32});
+      MakeCpuBackend({.weight_dtype = dtype == "bfloat16" ? DType::kBF16 : DType::kF32,
+                      .int8_gemm_weights = int8});
   if (!backend_or.ok()) {
     std::cerr << backend_or.status() << "\n";
     return 1;
