@@ -4,8 +4,10 @@
 
 #include <cstring>
 #include <numeric>
+#include <string>
 #include <vector>
 
+#include "cpu/gemm.h"
 #include "model/denoiser.h"
 #include "tests/support/test_data.h"
 
@@ -22,10 +24,25 @@ std::vector<int32_t> AllPositions(size_t length) {
   return positions;
 }
 
-class PackingTest : public ::testing::TestWithParam<const char*> {};
+// (model, weights as the CPU backend keeps them: fp32, bf16 or int8 GEMM weights)
+struct PackingCase {
+  const char* model;
+  CpuBackendOptions options;
+  const char* name;
+};
+
+class PackingTest : public ::testing::TestWithParam<PackingCase> {};
 
 TEST_P(PackingTest, PackedLogitsAreBitwiseThoseOfSeparateForwards) {
-  auto loaded = testing::LoadTestModel(GetParam());
+  if (GetParam().options.int8_gemm_weights && !cpu::GemmRunner().HasExactInt8()) {
+    // Refused on this CPU (or under this ISA cap), with a message that says why.
+    auto backend = MakeCpuBackend(GetParam().options);
+    ASSERT_TRUE(backend.ok());
+    auto refused = LoadTransformer(testing::TestModelDir(GetParam().model), **backend);
+    ASSERT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+    return;
+  }
+  auto loaded = testing::LoadTestModel(GetParam().model, GetParam().options);
   ASSERT_NE(loaded.model, nullptr);
   const int32_t mask = loaded.model->config().mask_token_id;
   const std::vector<std::vector<int32_t>> inputs = {
@@ -64,7 +81,17 @@ TEST_P(PackingTest, PackedLogitsAreBitwiseThoseOfSeparateForwards) {
   EXPECT_NE(std::memcmp(leaked->data, separate.data(), leaked->byte_size()), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, PackingTest, ::testing::Values("tiny-llada", "tiny-llada-gqa"));
+INSTANTIATE_TEST_SUITE_P(
+    ModelsAndWeights, PackingTest,
+    ::testing::Values(PackingCase{"tiny-llada", {}, "TinyLLaDAFp32"},
+                      PackingCase{"tiny-llada-gqa", {}, "TinyLLaDAGqaFp32"},
+                      PackingCase{"tiny-llada-gqa", {.weight_dtype = DType::kBF16}, "GqaBf16"},
+                      PackingCase{"tiny-llada-bf16",
+                                  {.weight_dtype = DType::kBF16, .int8_gemm_weights = true},
+                                  "Bf16Int8"}),
+    [](const ::testing::TestParamInfo<PackingCase>& param) {
+      return std::string(param.param.name);
+    });
 
 struct Request {
   std::vector<int32_t> prompt;

@@ -41,9 +41,13 @@ struct LoadedModel {
   std::unique_ptr<Transformer> model;
 };
 
-inline LoadedModel LoadTestModel(const std::string& name) {
+// fp32 weights by default; `options` picks bf16 or int8 GEMM weights (docs/cpu.md).
+inline LoadedModel LoadTestModel(const std::string& name, const CpuBackendOptions& options = {}) {
   LoadedModel loaded;
-  loaded.backend = MakeCpuBackend();
+  auto backend = MakeCpuBackend(options);
+  EXPECT_TRUE(backend.ok()) << backend.status();
+  if (!backend.ok()) return loaded;
+  loaded.backend = std::move(*backend);
   auto model = LoadTransformer(TestModelDir(name), *loaded.backend);
   EXPECT_TRUE(model.ok()) << model.status();
   if (model.ok()) loaded.model = std::move(*model);
