@@ -37,6 +37,9 @@ dnnl::memory::data_type OneDnnType(DType dtype) {
   return dtype == DType::kBF16 ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
 }
 
+// Bytes one packed tile takes in a packed weight: each tile starts on a cache line.
+size_t PackedTileBytes(const dnnl::memory::desc& tile) { return (tile.get_size() + 63) / 64 * 64; }
+
 // Tile rows of int8 tiles: their int32 sums are exact, so any row blocking gives the same bits.
 constexpr int64_t kQuantizedTileRows = 32;
 
@@ -174,8 +177,7 @@ absl::StatusOr<size_t> GemmRunner::PackedBytes(const TensorView& weight, bool qu
     const int64_t cols = std::min(tile_cols, n - tile * tile_cols);
     absl::StatusOr<TileKernel*> kernel = Kernel(compute, TileRows(compute), cols, k, true);
     if (!kernel.ok()) return kernel.status();
-    // Each tile starts on a cache line.
-    bytes += ((*kernel)->weight_desc.get_size() + 63) / 64 * 64;
+    bytes += PackedTileBytes((*kernel)->weight_desc);
   }
   return bytes;
 }
@@ -217,7 +219,7 @@ absl::Status GemmRunner::Pack(const TensorView& weight, void* destination, bool 
       dnnl::reorder(plain, tiled).execute(stream, plain, tiled);
       stream.wait();
       packed.tile_offsets.push_back(offset);
-      offset += ((*kernel)->weight_desc.get_size() + 63) / 64 * 64;
+      offset += PackedTileBytes((*kernel)->weight_desc);
     }
   } catch (const dnnl::error& error) {
     return absl::InternalError(absl::StrCat("packing a ", n, "x", k, " weight: ", error.what()));

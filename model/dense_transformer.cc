@@ -25,12 +25,8 @@ struct Workspace {
 
 class DenseTransformer final : public Transformer {
  public:
-  DenseTransformer(const ModelConfig& config, TensorNames names, Backend& backend,
-                   std::shared_ptr<const void> weight_source)
-      : config_(config),
-        names_(std::move(names)),
-        backend_(backend),
-        weight_source_(std::move(weight_source)) {}
+  DenseTransformer(const ModelConfig& config, TensorNames names, Backend& backend)
+      : config_(config), names_(std::move(names)), backend_(backend) {}
 
   const ModelConfig& config() const override { return config_; }
   Backend& backend() override { return backend_; }
@@ -257,7 +253,7 @@ absl::StatusOr<std::unique_ptr<Transformer>> LoadDenseTransformer(
     }
     return buffer;
   };
-  auto model = std::make_unique<DenseTransformer>(config, std::move(names), backend, nullptr);
+  auto model = std::make_unique<DenseTransformer>(config, std::move(names), backend);
   SCULPT_RETURN_IF_ERROR(model->Load(load));
   // The mapping stays open only while weights are read from it; copied weights let it go.
   if (borrowed_any) model->KeepWeightSource(std::move(checkpoint));
@@ -267,8 +263,8 @@ absl::StatusOr<std::unique_ptr<Transformer>> LoadDenseTransformer(
 absl::StatusOr<std::unique_ptr<Transformer>> BuildDenseTransformer(
     const ModelConfig& config, TensorNames names, const WeightLoader& load_tensor, Backend& backend,
     std::shared_ptr<const void> weight_source) {
-  auto model = std::make_unique<DenseTransformer>(config, std::move(names), backend,
-                                                  std::move(weight_source));
+  auto model = std::make_unique<DenseTransformer>(config, std::move(names), backend);
+  model->KeepWeightSource(std::move(weight_source));
   SCULPT_RETURN_IF_ERROR(model->Load(load_tensor));
   return model;
 }

@@ -20,8 +20,8 @@ namespace {
 // The dtype weights are kept in; std::nullopt for "auto".
 absl::StatusOr<std::optional<DType>> ParseDType(const std::string& dtype) {
   if (dtype == "auto") return std::nullopt;
-  if (dtype == "bfloat16" || dtype == "bf16") return DType::kBF16;
-  if (dtype == "float32" || dtype == "fp32") return DType::kF32;
+  if (dtype == "bfloat16") return DType::kBF16;
+  if (dtype == "float32") return DType::kF32;
   return absl::InvalidArgumentError(
       absl::StrCat("--dtype must be auto, bfloat16 or float32, got '", dtype, "'"));
 }

@@ -64,7 +64,7 @@ TEST(DeviceTest, Int8WeightsAreACpuOption) {
 }
 
 TEST(DeviceTest, MisspelledDTypesAreUsageErrors) {
-  for (const char* dtype : {"bf32", "half", "int8", ""}) {
+  for (const char* dtype : {"bf32", "bf16", "half", "int8", ""}) {
     auto backend = MakeBackend({.device = "cpu", .dtype = dtype});
     ASSERT_FALSE(backend.ok()) << dtype;
     EXPECT_EQ(backend.status().code(), absl::StatusCode::kInvalidArgument) << dtype;
