@@ -56,6 +56,7 @@ int Run(const std::vector<std::string>& args) {
   double best_s = 0;
   int64_t generated = 0;
   int steps = 0;
+  Denoiser denoiser(**model);
   for (int run = 0; run <= repeat; ++run) {  // run 0 warms up
     std::vector<Generation> generations;
     for (int i = 0; i < requests; ++i) {
@@ -73,7 +74,7 @@ int Run(const std::vector<std::string>& args) {
     steps = 0;
     while (std::any_of(generations.begin(), generations.end(),
                        [](const Generation& g) { return !g.finished(); })) {
-      if (auto forwarded = RunDenoisingStep(**model, batch); !forwarded.ok()) {
+      if (auto forwarded = denoiser.Step(batch); !forwarded.ok()) {
         std::cerr << forwarded.status() << "\n";
         return 1;
       }

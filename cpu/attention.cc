@@ -21,12 +21,6 @@ namespace {
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-struct WorkItem {
-  int32_t sequence;
-  int32_t first_row;  // within the sequence
-  int32_t head;
-};
-
 }  // namespace
 
 // The two tile products for one head dimension, with memory objects per thread.
@@ -84,6 +78,58 @@ absl::StatusOr<AttentionRunner::Kernels*> AttentionRunner::KernelsFor(int head_d
   return kernels_.emplace(head_dim, std::move(kernels)).first->second.get();
 }
 
+void AttentionRunner::Grow(Kernels& kernels, int64_t head_dim, int64_t staged_floats,
+                           int64_t longest_padded, int threads) {
+  if (keys_.size() < static_cast<size_t>(staged_floats)) {
+    keys_.resize(staged_floats);
+    values_.resize(staged_floats);
+  }
+  while (streams_.size() < static_cast<size_t>(threads)) streams_.emplace_back(*engine_);
+  if (thread_buffers_.size() < static_cast<size_t>(threads)) thread_buffers_.resize(threads);
+  const size_t scratchpad_bytes = std::max<size_t>(
+      {1, kernels.scores_scratchpad.get_size(), kernels.values_scratchpad.get_size()});
+  const auto grow = [](auto& buffer, size_t elements) {
+    if (buffer.size() < elements) buffer.resize(elements);
+  };
+  for (ThreadBuffers& buffers : thread_buffers_) {
+    grow(buffers.queries, kQueryTile * head_dim);
+    grow(buffers.out, kQueryTile * head_dim);
+    grow(buffers.scores, kQueryTile * longest_padded);
+    grow(buffers.scratchpad, scratchpad_bytes);
+  }
+  if (kernels.per_thread.size() < static_cast<size_t>(threads)) {
+    kernels.per_thread.resize(threads);
+    for (Kernels::Bindings& bindings : kernels.per_thread) {
+      if (bindings.queries) continue;
+      bindings.queries = dnnl::memory(kernels.query_desc, *engine_, DNNL_MEMORY_NONE);
+      bindings.keys = dnnl::memory(kernels.key_desc, *engine_, DNNL_MEMORY_NONE);
+      bindings.scores = dnnl::memory(kernels.score_desc, *engine_, DNNL_MEMORY_NONE);
+      bindings.probabilities = dnnl::memory(kernels.score_desc, *engine_, DNNL_MEMORY_NONE);
+      bindings.values = dnnl::memory(kernels.value_desc, *engine_, DNNL_MEMORY_NONE);
+      bindings.out = dnnl::memory(kernels.out_desc, *engine_, DNNL_MEMORY_NONE);
+      bindings.scratchpad =
+          dnnl::memory(dnnl::memory::desc({static_cast<int64_t>(scratchpad_bytes)},
+                                          dnnl::memory::data_type::u8, {1}),
+                       *engine_, DNNL_MEMORY_NONE);
+    }
+  }
+}
+
+absl::Status AttentionRunner::Reserve(int64_t max_tokens, int64_t max_sequences, int n_heads,
+                                      int n_kv_heads, int head_dim) {
+  if (max_tokens <= 0) return absl::OkStatus();
+  absl::StatusOr<Kernels*> kernels = KernelsFor(head_dim);
+  if (!kernels.ok()) return kernels.status();
+  const int64_t sequences = std::clamp<int64_t>(max_sequences, 1, max_tokens);
+  // Each sequence pads its keys by less than one tile.
+  const int64_t staged_rows = max_tokens + sequences * (kKeyTile - 1);
+  Grow(**kernels, head_dim, staged_rows * n_kv_heads * head_dim,
+       CeilDiv(max_tokens, kKeyTile) * kKeyTile, std::max(1, omp_get_max_threads()));
+  staged_.reserve(sequences + 1);
+  items_.reserve((CeilDiv(max_tokens, kQueryTile) + sequences) * n_heads);
+  return absl::OkStatus();
+}
+
 absl::Status AttentionRunner::Run(const AttentionParams& params) {
   const int64_t head_dim = params.head_dim;
   const int group = params.n_heads / params.n_kv_heads;
@@ -98,17 +144,15 @@ absl::Status AttentionRunner::Run(const AttentionParams& params) {
   const int threads = std::max(1, omp_get_max_threads());
 
   // Keys and values per (sequence, kv head), each [padded length, head_dim], zero-padded.
-  std::vector<int64_t> staged(num_sequences + 1, 0);
+  std::vector<int64_t>& staged = staged_;
+  staged.assign(1, 0);
   int64_t longest = 0;
   for (int32_t s = 0; s < num_sequences; ++s) {
     const int64_t padded = CeilDiv(offsets[s + 1] - offsets[s], kKeyTile) * kKeyTile;
     longest = std::max(longest, padded);
-    staged[s + 1] = staged[s] + padded * params.n_kv_heads * head_dim;
+    staged.push_back(staged.back() + padded * params.n_kv_heads * head_dim);
   }
-  if (keys_.size() < static_cast<size_t>(staged.back())) {
-    keys_.resize(staged.back());
-    values_.resize(staged.back());
-  }
+  Grow(kernels, head_dim, staged.back(), longest, threads);
 #pragma omp parallel for schedule(static) num_threads(threads) collapse(2)
   for (int32_t s = 0; s < num_sequences; ++s) {
     for (int kv_head = 0; kv_head < params.n_kv_heads; ++kv_head) {
@@ -131,40 +175,11 @@ absl::Status AttentionRunner::Run(const AttentionParams& params) {
     }
   }
 
-  std::vector<WorkItem> items;
+  std::vector<WorkItem>& items = items_;
+  items.clear();
   for (int32_t s = 0; s < num_sequences; ++s) {
     for (int32_t first = 0; first < offsets[s + 1] - offsets[s]; first += kQueryTile) {
       for (int head = 0; head < params.n_heads; ++head) items.push_back({s, first, head});
-    }
-  }
-  while (streams_.size() < static_cast<size_t>(threads)) streams_.emplace_back(*engine_);
-  if (thread_buffers_.size() < static_cast<size_t>(threads)) thread_buffers_.resize(threads);
-  const size_t scratchpad_bytes =
-      std::max(kernels.scores_scratchpad.get_size(), kernels.values_scratchpad.get_size());
-  for (ThreadBuffers& buffers : thread_buffers_) {
-    buffers.queries.resize(kQueryTile * head_dim);
-    buffers.out.resize(kQueryTile * head_dim);
-    if (buffers.scores.size() < static_cast<size_t>(kQueryTile * longest)) {
-      buffers.scores.resize(kQueryTile * longest);
-    }
-    if (buffers.scratchpad.size() < std::max<size_t>(1, scratchpad_bytes)) {
-      buffers.scratchpad.resize(std::max<size_t>(1, scratchpad_bytes));
-    }
-  }
-  if (kernels.per_thread.size() < static_cast<size_t>(threads)) {
-    kernels.per_thread.resize(threads);
-    for (Kernels::Bindings& bindings : kernels.per_thread) {
-      if (bindings.queries) continue;
-      bindings.queries = dnnl::memory(kernels.query_desc, *engine_, DNNL_MEMORY_NONE);
-      bindings.keys = dnnl::memory(kernels.key_desc, *engine_, DNNL_MEMORY_NONE);
-      bindings.scores = dnnl::memory(kernels.score_desc, *engine_, DNNL_MEMORY_NONE);
-      bindings.probabilities = dnnl::memory(kernels.score_desc, *engine_, DNNL_MEMORY_NONE);
-      bindings.values = dnnl::memory(kernels.value_desc, *engine_, DNNL_MEMORY_NONE);
-      bindings.out = dnnl::memory(kernels.out_desc, *engine_, DNNL_MEMORY_NONE);
-      bindings.scratchpad = dnnl::memory(
-          dnnl::memory::desc({std::max<int64_t>(1, static_cast<int64_t>(scratchpad_bytes))},
-                             dnnl::memory::data_type::u8, {1}),
-          *engine_, DNNL_MEMORY_NONE);
     }
   }
 

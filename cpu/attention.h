@@ -36,22 +36,38 @@ class AttentionRunner {
   // then out = sum over key tiles of p v, tile after tile.
   absl::Status Run(const AttentionParams& params);
 
+  // Sizes the staging for batches of up to `max_tokens` rows in up to `max_sequences` sequences,
+  // so that such calls then allocate nothing.
+  absl::Status Reserve(int64_t max_tokens, int64_t max_sequences, int n_heads, int n_kv_heads,
+                       int head_dim);
+
  private:
   struct Kernels;
+  struct WorkItem {
+    int32_t sequence;
+    int32_t first_row;  // within the sequence
+    int32_t head;
+  };
   absl::StatusOr<Kernels*> KernelsFor(int head_dim);
+  // Grows the staging to `staged_floats` keys (and values), score rows of `longest_padded` keys
+  // and `threads` threads' buffers and bindings.
+  void Grow(Kernels& kernels, int64_t head_dim, int64_t staged_floats, int64_t longest_padded,
+            int threads);
 
   std::unique_ptr<dnnl::engine> engine_;
   std::vector<dnnl::stream> streams_;  // one per thread
   std::map<int, std::unique_ptr<Kernels>> kernels_;
-  // Grow-only staging: the keys and values of every (sequence, kv head), dense and padded to
-  // whole key tiles, and per thread a query tile, a row block of scores, an output tile and
-  // oneDNN's scratchpad.
+  // Grow-only staging (sized by Reserve): the keys and values of every (sequence, kv head), dense
+  // and padded to whole key tiles, and per thread a query tile, a row block of scores, an output
+  // tile and oneDNN's scratchpad.
   std::vector<float> keys_, values_;
   struct ThreadBuffers {
     std::vector<float> queries, scores, out;
     std::vector<uint8_t> scratchpad;
   };
   std::vector<ThreadBuffers> thread_buffers_;
+  std::vector<int64_t> staged_;  // where each sequence's keys start in keys_ (and values_)
+  std::vector<WorkItem> items_;
 };
 
 }  // namespace sculpt::cpu

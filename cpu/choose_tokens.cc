@@ -1,5 +1,7 @@
 // Token choice and confidence per row of logits: LLaDA's float64 Gumbel-max and Dream's
 // sample_tokens (temperature, top_p, top_k, float32 softmax), with guidance and suppression.
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -22,8 +24,10 @@ constexpr float kRemoved = std::numeric_limits<float>::lowest();  // torch.finfo
 void FilterTopP(std::vector<float>& logits, double top_p, std::vector<int32_t>& order) {
   order.resize(logits.size());
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+  // A stable sort by logit, without the buffer std::stable_sort allocates: ties keep index order.
+  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  });
   const float max_logit = logits[order[0]];
   float total = 0.0f;
   for (int32_t v : order) total += std::exp(logits[v] - max_logit);
@@ -129,22 +133,36 @@ void ChooseDream(const TokenChoiceGroup& params, const std::vector<float>& proba
 
 }  // namespace
 
-absl::Status ChooseTokens(const ChooseTokensParams& params) {
+void TokenChoiceScratch::Reserve(int64_t rows, int64_t vocab) {
+  tasks.reserve(static_cast<size_t>(rows));
+  const auto threads = static_cast<size_t>(std::max(1, omp_get_max_threads()));
+  if (per_thread.size() < threads) per_thread.resize(threads);
+  for (Row& row : per_thread) {
+    row.logits.reserve(vocab);
+    row.sorted.reserve(vocab);
+    row.order.reserve(vocab);
+  }
+}
+
+absl::Status ChooseTokens(const ChooseTokensParams& params, TokenChoiceScratch& scratch) {
   SCULPT_RETURN_IF_ERROR(ValidateTokenChoice(params));
   const int64_t vocab = params.logits.cols;
   // Every row of every group is one task, so many small generations still fill the threads.
-  std::vector<std::pair<int32_t, int32_t>> tasks;  // (group, row within the group)
+  auto& tasks = scratch.tasks;  // (group, row within the group)
+  tasks.clear();
   for (size_t g = 0; g < params.groups.size(); ++g) {
     for (size_t r = 0; r < params.groups[g].positions.size(); ++r) {
       tasks.emplace_back(static_cast<int32_t>(g), static_cast<int32_t>(r));
     }
   }
+  const int threads = std::max(1, omp_get_max_threads());
+  if (scratch.per_thread.size() < static_cast<size_t>(threads)) scratch.per_thread.resize(threads);
 
-#pragma omp parallel
+#pragma omp parallel num_threads(threads)
   {
-    std::vector<float> logits(vocab);
-    std::vector<float> scratch;
-    std::vector<int32_t> order;
+    TokenChoiceScratch::Row& working = scratch.per_thread[omp_get_thread_num()];
+    std::vector<float>& logits = working.logits;
+    logits.resize(vocab);
 #pragma omp for schedule(dynamic, 1)
     for (size_t task = 0; task < tasks.size(); ++task) {
       const TokenChoiceGroup& group = params.groups[tasks[task].first];
@@ -166,8 +184,8 @@ absl::Status ChooseTokens(const ChooseTokensParams& params) {
         const float temperature = static_cast<float>(group.temperature);
         for (float& logit : logits) logit /= temperature;
       }
-      if (group.top_p < 1.0) FilterTopP(logits, group.top_p, order);
-      FilterTopK(logits, group.top_k, scratch);
+      if (group.top_p < 1.0) FilterTopP(logits, group.top_p, working.order);
+      FilterTopK(logits, group.top_k, working.sorted);
       const auto position = static_cast<uint32_t>(group.positions[r]);
       if (!dream) {
         ChooseLLaDA(group, logits, position, &group.tokens[r], &group.confidences[r]);

@@ -85,6 +85,15 @@ class CpuBackend final : public Backend {
     return buffer;
   }
 
+  absl::Status Reserve(const ReserveParams& params) override {
+    const WorkspaceLimits& limits = params.limits;
+    SCULPT_RETURN_IF_ERROR(gemm_.Reserve(limits.tokens));
+    SCULPT_RETURN_IF_ERROR(attention_.Reserve(limits.tokens, limits.sequences, params.n_heads,
+                                              params.n_kv_heads, params.head_dim));
+    token_choice_.Reserve(limits.logit_rows, params.vocab);
+    return absl::OkStatus();
+  }
+
   absl::Status Embed(const EmbedParams& params) override { return cpu::Embed(params); }
   absl::Status RmsNorm(const RmsNormParams& params) override { return cpu::RmsNorm(params); }
   absl::Status AddRmsNorm(const AddRmsNormParams& params) override {
@@ -99,7 +108,7 @@ class CpuBackend final : public Backend {
     return cpu::GatherRows(params);
   }
   absl::Status ChooseTokens(const ChooseTokensParams& params) override {
-    return cpu::ChooseTokens(params);
+    return cpu::ChooseTokens(params, token_choice_);
   }
   absl::Status Synchronize() override { return absl::OkStatus(); }
 
@@ -108,6 +117,7 @@ class CpuBackend final : public Backend {
   const bool int8_gemm_weights_;
   cpu::GemmRunner gemm_;
   cpu::AttentionRunner attention_;
+  cpu::TokenChoiceScratch token_choice_;
 };
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/dtype.h"
+#include "common/status.h"
 #include "cpu/onednn_util.h"
 
 namespace sculpt::cpu {
@@ -168,6 +169,7 @@ absl::StatusOr<size_t> GemmRunner::PackedBytes(const TensorView& weight, bool qu
         "int8 weights need a CPU with AVX512-VNNI or AMX (oneDNN's int8 kernel here is ",
         KernelName(DType::kF32, 64, /*quantized=*/true), "); run without --weights int8"));
   }
+  weight_shapes_.insert({n, k, weight.dtype, quantize});
   if (!quantize && weight.dtype == DType::kBF16 && !HasNativeBf16()) return 0;
   const Compute compute = quantize ? Compute::kS8 : ComputeFor(weight.dtype);
   const int64_t tile_cols = TileColsFor(k);
@@ -230,6 +232,73 @@ absl::Status GemmRunner::Pack(const TensorView& weight, void* destination, bool 
 
 void GemmRunner::Forget(const void* destination) { packed_.erase(destination); }
 
+absl::StatusOr<GemmRunner::Plan> GemmRunner::Prepare(int64_t m, int64_t n, int64_t k,
+                                                     DType weight_dtype, bool quantized,
+                                                     bool packed, int threads) {
+  Plan plan;
+  plan.quantized = quantized;
+  plan.widen = !quantized && weight_dtype == DType::kBF16 && !HasNativeBf16();
+  plan.compute = quantized ? Compute::kS8 : plan.widen ? Compute::kF32 : ComputeFor(weight_dtype);
+  plan.tile_rows = TileRows(plan.compute);
+  plan.tile_cols = TileColsFor(k);
+  plan.row_tiles = CeilDiv(m, plan.tile_rows);
+  plan.col_tiles = CeilDiv(n, plan.tile_cols);
+  plan.tail_rows = m - (plan.row_tiles - 1) * plan.tile_rows;
+  plan.tail_cols = n - (plan.col_tiles - 1) * plan.tile_cols;
+
+  // Full-width tiles and the last, narrower one (which may be the only one).
+  size_t scratchpad_bytes = 0;
+  for (int edge = 0; edge < 2; ++edge) {
+    const int64_t cols = edge == 0 && plan.col_tiles > 1 ? plan.tile_cols : plan.tail_cols;
+    SCULPT_ASSIGN_OR_RETURN(plan.kernels[edge],
+                            Kernel(plan.compute, plan.tile_rows, cols, k, packed));
+    plan.kernels[edge]->BindThreads(*engine_, threads);
+    scratchpad_bytes = std::max(scratchpad_bytes, plan.kernels[edge]->scratchpad_desc.get_size());
+  }
+  const auto grow = [](auto& buffer, int64_t elements) {
+    if (buffer.size() < static_cast<size_t>(elements)) buffer.resize(elements);
+  };
+  while (streams_.size() < static_cast<size_t>(threads)) streams_.emplace_back(*engine_);
+  if (scratchpads_.size() < static_cast<size_t>(threads)) scratchpads_.resize(threads);
+  for (auto& scratchpad : scratchpads_) grow(scratchpad, static_cast<int64_t>(scratchpad_bytes));
+  if (out_tiles_.size() < static_cast<size_t>(threads)) out_tiles_.resize(threads);
+  if (sum_tiles_.size() < static_cast<size_t>(threads)) sum_tiles_.resize(threads);
+  const int64_t tile_elements = plan.tile_rows * plan.tile_cols;
+  for (int t = 0; t < threads; ++t) {
+    if (quantized) {
+      grow(sum_tiles_[t], tile_elements);
+    } else {
+      grow(out_tiles_[t], tile_elements);
+    }
+  }
+  if (plan.widen) {
+    if (widened_weights_.size() < static_cast<size_t>(threads)) widened_weights_.resize(threads);
+    for (auto& tile : widened_weights_) grow(tile, plan.tile_cols * k);
+  }
+  const int64_t padded_rows = plan.row_tiles * plan.tile_rows;
+  if (quantized) {
+    grow(x_s8_, padded_rows * k);
+    grow(x_scales_, padded_rows);
+  } else if (plan.widen) {
+    grow(x_f32_, padded_rows * k);
+  } else if (weight_dtype == DType::kBF16) {
+    grow(x_bf16_, padded_rows * k);
+  } else {
+    grow(x_f32_, plan.tile_rows * k);  // a partial last tile of rows
+  }
+  return plan;
+}
+
+absl::Status GemmRunner::Reserve(int64_t max_rows) {
+  if (max_rows <= 0) return absl::OkStatus();
+  const int threads = std::max(1, omp_get_max_threads());
+  for (const auto& [n, k, dtype, quantized] : weight_shapes_) {
+    const bool packed = quantized || dtype == DType::kF32 || HasNativeBf16();
+    SCULPT_RETURN_IF_ERROR(Prepare(max_rows, n, k, dtype, quantized, packed, threads).status());
+  }
+  return absl::OkStatus();
+}
+
 absl::Status GemmRunner::Run(const GemmParams& params) {
   const int64_t m = params.x.rows;
   const int64_t k = params.x.cols;
@@ -258,55 +327,24 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
   if (m == 0 || n == 0) return absl::OkStatus();
 
   const bool quantized = packed != nullptr && !packed->scales.empty();
-  const bool widen = !quantized && weight_dtype == DType::kBF16 && !HasNativeBf16();
-  const Compute compute = quantized ? Compute::kS8
-                          : widen   ? Compute::kF32
-                                    : ComputeFor(weight_dtype);
-  const int64_t tile_rows = TileRows(compute);
-  const int64_t tile_cols = TileColsFor(k);
-  const int64_t row_tiles = CeilDiv(m, tile_rows);
-  const int64_t col_tiles = CeilDiv(n, tile_cols);
-  const int64_t tail_rows = m - (row_tiles - 1) * tile_rows;
-  const int64_t tail_cols = n - (col_tiles - 1) * tile_cols;
   const int threads = std::max(1, omp_get_max_threads());
-
-  // Full-width tiles and the last, narrower one (which may be the only one).
-  TileKernel* kernels[2];
-  size_t scratchpad_bytes = 0;
-  for (int edge = 0; edge < 2; ++edge) {
-    const int64_t cols = edge == 0 && col_tiles > 1 ? tile_cols : tail_cols;
-    absl::StatusOr<TileKernel*> kernel = Kernel(compute, tile_rows, cols, k, packed != nullptr);
-    if (!kernel.ok()) return kernel.status();
-    kernels[edge] = *kernel;
-    kernels[edge]->BindThreads(*engine_, threads);
-    scratchpad_bytes = std::max(scratchpad_bytes, kernels[edge]->scratchpad_desc.get_size());
-  }
-  while (streams_.size() < static_cast<size_t>(threads)) streams_.emplace_back(*engine_);
-  if (scratchpads_.size() < static_cast<size_t>(threads)) scratchpads_.resize(threads);
-  for (auto& scratchpad : scratchpads_) {
-    if (scratchpad.size() < scratchpad_bytes) scratchpad.resize(scratchpad_bytes);
-  }
-  if (out_tiles_.size() < static_cast<size_t>(threads)) out_tiles_.resize(threads);
-  if (sum_tiles_.size() < static_cast<size_t>(threads)) sum_tiles_.resize(threads);
-  const auto tile_elements = static_cast<size_t>(tile_rows * tile_cols);
-  for (int t = 0; t < threads; ++t) {
-    if (quantized && sum_tiles_[t].size() < tile_elements) sum_tiles_[t].resize(tile_elements);
-    if (!quantized && out_tiles_[t].size() < tile_elements) out_tiles_[t].resize(tile_elements);
-  }
-  if (widen) {
-    if (widened_weights_.size() < static_cast<size_t>(threads)) widened_weights_.resize(threads);
-    for (auto& tile : widened_weights_) {
-      if (tile.size() < static_cast<size_t>(tile_cols * k)) tile.resize(tile_cols * k);
-    }
-  }
+  SCULPT_ASSIGN_OR_RETURN(const Plan plan,
+                          Prepare(m, n, k, weight_dtype, quantized, packed != nullptr, threads));
+  const Compute compute = plan.compute;
+  const bool widen = plan.widen;
+  const int64_t tile_rows = plan.tile_rows;
+  const int64_t tile_cols = plan.tile_cols;
+  const int64_t row_tiles = plan.row_tiles;
+  const int64_t col_tiles = plan.col_tiles;
+  const int64_t tail_rows = plan.tail_rows;
+  const int64_t tail_cols = plan.tail_cols;
+  TileKernel* const* kernels = plan.kernels;
 
   // x as the tiles read it: rounded to bf16 in whole tiles of rows (bf16 bits, or their fp32
   // values for widened weights), or fp32 in place with only a partial last tile copied.
   const float* x = params.x.f32();
   const int64_t padded_rows = row_tiles * tile_rows;
   if (quantized) {
-    if (x_s8_.size() < static_cast<size_t>(padded_rows * k)) x_s8_.resize(padded_rows * k);
-    if (x_scales_.size() < static_cast<size_t>(padded_rows)) x_scales_.resize(padded_rows);
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t r = 0; r < padded_rows; ++r) {
       if (r < m) {
@@ -317,11 +355,6 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
       }
     }
   } else if (weight_dtype == DType::kBF16) {
-    if (widen) {
-      if (x_f32_.size() < static_cast<size_t>(padded_rows * k)) x_f32_.resize(padded_rows * k);
-    } else if (x_bf16_.size() < static_cast<size_t>(padded_rows * k)) {
-      x_bf16_.resize(padded_rows * k);
-    }
     uint16_t* bits = x_bf16_.data();
     float* values = x_f32_.data();
 #pragma omp parallel for schedule(static) num_threads(threads)
@@ -337,8 +370,8 @@ absl::Status GemmRunner::Run(const GemmParams& params) {
       }
     }
   } else if (tail_rows < tile_rows) {
-    x_f32_.assign(tile_rows * k, 0.0f);
     std::memcpy(x_f32_.data(), x + (row_tiles - 1) * tile_rows * k, tail_rows * k * sizeof(float));
+    std::fill(x_f32_.data() + tail_rows * k, x_f32_.data() + tile_rows * k, 0.0f);
   }
 
   const char* weight = static_cast<const char*>(params.weight.data);

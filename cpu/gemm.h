@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <tuple>
 #include <unordered_map>
@@ -58,6 +59,10 @@ class GemmRunner {
   absl::Status Pack(const TensorView& weight, void* destination, bool quantize = false);
   void Forget(const void* destination);
 
+  // Sizes the staging for GEMMs of up to `max_rows` rows with every weight shape PackedBytes has
+  // seen, and binds their kernels to the threads, so that such GEMMs then allocate nothing.
+  absl::Status Reserve(int64_t max_rows);
+
   // The oneDNN implementation that runs a tile of weights of `dtype` ("brg:avx512_core_amx",
   // "gemm:jit", ...), or why there is none.
   std::string KernelName(DType weight_dtype, int64_t k, bool quantized = false);
@@ -78,8 +83,22 @@ class GemmRunner {
     return dtype == DType::kBF16 ? Compute::kBF16 : Compute::kF32;
   }
 
+  // How one GEMM is cut into tiles, and the kernels of its full-width and last column tiles.
+  struct Plan {
+    Compute compute;
+    bool quantized, widen;
+    int64_t tile_rows, tile_cols, row_tiles, col_tiles, tail_rows, tail_cols;
+    TileKernel* kernels[2];
+  };
+  // A weight shape the model multiplies by: what Reserve sizes for.
+  using WeightShape = std::tuple<int64_t, int64_t, DType, bool>;  // (n, k, dtype, quantized)
+
   absl::StatusOr<TileKernel*> Kernel(Compute compute, int64_t rows, int64_t cols, int64_t k,
                                      bool packed);
+  // The plan of an m x n x k GEMM, with its kernels bound to `threads` and the staging grown to
+  // fit it.
+  absl::StatusOr<Plan> Prepare(int64_t m, int64_t n, int64_t k, DType weight_dtype, bool quantized,
+                               bool packed, int threads);
   // Rows of one tile for `compute`: a multiple of the kernel's row blocking, since a row in a
   // kernel's partial block is summed in another order than one in a full block. oneDNN's brgemm
   // kernels (AVX-512, AVX512-BF16, AMX) sum every row alike: 32, the logit rows of a typical
@@ -92,12 +111,13 @@ class GemmRunner {
   std::vector<dnnl::stream> streams_;  // one per thread
   std::map<KernelKey, std::unique_ptr<TileKernel>> kernels_;
   std::unordered_map<const void*, PackedWeight> packed_;
+  std::set<WeightShape> weight_shapes_;
   int native_bf16_ = -1;              // unknown until the first bf16 GEMM
   int64_t tile_rows_[3] = {0, 0, 0};  // TileRows of each Compute, once known
   int exact_int8_ = -1;               // unknown until the first int8 weight
-  // Grow-only staging: x rounded to bf16 (rows padded to whole tiles), fp32 x where it cannot be
-  // read in place (the padded last tile, or all of it rounded to bf16 values for widened
-  // weights), and per thread an output tile, oneDNN's scratchpad and a widened weight tile.
+  // Grow-only staging (sized by Reserve): x rounded to bf16 (rows padded to whole tiles), fp32 x
+  // where it cannot be read in place (the padded last tile, or all of it rounded to bf16 values for
+  // widened weights), and per thread an output tile, oneDNN's scratchpad and a widened weight tile.
   std::vector<uint16_t> x_bf16_;
   std::vector<int8_t> x_s8_;
   std::vector<float> x_f32_, x_scales_;

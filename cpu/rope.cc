@@ -1,7 +1,8 @@
 // Rotary position embedding (NeoX rotate-half), computed in fp32 as LLaDA's reference does.
+#include <array>
 #include <cmath>
-#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "cpu/cpu_ops.h"
 
 namespace sculpt::cpu {
@@ -10,8 +11,14 @@ absl::Status Rope(const RopeParams& params) {
   const int half = params.head_dim / 2;
   const int64_t width = params.x.cols;
   const int n_heads = static_cast<int>(width / params.head_dim);
+  // On the stack: a forward allocates nothing. No model has heads near this wide.
+  constexpr int kMaxHalf = 1024;
+  if (half > kMaxHalf || half < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rope: head_dim ", params.head_dim, " is above ", 2 * kMaxHalf));
+  }
   // The reference builds inv_freq in fp32 from theta ** (2j / head_dim).
-  std::vector<float> inverse_frequency(half);
+  std::array<float, kMaxHalf> inverse_frequency;
   for (int j = 0; j < half; ++j) {
     const float exponent = static_cast<float>(2 * j) / static_cast<float>(params.head_dim);
     inverse_frequency[j] = 1.0f / std::pow(static_cast<float>(params.theta), exponent);

@@ -202,6 +202,22 @@ class CudaBackend final : public Backend {
         stream_.get()));
   }
 
+  // Scratch comes from the arena (never cudaMalloc); reserving it up front keeps the step loop
+  // from carving ranges as batches grow. The top_p/top_k sort scratch (rows x vocab keys, twice)
+  // is left to the first filtering group: reserving it for every logit row would hold gigabytes
+  // that most deployments never use.
+  absl::Status Reserve(const ReserveParams& params) override {
+    const WorkspaceLimits& limits = params.limits;
+    SCULPT_RETURN_IF_ERROR(
+        GrowScratch(gemm_scratch_, static_cast<size_t>(limits.tokens * params.widest_gemm_k) * 2));
+    const auto rows = static_cast<size_t>(limits.logit_rows);
+    SCULPT_RETURN_IF_ERROR(GrowScratch(
+        choose_results_, RoundUp(rows * sizeof(int32_t), kArenaAlignment) + rows * sizeof(double)));
+    layout_.host_offsets.reserve(static_cast<size_t>(limits.sequences) + 1);
+    layout_.host_positions.reserve(static_cast<size_t>(limits.tokens));
+    return absl::OkStatus();
+  }
+
   absl::Status Gemm(const GemmParams& params) override {
     SCULPT_RETURN_IF_ERROR(Bind());
     SCULPT_RETURN_IF_ERROR(RequireF32(params.x, "gemm input"));
@@ -210,7 +226,7 @@ class CudaBackend final : public Backend {
       void* scratch = nullptr;
       if (params.weight.dtype == DType::kBF16) {
         SCULPT_RETURN_IF_ERROR(
-            Reserve(gemm_scratch_, static_cast<size_t>(params.x.num_elements()) * 2));
+            GrowScratch(gemm_scratch_, static_cast<size_t>(params.x.num_elements()) * 2));
         scratch = gemm_scratch_.data();
       }
       SCULPT_RETURN_IF_ERROR(cuda::LaunchGemm(
@@ -310,6 +326,7 @@ class CudaBackend final : public Backend {
   // layout comes back (every layer of a forward) and the staging ring has not wrapped.
   struct StagedLayout {
     std::vector<int32_t> host_offsets;
+    std::vector<int32_t> host_positions;  // reused storage
     uint64_t staging_epoch = 0;
     const int32_t* offsets = nullptr;
     const int32_t* positions = nullptr;
@@ -375,7 +392,8 @@ class CudaBackend final : public Backend {
                    layout_.host_offsets.end())) {
       return &layout_;
     }
-    std::vector<int32_t> positions(static_cast<size_t>(layout.num_tokens()));
+    std::vector<int32_t>& positions = layout_.host_positions;
+    positions.resize(static_cast<size_t>(layout.num_tokens()));
     int max_length = 0;
     for (int32_t s = 0; s < layout.num_sequences(); ++s) {
       max_length = std::max(max_length, offsets[s + 1] - offsets[s]);
@@ -392,7 +410,7 @@ class CudaBackend final : public Backend {
   }
 
   // Grows a scratch buffer (from the arena) to at least `bytes`.
-  absl::Status Reserve(DeviceBuffer& buffer, size_t bytes) {
+  absl::Status GrowScratch(DeviceBuffer& buffer, size_t bytes) {
     if (buffer.bytes() >= bytes) return absl::OkStatus();
     buffer = DeviceBuffer();
     SCULPT_ASSIGN_OR_RETURN(buffer, Allocate(bytes));
@@ -431,7 +449,8 @@ absl::Status CudaBackend::ChooseTokens(const ChooseTokensParams& params) {
     // Every group's results side by side on the device, copied back once the last is enqueued;
     // one synchronization for the whole step.
     const size_t tokens_bytes = RoundUp(total_rows * sizeof(int32_t), kArenaAlignment);
-    SCULPT_RETURN_IF_ERROR(Reserve(choose_results_, tokens_bytes + total_rows * sizeof(double)));
+    SCULPT_RETURN_IF_ERROR(
+        GrowScratch(choose_results_, tokens_bytes + total_rows * sizeof(double)));
     auto* tokens = static_cast<int32_t*>(choose_results_.data());
     auto* confidences =
         reinterpret_cast<double*>(static_cast<char*>(choose_results_.data()) + tokens_bytes);
@@ -447,7 +466,7 @@ absl::Status CudaBackend::ChooseTokens(const ChooseTokensParams& params) {
                                                           static_cast<int>(vocab)));
       }
     }
-    if (scratch_bytes > 0) SCULPT_RETURN_IF_ERROR(Reserve(choose_scratch_, scratch_bytes));
+    if (scratch_bytes > 0) SCULPT_RETURN_IF_ERROR(GrowScratch(choose_scratch_, scratch_bytes));
     size_t done = 0;
     for (const TokenChoiceGroup& group : params.groups) {
       const size_t n_rows = group.positions.size();

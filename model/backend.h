@@ -189,6 +189,25 @@ struct ChooseTokensParams {
 // INVALID_ARGUMENT unless every group's spans agree and its rows lie inside the logits.
 absl::Status ValidateTokenChoice(const ChooseTokensParams& params);
 
+// The largest forward and token choice the step loop will ask of a model, known before it runs
+// (the scheduler's budgets), so that activations and every op's scratch are sized once and the
+// loop allocates nothing.
+struct WorkspaceLimits {
+  int64_t tokens = 0;      // summed over one forward's sequences
+  int64_t sequences = 0;   // in one forward
+  int64_t logit_rows = 0;  // rows of logits one forward returns, and one token choice reads
+};
+
+// What a backend sizes its scratch for (Backend::Reserve): the limits and the model's shapes.
+struct ReserveParams {
+  WorkspaceLimits limits;
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  int64_t vocab = 0;          // columns of the logits
+  int64_t widest_gemm_k = 0;  // the largest reduction of the model's GEMMs (x's columns)
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -215,6 +234,10 @@ class Backend {
                                                       int64_t rows, int64_t cols) {
     return LoadWeights(src, src_dtype, static_cast<size_t>(rows * cols));
   }
+
+  // Sizes the ops' scratch for calls within `params` (after the model's weights are loaded), so
+  // that they then allocate nothing; calls beyond it still work, growing the scratch.
+  virtual absl::Status Reserve(const ReserveParams& params) = 0;
 
   virtual absl::Status Embed(const EmbedParams& params) = 0;
   virtual absl::Status RmsNorm(const RmsNormParams& params) = 0;

@@ -6,46 +6,58 @@
 
 namespace sculpt {
 
-absl::StatusOr<int> RunDenoisingStep(Transformer& model, std::span<Generation* const> generations) {
-  const bool shifted = model.config().shifted_predictions();
-  // Canvases and logit rows must outlive the forward that reads them.
-  std::vector<std::vector<int32_t>> unconditional;
-  std::vector<std::vector<int32_t>> logit_rows;
-  unconditional.reserve(generations.size());
-  logit_rows.reserve(generations.size());
-  std::vector<SequenceInput> batch;
-  std::vector<Generation*> active;
+WorkspaceLimits WorkspaceFor(std::span<Generation* const> generations) {
+  WorkspaceLimits limits;
+  for (const Generation* generation : generations) {
+    const int copies = generation->guided() ? 2 : 1;
+    const auto canvas = static_cast<int64_t>(generation->canvas().size());
+    limits.tokens += copies * canvas;
+    limits.sequences += copies;
+  }
+  // Candidates are canvas positions, so a step never needs more logit rows than tokens.
+  limits.logit_rows = limits.tokens;
+  return limits;
+}
+
+absl::StatusOr<int> Denoiser::Step(std::span<Generation* const> generations) {
+  const bool shifted = model_.config().shifted_predictions();
+  batch_.clear();
+  active_.clear();
   for (Generation* generation : generations) {
-    if (generation->finished()) continue;
-    active.push_back(generation);
+    if (!generation->finished()) active_.push_back(generation);
+  }
+  if (slots_.size() < active_.size()) slots_.resize(active_.size());
+  // Canvases and logit rows live in the slots, which outlive the forward that reads them.
+  for (size_t g = 0; g < active_.size(); ++g) {
+    const Generation& generation = *active_[g];
+    Slot& slot = slots_[g];
     // Dream reads the prediction for position p from the logits of p - 1 (0 keeps its own).
-    std::vector<int32_t> rows = generation->candidate_positions();
+    const std::vector<int32_t>& positions = generation.candidate_positions();
+    slot.logit_rows.assign(positions.begin(), positions.end());
     if (shifted) {
-      for (int32_t& row : rows) row = std::max(row - 1, 0);
+      for (int32_t& row : slot.logit_rows) row = std::max(row - 1, 0);
     }
-    logit_rows.push_back(std::move(rows));
-    batch.push_back({generation->canvas(), logit_rows.back()});
-    if (generation->guided()) {
-      unconditional.push_back(generation->UnconditionalCanvas());
-      batch.push_back({unconditional.back(), logit_rows.back()});
+    batch_.push_back({generation.canvas(), slot.logit_rows});
+    if (generation.guided()) {
+      generation.UnconditionalCanvas(slot.unconditional);
+      batch_.push_back({slot.unconditional, slot.logit_rows});
     }
   }
-  if (batch.empty()) return 0;
-  SCULPT_ASSIGN_OR_RETURN(TensorView logits, model.Forward(batch));
+  if (batch_.empty()) return 0;
+  SCULPT_ASSIGN_OR_RETURN(TensorView logits, model_.Forward(batch_));
 
   // One token choice for every generation of the step, each with its own settings.
-  std::vector<TokenChoiceGroup> groups;
-  std::vector<std::vector<int32_t>> tokens(active.size());
-  std::vector<std::vector<double>> confidences(active.size());
+  groups_.clear();
   int64_t row = 0;
-  for (size_t g = 0; g < active.size(); ++g) {
-    const Generation& generation = *active[g];
+  for (size_t g = 0; g < active_.size(); ++g) {
+    const Generation& generation = *active_[g];
     const GenerationParams& params = generation.params();
     const auto& positions = generation.candidate_positions();
     const auto count = static_cast<int64_t>(positions.size());
-    tokens[g].resize(count);
-    confidences[g].resize(count);
-    TokenChoiceGroup& group = groups.emplace_back();
+    Slot& slot = slots_[g];
+    slot.tokens.resize(count);
+    slot.confidences.resize(count);
+    TokenChoiceGroup& group = groups_.emplace_back();
     group.first_row = row;
     row += count;
     if (generation.guided()) {
@@ -62,20 +74,24 @@ absl::StatusOr<int> RunDenoisingStep(Transformer& model, std::span<Generation* c
     group.seed = params.seed;
     group.step = generation.global_step();
     group.positions = positions;
-    group.tokens = tokens[g];
-    group.confidences = confidences[g];
+    group.tokens = slot.tokens;
+    group.confidences = slot.confidences;
   }
-  SCULPT_RETURN_IF_ERROR(model.backend().ChooseTokens({logits, groups}));
-  for (size_t g = 0; g < active.size(); ++g) active[g]->Commit(tokens[g], confidences[g]);
-  return static_cast<int>(batch.size());
+  SCULPT_RETURN_IF_ERROR(model_.backend().ChooseTokens({logits, groups_}));
+  for (size_t g = 0; g < active_.size(); ++g) {
+    active_[g]->Commit(slots_[g].tokens, slots_[g].confidences);
+  }
+  return static_cast<int>(batch_.size());
 }
 
 absl::StatusOr<GenerationResult> RunToCompletion(Transformer& model, Generation& generation,
                                                  const StepObserver& observer) {
   GenerationResult result;
   Generation* const batch[] = {&generation};
+  SCULPT_RETURN_IF_ERROR(model.Reserve(WorkspaceFor(batch)));
+  Denoiser denoiser(model);
   while (!generation.finished()) {
-    SCULPT_ASSIGN_OR_RETURN(int forwarded, RunDenoisingStep(model, batch));
+    SCULPT_ASSIGN_OR_RETURN(int forwarded, denoiser.Step(batch));
     result.forward_passes += forwarded;
     if (observer) observer(generation.last_event(), generation.canvas());
   }

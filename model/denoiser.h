@@ -13,10 +13,33 @@
 
 namespace sculpt {
 
-// Runs ONE forward for every unfinished generation given (plus its unconditional twin when
-// guided), then lets each choose and commit its tokens. Returns the number of sequences that
-// went through the forward.
-absl::StatusOr<int> RunDenoisingStep(Transformer& model, std::span<Generation* const> generations);
+// What a step of these generations forwards at most (their canvases, twice when guided): the
+// workspace to reserve before stepping them.
+WorkspaceLimits WorkspaceFor(std::span<Generation* const> generations);
+
+// Runs denoising steps on one model, keeping the step's host-side inputs (canvases, logit rows,
+// token choice groups and results) in storage reused from step to step.
+class Denoiser {
+ public:
+  explicit Denoiser(Transformer& model) : model_(model) {}
+
+  // Runs ONE forward for every unfinished generation given (plus its unconditional twin when
+  // guided), then lets each choose and commit its tokens. Returns the number of sequences that
+  // went through the forward.
+  absl::StatusOr<int> Step(std::span<Generation* const> generations);
+
+ private:
+  // Per generation of the step; kept (with their capacity) across steps.
+  struct Slot {
+    std::vector<int32_t> logit_rows, unconditional, tokens;
+    std::vector<double> confidences;
+  };
+  Transformer& model_;
+  std::vector<Slot> slots_;
+  std::vector<SequenceInput> batch_;
+  std::vector<Generation*> active_;
+  std::vector<TokenChoiceGroup> groups_;
+};
 
 struct GenerationResult {
   std::vector<int32_t> token_ids;  // the answer (trimmed at an early stop or stop string)

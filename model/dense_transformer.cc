@@ -2,6 +2,8 @@
 // attention, SwiGLU), written once; families differ in tensor names and biases only.
 #include "model/dense_transformer.h"
 
+#include <algorithm>
+#include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -15,7 +17,8 @@ struct LayerWeights {
   DeviceBuffer ff_norm, ff_proj, up_proj, ff_out;
 };
 
-// Activations of one forward; grown (never shrunk) when a batch has more rows than any before.
+// Activations of one forward, sized by Reserve; grown (never shrunk) when a batch has more rows
+// than reserved.
 struct Workspace {
   int64_t capacity_tokens = 0;
   int64_t capacity_logit_rows = 0;
@@ -33,11 +36,12 @@ class DenseTransformer final : public Transformer {
 
   absl::Status Load(const WeightLoader& load_tensor);
   void KeepWeightSource(std::shared_ptr<const void> source) { weight_source_ = std::move(source); }
+  absl::Status Reserve(const WorkspaceLimits& limits) override;
   absl::StatusOr<TensorView> Forward(std::span<const SequenceInput> batch,
                                      const ForwardObserver* observer) override;
 
  private:
-  absl::Status Reserve(int64_t n_tokens, int64_t n_logit_rows);
+  absl::Status ReserveActivations(int64_t n_tokens, int64_t n_logit_rows);
   TensorView Weight(const DeviceBuffer& buffer, int64_t rows, int64_t cols) const {
     return buffer.view(backend_.weight_dtype(), rows, cols);
   }
@@ -52,6 +56,8 @@ class DenseTransformer final : public Transformer {
   DeviceBuffer wte_, ln_f_, lm_head_;
   std::vector<LayerWeights> layers_;
   Workspace workspace_;
+  // The packed batch's host-side description, rebuilt by each forward in reused storage.
+  std::vector<int32_t> offsets_, tokens_, logit_rows_;
 };
 
 absl::Status DenseTransformer::Load(const WeightLoader& load_tensor) {
@@ -97,7 +103,25 @@ absl::Status DenseTransformer::Load(const WeightLoader& load_tensor) {
   return absl::OkStatus();
 }
 
-absl::Status DenseTransformer::Reserve(int64_t n_tokens, int64_t n_logit_rows) {
+absl::Status DenseTransformer::Reserve(const WorkspaceLimits& limits) {
+  if (limits.tokens < 0 || limits.sequences < 0 || limits.logit_rows < 0) {
+    return absl::InvalidArgumentError("workspace limits must not be negative");
+  }
+  SCULPT_RETURN_IF_ERROR(ReserveActivations(limits.tokens, limits.logit_rows));
+  offsets_.reserve(static_cast<size_t>(limits.sequences) + 1);
+  tokens_.reserve(static_cast<size_t>(limits.tokens));
+  logit_rows_.reserve(static_cast<size_t>(limits.logit_rows));
+  return backend_.Reserve({.limits = limits,
+                           .n_heads = config_.n_heads,
+                           .n_kv_heads = config_.n_kv_heads,
+                           .head_dim = config_.head_dim(),
+                           .vocab = config_.embedding_size,
+                           .widest_gemm_k = std::max<int64_t>(
+                               {config_.d_model, config_.mlp_hidden_size,
+                                static_cast<int64_t>(config_.n_heads) * config_.head_dim()})});
+}
+
+absl::Status DenseTransformer::ReserveActivations(int64_t n_tokens, int64_t n_logit_rows) {
   Workspace& ws = workspace_;
   const auto floats = [](int64_t rows, int64_t cols) {
     return static_cast<size_t>(rows * cols) * sizeof(float);
@@ -129,9 +153,12 @@ absl::Status DenseTransformer::Reserve(int64_t n_tokens, int64_t n_logit_rows) {
 
 absl::StatusOr<TensorView> DenseTransformer::Forward(std::span<const SequenceInput> batch,
                                                      const ForwardObserver* observer) {
-  std::vector<int32_t> offsets = {0};
-  std::vector<int32_t> tokens;
-  std::vector<int32_t> logit_rows;
+  std::vector<int32_t>& offsets = offsets_;
+  std::vector<int32_t>& tokens = tokens_;
+  std::vector<int32_t>& logit_rows = logit_rows_;
+  offsets.assign(1, 0);
+  tokens.clear();
+  logit_rows.clear();
   for (const SequenceInput& sequence : batch) {
     const int32_t begin = offsets.back();
     const auto length = static_cast<int32_t>(sequence.tokens.size());
@@ -147,7 +174,7 @@ absl::StatusOr<TensorView> DenseTransformer::Forward(std::span<const SequenceInp
   }
   const int64_t n = static_cast<int64_t>(tokens.size());
   const int64_t m = static_cast<int64_t>(logit_rows.size());
-  SCULPT_RETURN_IF_ERROR(Reserve(n, m));
+  SCULPT_RETURN_IF_ERROR(ReserveActivations(n, m));
 
   const int64_t d = config_.d_model;
   const int head_dim = config_.head_dim();
@@ -167,8 +194,10 @@ absl::StatusOr<TensorView> DenseTransformer::Forward(std::span<const SequenceInp
   const TensorView projected = Activation(ws.projected, n, d);
   const TensorView gate = Activation(ws.gate, n, hidden);
   const TensorView up = Activation(ws.up, n, hidden);
-  const auto observe = [&](const std::string& name, const TensorView& tensor) {
-    if (observer != nullptr) (*observer)(name, tensor);
+  // Names are built only for an observer: a forward without one allocates nothing.
+  const auto observe = [&](const char* name, const TensorView& tensor, int layer = -1) {
+    if (observer == nullptr) return;
+    (*observer)(layer < 0 ? std::string(name) : absl::StrCat("layers.", layer, ".", name), tensor);
   };
 
   SCULPT_RETURN_IF_ERROR(backend_.Embed({tokens, Weight(wte_, vocab, d), x}));
@@ -180,11 +209,10 @@ absl::StatusOr<TensorView> DenseTransformer::Forward(std::span<const SequenceInp
   }
   for (int i = 0; i < config_.n_layers; ++i) {
     const LayerWeights& layer = layers_[i];
-    const std::string name = absl::StrCat("layers.", i, ".");
     const auto bias = [&](const DeviceBuffer& buffer, int64_t width) {
       return buffer.data() == nullptr ? TensorView{} : Weight(buffer, 1, width);
     };
-    observe(name + "attn_norm", normed);
+    observe("attn_norm", normed, i);
     SCULPT_RETURN_IF_ERROR(
         backend_.Gemm({normed, Weight(layer.q_proj, q_width, d), bias(layer.q_bias, q_width), q}));
     SCULPT_RETURN_IF_ERROR(backend_.Gemm(
@@ -193,23 +221,23 @@ absl::StatusOr<TensorView> DenseTransformer::Forward(std::span<const SequenceInp
         {normed, Weight(layer.v_proj, kv_width, d), bias(layer.v_bias, kv_width), v}));
     SCULPT_RETURN_IF_ERROR(backend_.Rope({q, layout, head_dim, config_.rope_theta}));
     SCULPT_RETURN_IF_ERROR(backend_.Rope({k, layout, head_dim, config_.rope_theta}));
-    observe(name + "q", q);
-    observe(name + "k", k);
-    observe(name + "v", v);
+    observe("q", q, i);
+    observe("k", k, i);
+    observe("v", v, i);
     SCULPT_RETURN_IF_ERROR(backend_.Attention(
         {q, k, v, attention, layout, config_.n_heads, config_.n_kv_heads, head_dim}));
-    observe(name + "attn", attention);
+    observe("attn", attention, i);
     SCULPT_RETURN_IF_ERROR(
         backend_.Gemm({attention, Weight(layer.attn_out, d, q_width), {}, projected}));
-    observe(name + "attn_out", projected);
+    observe("attn_out", projected, i);
     SCULPT_RETURN_IF_ERROR(
         backend_.AddRmsNorm({x, projected, Weight(layer.ff_norm, 1, d), normed, eps}));
-    observe(name + "h_attn", x);
-    observe(name + "ff_norm", normed);
+    observe("h_attn", x, i);
+    observe("ff_norm", normed, i);
     SCULPT_RETURN_IF_ERROR(backend_.Gemm({normed, Weight(layer.ff_proj, hidden, d), {}, gate}));
     SCULPT_RETURN_IF_ERROR(backend_.Gemm({normed, Weight(layer.up_proj, hidden, d), {}, up}));
     SCULPT_RETURN_IF_ERROR(backend_.SwiGlu({gate, up, gate}));
-    observe(name + "ff_act", gate);
+    observe("ff_act", gate, i);
     SCULPT_RETURN_IF_ERROR(backend_.Gemm({gate, Weight(layer.ff_out, d, hidden), {}, projected}));
     if (i + 1 < config_.n_layers) {
       SCULPT_RETURN_IF_ERROR(
@@ -217,7 +245,7 @@ absl::StatusOr<TensorView> DenseTransformer::Forward(std::span<const SequenceInp
     } else {
       SCULPT_RETURN_IF_ERROR(backend_.Add({x, projected, x}));
     }
-    observe(name + "out", x);
+    observe("out", x, i);
   }
 
   // The LM head is the largest GEMM over a real vocabulary: run it only where logits are needed.

@@ -132,6 +132,7 @@ absl::StatusOr<InfillScore> EvaluateInfill(Transformer& model, std::span<const I
                                            const GenerationParams& params, int batch_size) {
   const ModelConfig& config = model.config();
   InfillScore score;
+  Denoiser denoiser(model);
   for (size_t first = 0; first < cases.size(); first += batch_size) {
     const size_t last = std::min(cases.size(), first + static_cast<size_t>(batch_size));
     std::vector<Generation> generations;
@@ -148,9 +149,10 @@ absl::StatusOr<InfillScore> EvaluateInfill(Transformer& model, std::span<const I
     }
     std::vector<Generation*> batch;
     for (Generation& generation : generations) batch.push_back(&generation);
+    SCULPT_RETURN_IF_ERROR(model.Reserve(WorkspaceFor(batch)));
     while (std::any_of(generations.begin(), generations.end(),
                        [](const Generation& g) { return !g.finished(); })) {
-      SCULPT_RETURN_IF_ERROR(RunDenoisingStep(model, batch).status());
+      SCULPT_RETURN_IF_ERROR(denoiser.Step(batch).status());
     }
     for (size_t i = 0; i < generations.size(); ++i) {
       const InfillCase& infill = cases[first + i];

@@ -141,12 +141,11 @@ std::span<const int32_t> Generation::suppressed_tokens() const {
   return params_.stop_token_ids;
 }
 
-std::vector<int32_t> Generation::UnconditionalCanvas() const {
-  std::vector<int32_t> unconditional = canvas_;
-  for (size_t i = 0; i < unconditional.size(); ++i) {
-    if (given_[i]) unconditional[i] = mask_id_;
+void Generation::UnconditionalCanvas(std::vector<int32_t>& out) const {
+  out.assign(canvas_.begin(), canvas_.end());
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (given_[i]) out[i] = mask_id_;
   }
-  return unconditional;
 }
 
 void Generation::StartBlock() {

@@ -90,7 +90,8 @@ class Generation {
   std::span<const int32_t> canvas() const { return canvas_; }
   int32_t mask_id() const { return mask_id_; }
   // The canvas with the given (prompt) tokens masked: classifier-free guidance's input.
-  std::vector<int32_t> UnconditionalCanvas() const;
+  // Writes into `out` (reused storage).
+  void UnconditionalCanvas(std::vector<int32_t>& out) const;
   // Canvas positions this step may commit: masked and before the current block's end.
   const std::vector<int32_t>& candidate_positions() const { return candidates_; }
   uint32_t global_step() const { return static_cast<uint32_t>(steps_run_); }

@@ -27,6 +27,11 @@ class Transformer {
   virtual const ModelConfig& config() const = 0;
   virtual Backend& backend() = 0;
 
+  // Sizes the activations and the backend's scratch for forwards within `limits` (and their
+  // token choice), so that such forwards allocate nothing. Forwards beyond them still run, growing
+  // the workspace.
+  virtual absl::Status Reserve(const WorkspaceLimits& limits) = 0;
+
   // One forward for all sequences at once, each attending only to itself. Returns the logits
   // [total logit positions, embedding_size] in batch order, in backend memory that stays valid
   // until the next call.

@@ -49,8 +49,14 @@ void RequestHandle::Cancel() {
   scheduler_->Wake();
 }
 
+WorkspaceLimits WorkspaceFor(const Budgets& budgets) {
+  return {.tokens = budgets.max_num_batched_tokens,
+          .sequences = 2 * static_cast<int64_t>(budgets.max_num_seqs),
+          .logit_rows = budgets.max_num_batched_tokens};
+}
+
 Scheduler::Scheduler(Transformer& model, SchedulerOptions options)
-    : model_(model), options_(options) {
+    : model_(model), options_(options), denoiser_(model) {
   engine_ = std::thread([this] { EngineLoop(); });
 }
 
@@ -278,7 +284,7 @@ void Scheduler::RunStep() {
     blocks_before.push_back(entry->request.generation.current_block());
   }
   const Clock::time_point start = Clock::now();
-  absl::StatusOr<int> forwarded = RunDenoisingStep(model_, generations);
+  absl::StatusOr<int> forwarded = denoiser_.Step(generations);
   const Clock::time_point end = Clock::now();
   if (!forwarded.ok()) {
     spdlog::error("denoising step failed: {}", forwarded.status().ToString());

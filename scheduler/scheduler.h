@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "model/denoiser.h"
 #include "model/generation.h"
 #include "model/transformer.h"
 #include "scheduler/packing.h"
@@ -37,6 +38,9 @@ class SchedulerObserver {
   // A request ended (any cause), with its final event.
   virtual void OnFinished(const Request& request, const FinalEvent& event) = 0;
 };
+
+// The largest step the budgets allow (every sequence guided), for Transformer::Reserve.
+WorkspaceLimits WorkspaceFor(const Budgets& budgets);
 
 struct SchedulerOptions {
   Budgets budgets;
@@ -131,6 +135,7 @@ class Scheduler {
 
   Transformer& model_;
   const SchedulerOptions options_;
+  Denoiser denoiser_;  // engine thread
 
   mutable std::mutex mutex_;  // guards queue_, stop_, and the stats below
   std::condition_variable wake_;

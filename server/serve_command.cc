@@ -133,6 +133,16 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
           .count(),
       model->device, CpuThreads());
 
+  // Activations and scratch for the largest step the budgets allow, so that serving allocates
+  // nothing per step (and a budget the device cannot hold fails here, not under load).
+  if (absl::Status reserved = model->transformer->Reserve(WorkspaceFor(scheduler_options.budgets));
+      !reserved.ok()) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "cannot reserve the workspace for --max-num-batched-tokens ",
+        scheduler_options.budgets.max_num_batched_tokens, " and --max-num-seqs ",
+        scheduler_options.budgets.max_num_seqs, ": ", reserved.message(), "; lower them"));
+  }
+
   Metrics metrics(model->name);
   scheduler_options.observer = &metrics;
   Scheduler scheduler(*model->transformer, scheduler_options);

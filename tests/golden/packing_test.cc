@@ -139,8 +139,9 @@ TEST(BatchInvarianceTest, GenerationsSteppedTogetherEqualGenerationsAlone) {
   for (Generation& generation : generations) batch.push_back(&generation);
   int shared_forwards = 0;
   bool any_unfinished = true;
+  Denoiser denoiser(*loaded.model);
   while (any_unfinished) {
-    auto forwarded = RunDenoisingStep(*loaded.model, batch);
+    auto forwarded = denoiser.Step(batch);
     ASSERT_TRUE(forwarded.ok()) << forwarded.status();
     ++shared_forwards;
     any_unfinished = false;

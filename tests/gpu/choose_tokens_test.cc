@@ -209,8 +209,9 @@ Outputs RunCpu(const Case& c, const Inputs& in) {
   params.tokens = out.tokens;
   params.confidences = out.confidences;
   const int64_t rows = static_cast<int64_t>(logits.size()) / c.vocab;
-  const absl::Status status =
-      cpu::ChooseTokens({TensorView{logits.data(), DType::kF32, rows, c.vocab}, {&params, 1}});
+  cpu::TokenChoiceScratch scratch;
+  const absl::Status status = cpu::ChooseTokens(
+      {TensorView{logits.data(), DType::kF32, rows, c.vocab}, {&params, 1}}, scratch);
   EXPECT_TRUE(status.ok()) << status;
   return out;
 }

@@ -109,8 +109,9 @@ TEST(CudaBackendTest, BatchedGenerationsEqualAloneOnTheDevice) {
   }
   std::vector<Generation*> batch;
   for (Generation& generation : generations) batch.push_back(&generation);
+  Denoiser denoiser(*gpu.model);
   for (int step = 0; step < 100; ++step) {
-    auto ran = RunDenoisingStep(*gpu.model, batch);
+    auto ran = denoiser.Step(batch);
     ASSERT_TRUE(ran.ok()) << ran.status();
     if (*ran == 0) break;
   }

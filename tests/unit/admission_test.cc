@@ -4,6 +4,7 @@
 #include <random>
 
 #include "scheduler/packing.h"
+#include "scheduler/scheduler.h"
 
 namespace sculpt {
 namespace {
@@ -92,6 +93,16 @@ TEST(AdmissionTest, RandomQueuesRespectBudgetsAndOrder) {
       }
     }
   }
+}
+
+// The workspace reserved at startup covers any step the budgets admit: every running sequence
+// guided (two forwarded sequences each) and every token of the budget needing logits.
+TEST(AdmissionTest, TheReservedWorkspaceCoversTheLargestAdmittedStep) {
+  const Budgets budgets{.max_num_seqs = 5, .max_num_batched_tokens = 777};
+  const WorkspaceLimits limits = WorkspaceFor(budgets);
+  EXPECT_EQ(limits.tokens, 777);
+  EXPECT_EQ(limits.sequences, 10);
+  EXPECT_EQ(limits.logit_rows, 777);
 }
 
 }  // namespace

@@ -129,8 +129,9 @@ TEST(GenerationTest, MasksInThePromptAreCandidatesLikeTheReference) {
   ASSERT_TRUE(generation.ok());
   EXPECT_EQ(generation->candidate_positions(), (std::vector<int32_t>{1, 3, 4}));
   // The unconditional canvas masks the real prompt tokens only.
-  EXPECT_EQ(generation->UnconditionalCanvas(),
-            (std::vector<int32_t>{kMask, kMask, kMask, kMask, kMask}));
+  std::vector<int32_t> unconditional = {7};  // reused storage: overwritten
+  generation->UnconditionalCanvas(unconditional);
+  EXPECT_EQ(unconditional, (std::vector<int32_t>{kMask, kMask, kMask, kMask, kMask}));
 }
 
 }  // namespace
