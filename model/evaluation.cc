@@ -129,23 +129,25 @@ absl::StatusOr<InfillCase> MakeInfillCase(const Tokenizer& tokenizer, const std:
 }
 
 absl::StatusOr<InfillScore> EvaluateInfill(Transformer& model, std::span<const InfillCase> cases,
-                                           const GenerationParams& params, int batch_size) {
+                                           const GenerationRequest& settings, int batch_size) {
   const ModelConfig& config = model.config();
   InfillScore score;
   Denoiser denoiser(model);
+  GenerationRequest infill_request = settings;
+  // Each case's own canvas, filled in one block.
+  infill_request.block_length.reset();
   for (size_t first = 0; first < cases.size(); first += batch_size) {
     const size_t last = std::min(cases.size(), first + static_cast<size_t>(batch_size));
     std::vector<Generation> generations;
     for (size_t i = first; i < last; ++i) {
       const InfillCase& infill = cases[i];
-      std::vector<int32_t> canvas = infill.prefix;
+      GenerationRequest request = infill_request;
+      std::vector<int32_t>& canvas = request.infill_ids.emplace(infill.prefix);
       canvas.insert(canvas.end(), infill.middle.size(), config.mask_token_id);
       canvas.insert(canvas.end(), infill.suffix.begin(), infill.suffix.end());
-      GenerationParams case_params = params;
-      case_params.block_length = 0;
-      SCULPT_ASSIGN_OR_RETURN(Generation generation,
-                              Generation::CreateInfill(canvas, case_params, config));
-      generations.push_back(std::move(generation));
+      SCULPT_ASSIGN_OR_RETURN(BuiltGeneration built,
+                              BuildGeneration(request, {config, nullptr, std::nullopt, "eval"}));
+      generations.push_back(std::move(built.generation));
     }
     std::vector<Generation*> batch;
     for (Generation& generation : generations) batch.push_back(&generation);

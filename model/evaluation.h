@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "model/generation.h"
+#include "model/generation_request.h"
 #include "model/tokenizer.h"
 #include "model/transformer.h"
 
@@ -53,9 +54,10 @@ struct InfillScore {
   double tokens_per_step() const { return steps == 0 ? 0.0 : double(tokens) / double(steps); }
 };
 
-// Fills every case with `params` (remasking, threshold, ...; steps = one per mask when
-// params.steps is 0), `batch_size` cases sharing each forward.
+// Fills every case with the decoding settings of `settings` (remasking, threshold, ...; its
+// input is each case's canvas; steps unset = one per mask), `batch_size` cases sharing each
+// forward.
 absl::StatusOr<InfillScore> EvaluateInfill(Transformer& model, std::span<const InfillCase> cases,
-                                           const GenerationParams& params, int batch_size);
+                                           const GenerationRequest& settings, int batch_size);
 
 }  // namespace sculpt

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "cpu/cpu_backend.h"
+#include "cpu/threads.h"
 #include "model/safetensors.h"
 #ifdef SCULPT_HAVE_CUDA
 #include "cuda/cuda_backend.h"
@@ -104,6 +105,16 @@ BackendChoice BackendChoiceFromFlags(const FlagSet& flags, const std::string& mo
           .dtype = flags.GetString("dtype"),
           .weights = flags.GetString("weights"),
           .model_dir = model_dir};
+}
+
+void AddThreadsFlag(FlagSet& flags) {
+  flags.Add("threads", "N", "0", "CPU threads (0 = all cores)");
+}
+
+absl::Status ApplyThreadsFlag(const FlagSet& flags) {
+  SCULPT_ASSIGN_OR_RETURN(int threads, flags.GetIntInRange("threads", 0, 4096));
+  SetCpuThreads(threads);
+  return absl::OkStatus();
 }
 
 }  // namespace sculpt

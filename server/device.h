@@ -32,6 +32,11 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const BackendChoice& choice
 void AddBackendFlags(FlagSet& flags);
 BackendChoice BackendChoiceFromFlags(const FlagSet& flags, const std::string& model_dir);
 
+// --threads, the CPU threads a command runs with, and its one reading: an integer in
+// [0, 4096] (0 = all cores), applied to the process (SetCpuThreads).
+void AddThreadsFlag(FlagSet& flags);
+absl::Status ApplyThreadsFlag(const FlagSet& flags);
+
 // Whether this binary was built with the CUDA backend.
 bool BuiltWithCuda();
 

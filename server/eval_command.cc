@@ -23,6 +23,7 @@
 #include "server/commands.h"
 #include "server/device.h"
 #include "server/flags.h"
+#include "server/served_model.h"
 
 namespace sculpt {
 namespace {
@@ -102,8 +103,7 @@ absl::Status Run(const FlagSet& flags) {
   SCULPT_RETURN_IF_ERROR(SetupLogging(flags.GetString("log-level")));
   const std::string model_dir = flags.GetString("model");
   if (model_dir.empty()) return absl::InvalidArgumentError("--model DIR is required");
-  SCULPT_ASSIGN_OR_RETURN(int64_t threads, flags.GetInt("threads"));
-  SetCpuThreads(static_cast<int>(threads));
+  SCULPT_RETURN_IF_ERROR(ApplyThreadsFlag(flags));
   SCULPT_ASSIGN_OR_RETURN(int64_t max_tokens, flags.GetInt("max-tokens"));
   SCULPT_ASSIGN_OR_RETURN(int64_t samples, flags.GetInt("infill-samples"));
   SCULPT_ASSIGN_OR_RETURN(int64_t batch, flags.GetInt("batch"));
@@ -118,10 +118,14 @@ absl::Status Run(const FlagSet& flags) {
 
   SCULPT_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
                           MakeBackend(BackendChoiceFromFlags(flags, model_dir)));
-  auto model_or = LoadTransformer(model_dir, *backend);
+  auto model_or = LoadServedModel(model_dir, std::move(backend));
   if (!model_or.ok()) return absl::DataLossError(model_or.status().message());
-  Transformer& model = **model_or;
-  SCULPT_ASSIGN_OR_RETURN(auto tokenizer, Tokenizer::Load(model_dir));
+  Transformer& model = *(*model_or)->transformer;
+  const Tokenizer* tokenizer = (*model_or)->tokenizer.get();
+  if (tokenizer == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sculpt eval needs a model with a tokenizer.json; ", model_dir, " has none"));
+  }
   const int32_t bos = tokenizer->special_ids().bos;
   const int32_t eos = model.config().eos_token_id;
 
@@ -184,15 +188,14 @@ absl::Status Run(const FlagSet& flags) {
 
   struct Setting {
     std::string name;
-    Remasking remasking;
+    std::string remasking;
     double threshold;
   };
-  const std::vector<Setting> settings = {
-      {"low_confidence, 1 token/step", Remasking::kLowConfidence, 0},
-      {"threshold 0.95", Remasking::kThreshold, 0.95},
-      {"threshold 0.9", Remasking::kThreshold, 0.9},
-      {"threshold 0.8", Remasking::kThreshold, 0.8},
-      {"threshold 0.7", Remasking::kThreshold, 0.7}};
+  const std::vector<Setting> settings = {{"low_confidence, 1 token/step", "low_confidence", 0},
+                                         {"threshold 0.95", "threshold", 0.95},
+                                         {"threshold 0.9", "threshold", 0.9},
+                                         {"threshold 0.8", "threshold", 0.8},
+                                         {"threshold 0.7", "threshold", 0.7}};
   json report = {{"model", model_dir}, {"baseline_token", baseline_token}};
   std::cout << absl::StrFormat("Masked-token accuracy on held-out files (%d files)\n\n",
                                documents.size());
@@ -213,12 +216,11 @@ absl::Status Run(const FlagSet& flags) {
                                  cases->size());
     std::cout << "| decoding | exact match | token accuracy | tokens/step |\n|---|---|---|---|\n";
     for (const Setting& setting : settings) {
-      GenerationParams params;
-      params.remasking = setting.remasking;
-      params.confidence_threshold = setting.threshold;
-      params.steps = 0;
+      GenerationRequest decoding;
+      decoding.remasking = setting.remasking;
+      decoding.confidence_threshold = setting.threshold;
       SCULPT_ASSIGN_OR_RETURN(InfillScore score,
-                              EvaluateInfill(model, *cases, params, static_cast<int>(batch)));
+                              EvaluateInfill(model, *cases, decoding, static_cast<int>(batch)));
       const double exact = double(score.exact) / std::max(1, score.cases);
       const double token_accuracy =
           double(score.correct_tokens) / std::max<int64_t>(1, score.tokens);
@@ -254,7 +256,7 @@ int RunEvalCommand(const std::vector<std::string>& args) {
   flags.Add("seed", "N", "0", "seed of the masks and the case selection");
   AddBackendFlags(flags);
   flags.Add("log-level", "LEVEL", "warn", "trace, debug, info, warn, error or off");
-  flags.Add("threads", "N", "0", "CPU threads (0 = all cores)");
+  AddThreadsFlag(flags);
   flags.Add("json-out", "FILE", "", "also write the figures as JSON");
   flags.Add("help", "", "", "show this help");
   if (absl::Status status = flags.Parse(args); !status.ok()) {

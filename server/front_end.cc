@@ -118,8 +118,9 @@ v1::ServerInfo FrontEnd::ServerInfo() const {
   limits.set_max_num_batched_tokens(static_cast<uint32_t>(options.budgets.max_num_batched_tokens));
   limits.set_max_queued_requests(static_cast<uint32_t>(options.max_queued_requests));
   limits.set_max_request_bytes(options_.max_request_bytes);
-  limits.set_max_stop_strings(static_cast<uint32_t>(options_.limits.max_stop_strings));
-  limits.set_max_stop_string_bytes(static_cast<uint32_t>(options_.limits.max_stop_string_bytes));
+  limits.set_max_stop_strings(static_cast<uint32_t>(options_.limits.generation.max_stop_strings));
+  limits.set_max_stop_string_bytes(
+      static_cast<uint32_t>(options_.limits.generation.max_stop_string_bytes));
   return response;
 }
 

@@ -17,6 +17,7 @@
 #include "cpu/threads.h"
 #include "model/chat_template.h"
 #include "model/denoiser.h"
+#include "model/generation_request.h"
 #include "model/text_io.h"
 #include "model/tokenizer.h"
 #include "server/commands.h"
@@ -63,7 +64,7 @@ FlagSet GenerateFlags() {
   flags.Add("confidence-eos-eot-inf", "", "",
             "commit EOS/EoT predictions only when nothing else is left");
   AddBackendFlags(flags);
-  flags.Add("threads", "N", "0", "CPU threads (0 = all cores)");
+  AddThreadsFlag(flags);
   flags.Add("json", "", "", "print one JSON object instead of plain text");
   flags.Add("events", "", "", "with --json: also one JSON line per step before the result");
   flags.Add("live", "", "", "redraw the canvas in the terminal after every step");
@@ -72,35 +73,56 @@ FlagSet GenerateFlags() {
   return flags;
 }
 
-absl::StatusOr<GenerationParams> ReadParams(const FlagSet& flags) {
-  GenerationParams params;
-  constexpr int64_t kMaxLength = 1 << 20;
-  SCULPT_ASSIGN_OR_RETURN(params.gen_length, flags.GetIntInRange("gen-length", 1, kMaxLength));
-  const bool infill = flags.Has("infill");
-  params.steps = infill ? 0 : params.gen_length;
-  params.block_length = infill ? 0 : params.gen_length;
-  if (flags.Has("steps")) {
-    SCULPT_ASSIGN_OR_RETURN(params.steps, flags.GetIntInRange("steps", 1, kMaxLength));
+// The flags as a GenerationRequest: only what was given, checked by BuildGeneration exactly as
+// the server checks its requests.
+absl::StatusOr<GenerationRequest> ReadRequest(const FlagSet& flags) {
+  GenerationRequest request;
+  if (flags.Has("prompt")) {
+    if (flags.GetBool("chat")) {
+      request.messages = std::vector<ChatMessage>{{"user", flags.GetString("prompt")}};
+    } else {
+      request.prompt = flags.GetString("prompt");
+    }
   }
-  if (flags.Has("block-length")) {
-    SCULPT_ASSIGN_OR_RETURN(params.block_length,
-                            flags.GetIntInRange("block-length", 1, kMaxLength));
+  if (flags.Has("prompt-ids")) {
+    SCULPT_ASSIGN_OR_RETURN(request.prompt_ids, flags.GetIntList("prompt-ids"));
   }
-  SCULPT_ASSIGN_OR_RETURN(params.remasking, ParseRemasking(flags.GetString("remasking")));
-  SCULPT_ASSIGN_OR_RETURN(params.temperature, flags.GetDouble("temperature"));
-  SCULPT_ASSIGN_OR_RETURN(params.top_p, flags.GetDouble("top-p"));
-  SCULPT_ASSIGN_OR_RETURN(params.top_k, flags.GetIntInRange("top-k", 0, 1 << 30));
-  SCULPT_ASSIGN_OR_RETURN(params.alg_temp, flags.GetDouble("alg-temp"));
-  SCULPT_ASSIGN_OR_RETURN(params.confidence_threshold, flags.GetDouble("confidence-threshold"));
-  SCULPT_ASSIGN_OR_RETURN(params.factor, flags.GetDouble("factor"));
-  SCULPT_ASSIGN_OR_RETURN(params.cfg_scale, flags.GetDouble("cfg-scale"));
-  SCULPT_ASSIGN_OR_RETURN(int64_t seed, flags.GetInt("seed"));
-  if (seed < 0) return absl::InvalidArgumentError(absl::StrCat("--seed must be >= 0, got ", seed));
-  params.seed = static_cast<uint64_t>(seed);
-  params.early_stop = flags.GetBool("early-stop");
-  params.logits_eos_inf = flags.GetBool("logits-eos-inf");
-  params.confidence_eos_eot_inf = flags.GetBool("confidence-eos-eot-inf");
-  return params;
+  if (flags.Has("infill")) request.infill = flags.GetString("infill");
+  const auto read_int = [&](const char* name, std::optional<int64_t>& field) -> absl::Status {
+    if (flags.Has(name)) {
+      SCULPT_ASSIGN_OR_RETURN(field, flags.GetInt(name));
+    }
+    return absl::OkStatus();
+  };
+  const auto read_double = [&](const char* name, std::optional<double>& field) -> absl::Status {
+    if (flags.Has(name)) {
+      SCULPT_ASSIGN_OR_RETURN(field, flags.GetDouble(name));
+    }
+    return absl::OkStatus();
+  };
+  SCULPT_RETURN_IF_ERROR(read_int("gen-length", request.gen_length));
+  SCULPT_RETURN_IF_ERROR(read_int("steps", request.steps));
+  SCULPT_RETURN_IF_ERROR(read_int("block-length", request.block_length));
+  SCULPT_RETURN_IF_ERROR(read_int("top-k", request.top_k));
+  if (flags.Has("remasking")) request.remasking = flags.GetString("remasking");
+  SCULPT_RETURN_IF_ERROR(read_double("temperature", request.temperature));
+  SCULPT_RETURN_IF_ERROR(read_double("top-p", request.top_p));
+  SCULPT_RETURN_IF_ERROR(read_double("alg-temp", request.alg_temp));
+  SCULPT_RETURN_IF_ERROR(read_double("confidence-threshold", request.confidence_threshold));
+  SCULPT_RETURN_IF_ERROR(read_double("factor", request.factor));
+  SCULPT_RETURN_IF_ERROR(read_double("cfg-scale", request.cfg_scale));
+  if (flags.Has("seed")) {
+    // The server's seed is unsigned: a negative one cannot be sent there either.
+    SCULPT_ASSIGN_OR_RETURN(int64_t seed, flags.GetInt("seed"));
+    if (seed < 0)
+      return absl::InvalidArgumentError(absl::StrCat("--seed must be >= 0, got ", seed));
+    request.seed = static_cast<uint64_t>(seed);
+  }
+  request.early_stop = flags.GetBool("early-stop");
+  request.logits_eos_inf = flags.GetBool("logits-eos-inf");
+  request.confidence_eos_eot_inf = flags.GetBool("confidence-eos-eot-inf");
+  request.stops = flags.GetStrings("stop");
+  return request;
 }
 
 json EventJson(const StepEvent& event) {
@@ -130,60 +152,36 @@ absl::Status Run(const FlagSet& flags) {
   if (flags.GetBool("events") && !flags.GetBool("json")) {
     return absl::InvalidArgumentError("--events needs --json");
   }
-  SCULPT_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, flags.GetIntList("prompt-ids"));
-  SCULPT_ASSIGN_OR_RETURN(GenerationParams params, ReadParams(flags));
-  SCULPT_ASSIGN_OR_RETURN(int64_t threads, flags.GetInt("threads"));
-  if (threads < 0) return absl::InvalidArgumentError("--threads must be >= 0");
-  SetCpuThreads(static_cast<int>(threads));
+  SCULPT_ASSIGN_OR_RETURN(GenerationRequest request, ReadRequest(flags));
+  // No input at all is an unconditional generation: an empty prompt.
+  if (inputs == 0) request.prompt_ids.emplace();
+  SCULPT_RETURN_IF_ERROR(ApplyThreadsFlag(flags));
 
   const auto load_start = std::chrono::steady_clock::now();
   SCULPT_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
                           MakeBackend(BackendChoiceFromFlags(flags, model_dir)));
-  auto model_or = LoadTransformer(model_dir, *backend);
+  auto model_or = LoadServedModel(model_dir, std::move(backend));
   // A model that cannot be loaded is not a usage error, whatever its status code says.
   if (!model_or.ok()) return absl::DataLossError(model_or.status().message());
-  std::unique_ptr<Transformer> model = std::move(*model_or);
-  const ModelConfig& config = model->config();
-  // The tokenizer is optional for id prompts (test models have none) and required for text.
-  std::unique_ptr<Tokenizer> tokenizer;
-  const bool needs_text = flags.Has("prompt") || flags.Has("infill") || flags.Has("stop");
-  if (needs_text || FileExists(model_dir + "/tokenizer.json")) {
-    auto loaded = Tokenizer::Load(model_dir);
-    if (!loaded.ok()) return absl::DataLossError(loaded.status().message());
-    tokenizer = std::move(*loaded);
-  }
-  params.stop_token_ids = StopTokenIds(config, tokenizer.get());
-
-  std::vector<int32_t> infill_canvas;
-  if (flags.Has("infill")) {
-    SCULPT_ASSIGN_OR_RETURN(auto segments, ParseInfillTemplate(flags.GetString("infill")));
-    SCULPT_ASSIGN_OR_RETURN(infill_canvas, BuildInfillCanvas(*tokenizer, config, segments));
-  } else if (flags.GetBool("chat")) {
-    const ChatMessage message{"user", flags.GetString("prompt")};
-    SCULPT_ASSIGN_OR_RETURN(prompt, EncodeChatPrompt(*tokenizer, {&message, 1}));
-  } else if (flags.Has("prompt")) {
-    SCULPT_ASSIGN_OR_RETURN(prompt, tokenizer->Encode(flags.GetString("prompt")));
-  }
+  const ServedModel& served = **model_or;
+  Transformer& model = *served.transformer;
+  const Tokenizer* tokenizer = served.tokenizer.get();
+  const ModelConfig& config = model.config();
 
   // Validated before the (possibly long) run so a bad flag fails at once.
-  auto generation_or = flags.Has("infill") ? Generation::CreateInfill(infill_canvas, params, config)
-                                           : Generation::Create(prompt, params, config);
-  if (!generation_or.ok()) return generation_or.status();
-  Generation& generation = *generation_or;
-  if (flags.Has("stop")) {
-    SCULPT_ASSIGN_OR_RETURN(StopMatcher matcher,
-                            MakeStopStringMatcher(*tokenizer, flags.GetStrings("stop")));
-    generation.set_stop_matcher(std::move(matcher));
-  }
+  SCULPT_ASSIGN_OR_RETURN(
+      BuiltGeneration built,
+      BuildGeneration(request, {config, tokenizer, served.chat_format, served.name}));
+  Generation& generation = built.generation;
   const std::vector<int32_t> initial_canvas(generation.canvas().begin(), generation.canvas().end());
 
   const auto start = std::chrono::steady_clock::now();
   spdlog::info("loaded {} in {:.1f} ms on {} with {} threads", model_dir,
-               std::chrono::duration<double, std::milli>(start - load_start).count(),
-               backend->name(), CpuThreads());
+               std::chrono::duration<double, std::milli>(start - load_start).count(), served.device,
+               CpuThreads());
   std::optional<LiveView> live;
   if (flags.GetBool("live")) {
-    live.emplace(std::cout, tokenizer.get(), config.mask_token_id, generation.region_start());
+    live.emplace(std::cout, tokenizer, config.mask_token_id, generation.region_start());
   }
   const bool events = flags.GetBool("events");
   const int total_steps = generation.policy().fixed_steps() ? generation.params().steps : 0;
@@ -191,7 +189,7 @@ absl::Status Run(const FlagSet& flags) {
     if (live) live->Draw(event, canvas, total_steps);
     if (events) std::cout << EventJson(event).dump() << "\n" << std::flush;
   };
-  SCULPT_ASSIGN_OR_RETURN(GenerationResult result, RunToCompletion(*model, generation, observer));
+  SCULPT_ASSIGN_OR_RETURN(GenerationResult result, RunToCompletion(model, generation, observer));
   const double elapsed_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 
@@ -210,7 +208,7 @@ absl::Status Run(const FlagSet& flags) {
     json out = {
         {"model", model_dir},
         {"token_ids", result.token_ids},
-        {"prompt_tokens", flags.Has("infill") ? 0 : prompt.size()},
+        {"prompt_tokens", built.prompt_tokens},
         {"steps", result.steps},
         {"forward_passes", result.forward_passes},
         {"finish_reason", stopped ? "stop" : "length"},
@@ -218,8 +216,8 @@ absl::Status Run(const FlagSet& flags) {
     };
     if (text) out["text"] = *text;
     if (flags.Has("infill")) {
-      SCULPT_ASSIGN_OR_RETURN(auto spans, FilledSpans(tokenizer.get(), config.mask_token_id,
-                                                      initial_canvas, result.canvas));
+      SCULPT_ASSIGN_OR_RETURN(
+          auto spans, FilledSpans(tokenizer, config.mask_token_id, initial_canvas, result.canvas));
       json filled = json::array();
       for (const FilledSpan& span : spans) {
         filled.push_back({{"start", span.start}, {"token_ids", span.tokens}, {"text", span.text}});

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "model/generation_request.h"
 #include "scheduler/scheduler.h"
 #include "sculpt/v1/text_diffusion.pb.h"
 #include "server/served_model.h"
@@ -14,8 +15,7 @@
 namespace sculpt {
 
 struct RequestLimits {
-  int max_stop_strings = 16;
-  int max_stop_string_bytes = 256;
+  GenerationLimits generation;
   int max_request_id_bytes = 128;
   int max_min_interval_ms = 60'000;
 };

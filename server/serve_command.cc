@@ -58,7 +58,7 @@ FlagSet ServeFlags() {
   flags.Add("shutdown-timeout", "S", "30",
             "on SIGTERM/SIGINT, seconds running requests get to finish before they are cancelled");
   AddBackendFlags(flags);
-  flags.Add("threads", "N", "0", "CPU threads for the engine (0 = all cores)");
+  AddThreadsFlag(flags);
   flags.Add("log-level", "LEVEL", "info", "trace, debug, info, warn, error or off");
   flags.Add("log-format", "FORMAT", "text", "text or json (one object per line)");
   flags.Add("config", "FILE", "",
@@ -91,7 +91,7 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
   SCULPT_ASSIGN_OR_RETURN(int max_request_bytes,
                           flags.GetIntInRange("max-request-bytes", 1024, 1 << 30));
   service_options.max_request_bytes = static_cast<uint64_t>(max_request_bytes);
-  SCULPT_ASSIGN_OR_RETURN(service_options.limits.max_stop_strings,
+  SCULPT_ASSIGN_OR_RETURN(service_options.limits.generation.max_stop_strings,
                           flags.GetIntInRange("max-stop-strings", 0, 1024));
   service_options.version = SCULPT_VERSION;
   SCULPT_ASSIGN_OR_RETURN(int port, flags.GetIntInRange("grpc-port", 0, 65535));
@@ -107,8 +107,7 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
     http_options.allowed_origins.emplace_back(absl::StripAsciiWhitespace(origin));
   }
   SCULPT_ASSIGN_OR_RETURN(double shutdown_timeout_s, SecondsFlag(flags, "shutdown-timeout"));
-  SCULPT_ASSIGN_OR_RETURN(int threads, flags.GetIntInRange("threads", 0, 4096));
-  SetCpuThreads(threads);
+  SCULPT_RETURN_IF_ERROR(ApplyThreadsFlag(flags));
 
   const std::string model_dir = flags.Has("model") ? flags.GetString("model") : DefaultModelDir();
   if (model_dir.empty()) {

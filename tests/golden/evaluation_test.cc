@@ -76,9 +76,8 @@ TEST(EvaluationTest, InfillScoresEveryHiddenToken) {
   ASSERT_NE(loaded.model, nullptr);
   std::vector<InfillCase> cases = {
       {{1, 2, 3}, {4, 5}, {6}}, {{7}, {8, 9, 10}, {11, 12}}, {{13, 14}, {15}, {}}};
-  GenerationParams params;
-  params.steps = 0;
-  auto score = EvaluateInfill(*loaded.model, cases, params, /*batch_size=*/2);
+  // Default decoding: low_confidence, one step per mask.
+  auto score = EvaluateInfill(*loaded.model, cases, GenerationRequest{}, /*batch_size=*/2);
   ASSERT_TRUE(score.ok()) << score.status();
   EXPECT_EQ(score->cases, 3);
   EXPECT_EQ(score->tokens, 6);

@@ -11,31 +11,14 @@
 
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "tests/support/run_sculpt.h"
 #include "tests/support/test_data.h"
 
 namespace sculpt {
 namespace {
 
-struct Outcome {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr together
-};
-
-Outcome RunSculpt(const std::string& arguments, const std::string& stderr_to = "&1") {
-  const std::string command =
-      std::string(SCULPT_BINARY_DIR) + "/sculpt " + arguments + " 2>" + stderr_to;
-  Outcome outcome;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return outcome;
-  std::array<char, 4096> buffer;
-  size_t read;
-  while ((read = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) {
-    outcome.output.append(buffer.data(), read);
-  }
-  const int status = pclose(pipe);
-  outcome.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return outcome;
-}
+using testing::Outcome;
+using testing::RunSculpt;
 
 TEST(CliTest, HelpDocumentsEveryFlag) {
   const Outcome top = RunSculpt("--help");
