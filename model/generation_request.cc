@@ -77,7 +77,8 @@ absl::StatusOr<BuiltGeneration> BuildGeneration(const GenerationRequest& request
       !(request.prompt_ids || request.infill_ids) || !request.stops.empty();
   if (needs_tokenizer && tokenizer == nullptr) {
     return Invalid("model '", model.name,
-                   "' has no tokenizer: send prompt_ids, and no stop strings or messages");
+                   "' has no tokenizer (no tokenizer.json): send prompt_ids, and no stop strings "
+                   "or messages");
   }
   if (static_cast<int64_t>(request.stops.size()) > limits.max_stop_strings) {
     return Invalid("stop has ", request.stops.size(), " strings; at most ", limits.max_stop_strings,

@@ -163,7 +163,9 @@ TEST(CliTest, TokenizerErrorsAreClear) {
       {"detokenize --ids 1,x" + text_model, 2, "'x' is not one"},
       {"tokenize" + text_model, 2, "exactly one of --text TEXT and --input-jsonl FILE"},
       {"tokenize --text hi" + id_model, 1, "tokenizer.json"},
-      {"generate --prompt hi" + id_model, 1, "tokenizer.json"},
+      // Text for a model without a tokenizer is the caller's mistake, as the server says too
+      // (INVALID_ARGUMENT there, exit 2 here).
+      {"generate --prompt hi" + id_model, 2, "tokenizer.json"},
       {"generate --prompt hi --prompt-ids 1" + text_model, 2, "not both"},
       {"generate --chat" + text_model, 2, "--chat needs --prompt"},
       {"tokenize --input-jsonl /nonexistent.jsonl" + text_model, 1, "/nonexistent.jsonl"},
