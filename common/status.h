@@ -3,9 +3,36 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/cord.h"
+
+namespace sculpt {
+
+// A status can carry markers (payloads named by a type URL) that say what kind of failure it is
+// beyond its code.
+inline absl::Status WithMarker(absl::Status status, const char* marker) {
+  if (!status.ok()) status.SetPayload(marker, absl::Cord("1"));
+  return status;
+}
+inline bool HasMarker(const absl::Status& status, const char* marker) {
+  return status.GetPayload(marker).has_value();
+}
+
+// The device's own failure (a CUDA or cuBLAS error: the context may be unusable). Only the
+// device error paths (cuda/cuda_check.cuh) mark statuses so; any other error, whatever its code,
+// leaves the device healthy.
+inline constexpr char kDeviceFailure[] = "type.sculpt.dev/device-failure";
+inline absl::Status MarkDeviceFailure(absl::Status status) {
+  return WithMarker(std::move(status), kDeviceFailure);
+}
+inline bool IsDeviceFailure(const absl::Status& status) {
+  return HasMarker(status, kDeviceFailure);
+}
+
+}  // namespace sculpt
 
 // Aborts with file:line for programmer errors (broken invariants), never for bad input.
 #define SCULPT_CHECK(condition)                                                                 \

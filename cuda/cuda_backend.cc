@@ -345,7 +345,7 @@ class CudaBackend final : public Backend {
 
   // A CUDA or cuBLAS failure (an internal status) leaves the device unusable: remember it.
   absl::Status Check(absl::Status status) {
-    if (status.code() == absl::StatusCode::kInternal) {
+    if (IsDeviceFailure(status)) {
       std::lock_guard<std::mutex> lock(health_mutex_);
       if (health_.ok()) {
         health_ =

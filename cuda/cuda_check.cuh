@@ -1,5 +1,6 @@
-// CUDA and cuBLAS errors as absl statuses: the CUDA code returns an internal status instead of
-// exiting, and the backend marks itself unhealthy (STYLE.md). Host-only; safe to include from .cc.
+// CUDA and cuBLAS errors as absl statuses: the CUDA code returns an internal status marked as a
+// device failure (common/status.h) instead of exiting, and the backend marks itself unhealthy on
+// those only (STYLE.md). Host-only; safe to include from .cc.
 #pragma once
 
 #include <cublas_v2.h>
@@ -7,19 +8,20 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
 
 namespace sculpt::cuda {
 
 inline absl::Status CudaStatus(cudaError_t error, const char* what) {
   if (error == cudaSuccess) return absl::OkStatus();
-  return absl::InternalError(
-      absl::StrCat(what, ": ", cudaGetErrorName(error), " (", cudaGetErrorString(error), ")"));
+  return MarkDeviceFailure(absl::InternalError(
+      absl::StrCat(what, ": ", cudaGetErrorName(error), " (", cudaGetErrorString(error), ")")));
 }
 
 inline absl::Status CublasStatus(cublasStatus_t status, const char* what) {
   if (status == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
-  return absl::InternalError(absl::StrCat(what, ": ", cublasGetStatusName(status), " (",
-                                          cublasGetStatusString(status), ")"));
+  return MarkDeviceFailure(absl::InternalError(absl::StrCat(
+      what, ": ", cublasGetStatusName(status), " (", cublasGetStatusString(status), ")")));
 }
 
 // After a <<<...>>> launch: a bad configuration is reported here, a fault in the kernel later by

@@ -4,7 +4,23 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "common/status.h"
+
 namespace sculpt {
+
+// A failure that is not the caller's usage, whatever its status code (a model directory that
+// cannot be loaded: a config.json that is invalid is INVALID_ARGUMENT, yet no flag is wrong).
+inline constexpr char kNotUsage[] = "type.sculpt.dev/not-usage";
+inline absl::Status NotUsage(absl::Status status) {
+  return WithMarker(std::move(status), kNotUsage);
+}
+
+// A command's exit code for a failure: 2 for a usage error (INVALID_ARGUMENT: a flag or input
+// the caller must fix), 1 for anything else.
+inline int ExitCodeFor(const absl::Status& status) {
+  return absl::IsInvalidArgument(status) && !HasMarker(status, kNotUsage) ? 2 : 1;
+}
 
 int RunGenerateCommand(const std::vector<std::string>& args);
 int RunTokenizeCommand(const std::vector<std::string>& args);

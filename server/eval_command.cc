@@ -119,7 +119,7 @@ absl::Status Run(const FlagSet& flags) {
   SCULPT_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
                           MakeBackend(BackendChoiceFromFlags(flags, model_dir)));
   auto model_or = LoadServedModel(model_dir, std::move(backend));
-  if (!model_or.ok()) return absl::DataLossError(model_or.status().message());
+  if (!model_or.ok()) return NotUsage(model_or.status());
   Transformer& model = *(*model_or)->transformer;
   const Tokenizer* tokenizer = (*model_or)->tokenizer.get();
   if (tokenizer == nullptr) {
@@ -271,7 +271,7 @@ int RunEvalCommand(const std::vector<std::string>& args) {
   }
   if (absl::Status status = Run(flags); !status.ok()) {
     std::cerr << "sculpt eval: " << status.message() << "\n";
-    return absl::IsInvalidArgument(status) ? 2 : 1;
+    return ExitCodeFor(status);
   }
   return 0;
 }

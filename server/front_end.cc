@@ -212,6 +212,23 @@ void FrontEnd::FillFinal(const BuiltRequest& built, const FinalEvent& event,
   timings.set_total_ms(event.total_ms);
 }
 
+FrontEnd::Response FrontEnd::ToResponse(const BuiltRequest& built, const StreamEvent& event) const {
+  Response response;
+  if (const auto* accepted = std::get_if<AcceptedEvent>(&event)) {
+    FillAccepted(built, *accepted, *response.message.mutable_accepted());
+  } else if (const auto* draft = std::get_if<DraftEvent>(&event)) {
+    FillDraft(built, *draft, *response.message.mutable_step());
+  } else if (const auto* block = std::get_if<BlockEvent>(&event)) {
+    FillBlock(built, *block, *response.message.mutable_block());
+  } else {
+    const auto& final_event = std::get<FinalEvent>(event);
+    response.last = true;
+    response.terminal = TerminalStatus(final_event);
+    if (!response.terminal) FillFinal(built, final_event, *response.message.mutable_final());
+  }
+  return response;
+}
+
 void FrontEnd::FillModelInfo(v1::ModelInfo& info) const {
   const ModelConfig& config = model_.config();
   info.set_name(model_.name);

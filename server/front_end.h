@@ -42,18 +42,16 @@ class FrontEnd {
   v1::ListModelsResponse ListModels() const;
   v1::ServerInfo ServerInfo() const;
 
-  // Engine events to their messages.
-  void FillAccepted(const BuiltRequest& built, const AcceptedEvent& event,
-                    v1::Accepted& accepted) const;
-  void FillDraft(const BuiltRequest& built, const DraftEvent& event, v1::StepDraft& draft) const;
-  void FillBlock(const BuiltRequest& built, const BlockEvent& event,
-                 v1::BlockCommitted& block) const;
-  void FillFinal(const BuiltRequest& built, const FinalEvent& event,
-                 v1::GenerateResult& result) const;
-
-  // The status a final event means for the client when it carries no result worth sending
-  // (a failure, or a deadline that passed while queued); nullopt when it has a result.
-  static std::optional<absl::Status> TerminalStatus(const FinalEvent& event);
+  // An engine event as the API's message, built here only: gRPC writes it, the native HTTP
+  // API serialises it, the OpenAI layer translates it. `terminal` instead of a message when the
+  // request ended without a result worth sending (a failure, or a deadline that passed while
+  // queued).
+  struct Response {
+    v1::GenerateResponse message;  // one of accepted, step, block, final
+    std::optional<absl::Status> terminal;
+    bool last = false;  // the request's final event: nothing follows
+  };
+  Response ToResponse(const BuiltRequest& built, const StreamEvent& event) const;
 
   const ServedModel& model() const { return model_; }
   Scheduler& scheduler() { return scheduler_; }
@@ -64,6 +62,14 @@ class FrontEnd {
   void FillModelInfo(v1::ModelInfo& info) const;
   void FillSpan(const BuiltRequest& built, int32_t position, std::vector<int32_t> tokens,
                 v1::Span& span) const;
+  void FillAccepted(const BuiltRequest& built, const AcceptedEvent& event,
+                    v1::Accepted& accepted) const;
+  void FillDraft(const BuiltRequest& built, const DraftEvent& event, v1::StepDraft& draft) const;
+  void FillBlock(const BuiltRequest& built, const BlockEvent& event,
+                 v1::BlockCommitted& block) const;
+  void FillFinal(const BuiltRequest& built, const FinalEvent& event,
+                 v1::GenerateResult& result) const;
+  static std::optional<absl::Status> TerminalStatus(const FinalEvent& event);
 
   const ServedModel& model_;
   Scheduler& scheduler_;

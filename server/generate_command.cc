@@ -162,7 +162,7 @@ absl::Status Run(const FlagSet& flags) {
                           MakeBackend(BackendChoiceFromFlags(flags, model_dir)));
   auto model_or = LoadServedModel(model_dir, std::move(backend));
   // A model that cannot be loaded is not a usage error, whatever its status code says.
-  if (!model_or.ok()) return absl::DataLossError(model_or.status().message());
+  if (!model_or.ok()) return NotUsage(model_or.status());
   const ServedModel& served = **model_or;
   Transformer& model = *served.transformer;
   const Tokenizer* tokenizer = served.tokenizer.get();
@@ -256,7 +256,7 @@ int RunGenerateCommand(const std::vector<std::string>& args) {
   }
   if (absl::Status status = Run(flags); !status.ok()) {
     std::cerr << "sculpt generate: " << status.message() << "\n";
-    return absl::IsInvalidArgument(status) ? 2 : 1;
+    return ExitCodeFor(status);
   }
   return 0;
 }

@@ -113,26 +113,13 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   RequestStream& stream() { return *handle_->stream(); }
 
   Action Prepare(StreamEvent event) {
-    response_.Clear();
-    if (auto* accepted = std::get_if<AcceptedEvent>(&event)) {
-      front_end_->FillAccepted(built_, *accepted, *response_.mutable_accepted());
-      return Action::kWrite;
-    }
-    if (auto* draft = std::get_if<DraftEvent>(&event)) {
-      front_end_->FillDraft(built_, *draft, *response_.mutable_step());
-      return Action::kWrite;
-    }
-    if (auto* block = std::get_if<BlockEvent>(&event)) {
-      front_end_->FillBlock(built_, *block, *response_.mutable_block());
-      return Action::kWrite;
-    }
-    auto& final_event = std::get<FinalEvent>(event);
-    if (auto status = FrontEnd::TerminalStatus(final_event)) {
-      status_ = ToGrpcStatus(*status);
+    FrontEnd::Response response = front_end_->ToResponse(built_, event);
+    if (response.terminal) {
+      status_ = ToGrpcStatus(*response.terminal);
       return Action::kFinishWithStatus;
     }
-    front_end_->FillFinal(built_, final_event, *response_.mutable_final());
-    return Action::kWriteAndFinish;
+    response_ = std::move(response.message);
+    return response.last ? Action::kWriteAndFinish : Action::kWrite;
   }
 
   void Execute(Action action) {
@@ -202,12 +189,13 @@ class CompleteReactor final : public grpc::ServerUnaryReactor {
   RequestStream& stream() { return *handle_->stream(); }
 
   Action Prepare(StreamEvent event) {
-    auto* final_event = std::get_if<FinalEvent>(&event);
-    if (final_event == nullptr) return Action::kNone;
-    if (auto status = FrontEnd::TerminalStatus(*final_event)) {
-      status_ = ToGrpcStatus(*status);
+    // A unary call answers with the result only: drafts are not even built.
+    if (!std::holds_alternative<FinalEvent>(event)) return Action::kNone;
+    FrontEnd::Response response = front_end_->ToResponse(built_, event);
+    if (response.terminal) {
+      status_ = ToGrpcStatus(*response.terminal);
     } else {
-      front_end_->FillFinal(built_, *final_event, *result_);
+      *result_ = std::move(*response.message.mutable_final());
       status_ = grpc::Status::OK;
     }
     return Action::kFinish;

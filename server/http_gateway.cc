@@ -187,6 +187,17 @@ bool PeerClosed(int fd) {
   return poll(&entry, 1, 0) > 0 && (entry.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
+// A draft's changed spans as answer position → token, what the OpenAI stream's text follows.
+std::map<int32_t, int32_t> CommittedTokens(const v1::StepDraft& draft) {
+  std::map<int32_t, int32_t> committed;
+  for (const v1::Span& span : draft.changed()) {
+    for (int i = 0; i < span.token_ids_size(); ++i) {
+      committed[static_cast<int32_t>(span.position()) + i] = span.token_ids(i);
+    }
+  }
+  return committed;
+}
+
 // Waits for a request's final event; the result, or the status it ended with. A client that
 // hangs up meanwhile cancels the request.
 absl::StatusOr<v1::GenerateResult> AwaitResult(FrontEnd& front_end, Pending& pending,
@@ -202,15 +213,14 @@ absl::StatusOr<v1::GenerateResult> AwaitResult(FrontEnd& front_end, Pending& pen
       }
       continue;
     }
-    auto* final_event = std::get_if<FinalEvent>(&*event);
-    if (final_event == nullptr) continue;
-    if (auto status = FrontEnd::TerminalStatus(*final_event)) return *status;
-    if (final_event->cause == FinishCause::kCancelled) {
+    // Only the result is answered: drafts are not even built.
+    if (!std::holds_alternative<FinalEvent>(*event)) continue;
+    FrontEnd::Response response = front_end.ToResponse(pending.submitted.built, *event);
+    if (response.terminal) return *response.terminal;
+    if (std::get<FinalEvent>(*event).cause == FinishCause::kCancelled) {
       return absl::CancelledError("the request was cancelled");
     }
-    v1::GenerateResult result;
-    front_end.FillFinal(pending.submitted.built, *final_event, result);
-    return result;
+    return std::move(*response.message.mutable_final());
   }
 }
 
@@ -438,38 +448,26 @@ void HttpGateway::Routes() {
     SetStreamHeaders(res);
     const auto keepalive = options_.keepalive_interval;
     FrontEnd* front_end = &this->front_end();
-    res.set_chunked_content_provider(
-        "text/event-stream", [pending, keepalive, front_end](size_t, httplib::DataSink& sink) {
-          std::optional<StreamEvent> event = pending->Next(keepalive);
-          if (!event) return Write(sink, ": keep-alive\n\n");
-          const BuiltRequest& built = pending->submitted.built;
-          if (auto* accepted = std::get_if<AcceptedEvent>(&*event)) {
-            v1::Accepted message;
-            front_end->FillAccepted(built, *accepted, message);
-            return Write(sink, SseEvent("accepted", ToJson(message)));
-          }
-          if (auto* draft = std::get_if<DraftEvent>(&*event)) {
-            v1::StepDraft message;
-            front_end->FillDraft(built, *draft, message);
-            return Write(sink, SseEvent("step", ToJson(message)));
-          }
-          if (auto* block = std::get_if<BlockEvent>(&*event)) {
-            v1::BlockCommitted message;
-            front_end->FillBlock(built, *block, message);
-            return Write(sink, SseEvent("block", ToJson(message)));
-          }
-          const auto& final_event = std::get<FinalEvent>(*event);
-          bool ok = true;
-          if (auto status = FrontEnd::TerminalStatus(final_event)) {
-            ok = Write(sink, SseEvent("error", OpenAiErrorBody(*status, "").dump()));
-          } else {
-            v1::GenerateResult message;
-            front_end->FillFinal(built, final_event, message);
-            ok = Write(sink, SseEvent("final", ToJson(message)));
-          }
-          sink.done();
-          return ok;
-        });
+    res.set_chunked_content_provider("text/event-stream", [pending, keepalive, front_end](
+                                                              size_t, httplib::DataSink& sink) {
+      std::optional<StreamEvent> event = pending->Next(keepalive);
+      if (!event) return Write(sink, ": keep-alive\n\n");
+      const FrontEnd::Response response = front_end->ToResponse(pending->submitted.built, *event);
+      bool ok = true;
+      if (response.terminal) {
+        ok = Write(sink, SseEvent("error", OpenAiErrorBody(*response.terminal, "").dump()));
+      } else {
+        // The SSE event is named after the oneof field it carries (accepted, step, block,
+        // final), its data that field's message.
+        const v1::GenerateResponse& message = response.message;
+        const auto* field =
+            message.GetDescriptor()->FindFieldByNumber(static_cast<int>(message.event_case()));
+        ok = Write(sink, SseEvent(field->name(),
+                                  ToJson(message.GetReflection()->GetMessage(message, field))));
+      }
+      if (response.last) sink.done();
+      return ok;
+    });
   });
 
   const auto openai = [this](OpenAiEndpoint endpoint) {
@@ -517,22 +515,22 @@ void HttpGateway::Routes() {
         };
         std::optional<StreamEvent> event = pending->Next(keepalive);
         if (!event) return Write(sink, ": keep-alive\n\n");
-        if (std::holds_alternative<AcceptedEvent>(*event)) {
+        const FrontEnd::Response response = front_end->ToResponse(pending->submitted.built, *event);
+        const v1::GenerateResponse& message = response.message;
+        if (message.has_accepted()) {
           // The role comes first in chat streams, as OpenAI sends it.
           return endpoint == OpenAiEndpoint::kChatCompletions ? chunk("", "") : true;
         }
-        if (auto* draft = std::get_if<DraftEvent>(&*event)) {
-          const std::string delta = stable ? stable->Apply(draft->committed) : "";
+        if (message.has_step()) {
+          const std::string delta = stable ? stable->Apply(CommittedTokens(message.step())) : "";
           return delta.empty() ? true : chunk(delta, "");
         }
-        if (std::holds_alternative<BlockEvent>(*event)) return true;
-        const auto& final_event = std::get<FinalEvent>(*event);
+        if (message.has_block()) return true;
         bool ok = true;
-        if (auto status = FrontEnd::TerminalStatus(final_event)) {
-          ok = Write(sink, SseEvent("", OpenAiErrorBody(*status, "").dump()));
+        if (response.terminal) {
+          ok = Write(sink, SseEvent("", OpenAiErrorBody(*response.terminal, "").dump()));
         } else {
-          v1::GenerateResult result;
-          front_end->FillFinal(pending->submitted.built, final_event, result);
+          const v1::GenerateResult& result = message.final();
           const std::string rest = stable ? stable->Finish(result.text()) : result.text();
           if (!rest.empty()) ok = chunk(rest, "");
           ok = ok && chunk("", result.finish_reason());

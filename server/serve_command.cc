@@ -123,7 +123,7 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
   SCULPT_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
                           MakeBackend(BackendChoiceFromFlags(flags, model_dir)));
   auto model_or = LoadServedModel(model_dir, std::move(backend));
-  if (!model_or.ok()) return absl::DataLossError(model_or.status().message());
+  if (!model_or.ok()) return NotUsage(model_or.status());
   std::unique_ptr<ServedModel> model = std::move(*model_or);
   spdlog::info(
       "loaded {} ({}, {} parameters) from {} in {:.0f} ms on {} with {} threads", model->name,
@@ -267,7 +267,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
   if (status.ok()) status = Serve(flags, signals);
   if (!status.ok()) {
     std::cerr << "sculpt serve: " << status.message() << "\n";
-    return absl::IsInvalidArgument(status) ? 2 : 1;
+    return ExitCodeFor(status);
   }
   return 0;
 }

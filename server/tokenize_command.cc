@@ -37,7 +37,7 @@ absl::Status ForEachJsonLine(const std::string& path, Handle&& handle) {
 int Finish(const char* command, const absl::Status& status) {
   if (status.ok()) return 0;
   std::cerr << "sculpt " << command << ": " << status.message() << "\n";
-  return absl::IsInvalidArgument(status) ? 2 : 1;
+  return ExitCodeFor(status);
 }
 
 absl::Status Tokenize(const FlagSet& flags) {
@@ -49,7 +49,7 @@ absl::Status Tokenize(const FlagSet& flags) {
     return absl::InvalidArgumentError("give exactly one of --text TEXT and --input-jsonl FILE");
   }
   auto tokenizer_or = Tokenizer::Load(flags.GetString("model"));
-  if (!tokenizer_or.ok()) return absl::DataLossError(tokenizer_or.status().message());
+  if (!tokenizer_or.ok()) return NotUsage(tokenizer_or.status());
   const Tokenizer& tokenizer = **tokenizer_or;
   const bool add_special_tokens = !flags.GetBool("no-special-tokens");
 
@@ -83,7 +83,7 @@ absl::Status Detokenize(const FlagSet& flags) {
     return absl::InvalidArgumentError("give exactly one of --ids IDS and --input-jsonl FILE");
   }
   auto tokenizer_or = Tokenizer::Load(flags.GetString("model"));
-  if (!tokenizer_or.ok()) return absl::DataLossError(tokenizer_or.status().message());
+  if (!tokenizer_or.ok()) return NotUsage(tokenizer_or.status());
   const Tokenizer& tokenizer = **tokenizer_or;
   const bool skip_special_tokens = flags.GetBool("skip-special-tokens");
   // JSON output escapes what a terminal should not see raw; error="replace" cannot fail since

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "server/commands.h"
 #include "tests/support/test_data.h"
 
 namespace sculpt {
@@ -70,6 +71,16 @@ TEST(DeviceTest, MisspelledDTypesAreUsageErrors) {
     EXPECT_EQ(backend.status().code(), absl::StatusCode::kInvalidArgument) << dtype;
     EXPECT_NE(backend.status().message().find("--dtype"), std::string::npos);
   }
+}
+
+// Exit codes by meaning: 2 only for what the caller must fix, 1 for a model that cannot be
+// loaded whatever its status code (an invalid config.json is INVALID_ARGUMENT, no flag is wrong).
+TEST(DeviceTest, ExitCodesSeparateUsageFromLoadFailures) {
+  EXPECT_EQ(ExitCodeFor(absl::InvalidArgumentError("--steps must be >= 1")), 2);
+  EXPECT_EQ(ExitCodeFor(NotUsage(absl::InvalidArgumentError("config.json: bad field"))), 1);
+  EXPECT_EQ(ExitCodeFor(absl::NotFoundError("no config.json")), 1);
+  EXPECT_EQ(ExitCodeFor(NotUsage(absl::DataLossError("truncated"))), 1);
+  EXPECT_EQ(NotUsage(absl::InvalidArgumentError("x")).code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
