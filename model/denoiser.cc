@@ -86,21 +86,14 @@ absl::StatusOr<int> Denoiser::Step(std::span<Generation* const> generations) {
 
 absl::StatusOr<GenerationResult> RunToCompletion(Transformer& model, Generation& generation,
                                                  const StepObserver& observer) {
-  GenerationResult result;
   Generation* const batch[] = {&generation};
   SCULPT_RETURN_IF_ERROR(model.Reserve(WorkspaceFor(batch)));
   Denoiser denoiser(model);
   while (!generation.finished()) {
-    SCULPT_ASSIGN_OR_RETURN(int forwarded, denoiser.Step(batch));
-    result.forward_passes += forwarded;
+    SCULPT_RETURN_IF_ERROR(denoiser.Step(batch).status());
     if (observer) observer(generation.last_event(), generation.canvas());
   }
-  result.token_ids.assign(generation.answer().begin(), generation.answer().end());
-  result.canvas.assign(generation.full_canvas().begin(), generation.full_canvas().end());
-  result.finish_reason = generation.finish_reason();
-  if (generation.stop_match()) result.stop_text = generation.stop_match()->text;
-  result.steps = generation.steps_run();
-  return result;
+  return generation.Result();
 }
 
 absl::StatusOr<GenerationResult> Generate(Transformer& model, std::span<const int32_t> prompt,

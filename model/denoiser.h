@@ -41,15 +41,6 @@ class Denoiser {
   std::vector<TokenChoiceGroup> groups_;
 };
 
-struct GenerationResult {
-  std::vector<int32_t> token_ids;  // the answer (trimmed at an early stop or stop string)
-  std::vector<int32_t> canvas;     // the whole final canvas (prompt or template included)
-  FinishReason finish_reason = FinishReason::kLength;
-  std::optional<std::string> stop_text;  // the answer's text, cut at the stop string
-  int steps = 0;
-  int forward_passes = 0;  // sequences forwarded; a guided step counts two
-};
-
 // Sees every step of a generation as it happens (the canvas after the step's commits).
 using StepObserver = std::function<void(const StepEvent& event, std::span<const int32_t> canvas)>;
 

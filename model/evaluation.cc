@@ -158,7 +158,7 @@ absl::StatusOr<InfillScore> EvaluateInfill(Transformer& model, std::span<const I
     }
     for (size_t i = 0; i < generations.size(); ++i) {
       const InfillCase& infill = cases[first + i];
-      const auto canvas = generations[i].full_canvas();
+      const auto canvas = generations[i].canvas();
       int correct = 0;
       for (size_t j = 0; j < infill.middle.size(); ++j) {
         correct += canvas[infill.prefix.size() + j] == infill.middle[j];

@@ -23,6 +23,22 @@ absl::Status CheckFinite(double value, double min_value, const char* name, bool 
 
 }  // namespace
 
+std::string_view FinishReasonName(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kCancelled:
+      return "cancelled";
+    case FinishReason::kDeadline:
+      return "deadline";
+    case FinishReason::kFailed:
+      return "error";
+  }
+  return "error";
+}
+
 absl::Status ValidateGenerationParams(const GenerationParams& params, const ModelConfig& config,
                                       std::span<const int32_t> prompt) {
   const auto invalid = [](auto&&... parts) {
@@ -246,8 +262,16 @@ const StepEvent& Generation::Commit(std::span<const int32_t> tokens,
   CheckStops();
   if (!finished_) {
     if (BlockDone()) {
+      const int done = block_;
       ++block_;
       StartBlock();
+      // The block, and any the next start skipped for having no masks (infilling).
+      for (int block = done; block < block_; ++block) {
+        const auto begin = canvas_.begin() + region_start_ + block * params_.block_length;
+        event_.completed_blocks.push_back({.block = block,
+                                           .start = block * params_.block_length,
+                                           .tokens = {begin, begin + params_.block_length}});
+      }
     } else {
       UpdateCandidates();
     }
@@ -255,6 +279,17 @@ const StepEvent& Generation::Commit(std::span<const int32_t> tokens,
   event_.masks_left = static_cast<int>(std::count(canvas_.begin(), canvas_.end(), mask_id_));
   event_.finished = finished_;
   return event_;
+}
+
+GenerationResult Generation::Result() const {
+  GenerationResult result;
+  result.token_ids.assign(answer().begin(), answer().end());
+  result.canvas = canvas_;
+  result.finish_reason = finish_reason_;
+  if (stop_match_) result.stop_text = stop_match_->text;
+  result.steps = steps_run_;
+  result.forward_passes = steps_run_ * (guided() ? 2 : 1);
+  return result;
 }
 
 std::span<const int32_t> Generation::answer() const {

@@ -8,6 +8,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -45,14 +46,37 @@ struct GenerationParams {
 absl::Status ValidateGenerationParams(const GenerationParams& params, const ModelConfig& config,
                                       std::span<const int32_t> prompt);
 
-enum class FinishReason { kLength, kStop };
+// Why a generation ended: by itself (its length, or a stop), or from outside (the client
+// cancelled, its deadline passed, the step failed). One enum for the engine and the API.
+enum class FinishReason { kLength, kStop, kCancelled, kDeadline, kFailed };
+// The API's name: "length", "stop", "cancelled", "deadline", "error".
+std::string_view FinishReasonName(FinishReason reason);
+
+// What a generation produced, assembled in one place (Generation::Result) for every caller.
+struct GenerationResult {
+  std::vector<int32_t> token_ids;  // the answer (trimmed at an early stop or stop string)
+  std::vector<int32_t> canvas;     // the whole final canvas (prompt or template included)
+  FinishReason finish_reason = FinishReason::kLength;
+  std::optional<std::string> stop_text;  // the answer's text, cut at the stop string
+  int steps = 0;
+  int forward_passes = 0;  // sequences forwarded; a guided step counts two
+};
 
 // What one step did, for streaming drafts.
+// A semi-autoregressive block the step finished: its tokens will not change any more.
+struct CompletedBlock {
+  int block = 0;
+  int start = 0;  // answer position of its first token
+  std::vector<int32_t> tokens;
+};
+
 struct StepEvent {
   uint32_t step = 0;  // global step index, from 0
   int block = 0;
   std::vector<std::pair<int32_t, int32_t>> committed;  // (canvas position, token)
-  int masks_left = 0;                                  // in the whole canvas
+  // Blocks finished by this step, in order (blocks a stop ended early are not finished).
+  std::vector<CompletedBlock> completed_blocks;
+  int masks_left = 0;  // in the whole canvas
   bool finished = false;
 };
 
@@ -102,10 +126,11 @@ class Generation {
 
   // The answer: the generated region, trimmed at an early stop or stop string.
   std::span<const int32_t> answer() const;
-  // With infilling, the whole canvas; otherwise prompt + answer region.
-  std::span<const int32_t> full_canvas() const { return canvas_; }
   int region_start() const { return region_start_; }
   FinishReason finish_reason() const { return finish_reason_; }
+  // The result as it stands: the answer (trimmed at an early stop or stop string), the whole
+  // canvas, why it finished, its steps and forwards.
+  GenerationResult Result() const;
   const std::optional<StopMatch>& stop_match() const { return stop_match_; }
   int steps_run() const { return steps_run_; }
   // The block the next step works on (num_blocks() once finished).

@@ -2,23 +2,6 @@
 #include "scheduler/request_stream.h"
 
 namespace sculpt {
-
-std::string_view FinishCauseName(FinishCause cause) {
-  switch (cause) {
-    case FinishCause::kLength:
-      return "length";
-    case FinishCause::kStop:
-      return "stop";
-    case FinishCause::kCancelled:
-      return "cancelled";
-    case FinishCause::kDeadline:
-      return "deadline";
-    case FinishCause::kFailed:
-      return "error";
-  }
-  return "error";
-}
-
 namespace {
 
 void MergeDraft(DraftEvent& into, DraftEvent&& newer) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "model/generation.h"
 
 namespace sculpt {
 
@@ -46,17 +47,11 @@ struct BlockEvent {
   std::vector<int32_t> tokens;
 };
 
-enum class FinishCause { kLength, kStop, kCancelled, kDeadline, kFailed };
-std::string_view FinishCauseName(FinishCause cause);
-
 struct FinalEvent {
-  FinishCause cause = FinishCause::kLength;
-  absl::Status status;                   // not OK only with kFailed or a refused request
-  std::vector<int32_t> token_ids;        // the answer, trimmed at a stop
-  std::vector<int32_t> canvas;           // the final canvas (infill: the filled template)
-  std::optional<std::string> stop_text;  // the answer's text cut at a stop string
-  int steps = 0;
-  int forward_passes = 0;
+  // The generation's result (Generation::Result), its finish reason set by the scheduler when
+  // the request ended from outside (cancelled, deadline, failed).
+  GenerationResult result;
+  absl::Status status;  // not OK only with kFailed or a refused request
   double queue_ms = 0;
   double first_step_ms = 0;
   double total_ms = 0;

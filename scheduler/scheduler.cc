@@ -38,7 +38,6 @@ struct Scheduler::Entry {
   Clock::time_point submitted;
   Clock::time_point admitted;
   std::optional<Clock::time_point> first_step_done;
-  int forward_passes = 0;
 };
 
 RequestHandle::~RequestHandle() { Cancel(); }
@@ -150,17 +149,11 @@ SchedulerStats Scheduler::stats() const {
   return stats;
 }
 
-void Scheduler::Finish(Entry& entry, FinishCause cause, absl::Status status) {
+void Scheduler::Finish(Entry& entry, FinishReason cause, absl::Status status) {
   const Clock::time_point now = Clock::now();
   const Generation& generation = entry.request.generation;
-  FinalEvent final_event;
-  final_event.cause = cause;
-  final_event.status = std::move(status);
-  final_event.token_ids.assign(generation.answer().begin(), generation.answer().end());
-  final_event.canvas.assign(generation.full_canvas().begin(), generation.full_canvas().end());
-  if (generation.stop_match()) final_event.stop_text = generation.stop_match()->text;
-  final_event.steps = generation.steps_run();
-  final_event.forward_passes = entry.forward_passes;
+  FinalEvent final_event{.result = generation.Result(), .status = std::move(status)};
+  final_event.result.finish_reason = cause;
   const bool ran = entry.state != RequestState::kQueued;
   final_event.queue_ms = MillisecondsBetween(entry.submitted, ran ? entry.admitted : now);
   if (entry.first_step_done) {
@@ -168,24 +161,24 @@ void Scheduler::Finish(Entry& entry, FinishCause cause, absl::Status status) {
   }
   final_event.total_ms = MillisecondsBetween(entry.submitted, now);
   switch (cause) {
-    case FinishCause::kLength:
-    case FinishCause::kStop:
+    case FinishReason::kLength:
+    case FinishReason::kStop:
       entry.state = RequestState::kFinished;
       break;
-    case FinishCause::kCancelled:
-    case FinishCause::kDeadline:
+    case FinishReason::kCancelled:
+    case FinishReason::kDeadline:
       entry.state = RequestState::kCancelled;
       break;
-    case FinishCause::kFailed:
+    case FinishReason::kFailed:
       entry.state = RequestState::kFailed;
       break;
   }
   spdlog::info(
       "request finished: request_id={} finish_reason={} status={} generated_tokens={} steps={} "
       "forward_passes={} queue_ms={:.1f} first_step_ms={:.1f} total_ms={:.1f}",
-      entry.request.request_id, FinishCauseName(cause),
-      absl::StatusCodeToString(final_event.status.code()), final_event.token_ids.size(),
-      final_event.steps, final_event.forward_passes, final_event.queue_ms,
+      entry.request.request_id, FinishReasonName(cause),
+      absl::StatusCodeToString(final_event.status.code()), final_event.result.token_ids.size(),
+      final_event.result.steps, final_event.result.forward_passes, final_event.queue_ms,
       final_event.first_step_ms, final_event.total_ms);
   if (options_.observer != nullptr) options_.observer->OnFinished(entry.request, final_event);
   entry.stream->PushFinal(std::move(final_event));
@@ -242,7 +235,7 @@ void Scheduler::EngineLoop() {
         running_.clear();
         running_count_ = 0;
         lock.unlock();
-        for (auto& entry : finished) Finish(*entry, FinishCause::kCancelled);
+        for (auto& entry : finished) Finish(*entry, FinishReason::kCancelled);
         idle_.notify_all();
         return;
       }
@@ -261,8 +254,8 @@ void Scheduler::EngineLoop() {
     }
     for (auto& entry : finished) {
       const bool expired = entry->request.deadline && *entry->request.deadline <= Clock::now();
-      Finish(*entry, expired && !entry->cancelled->load() ? FinishCause::kDeadline
-                                                          : FinishCause::kCancelled);
+      Finish(*entry, expired && !entry->cancelled->load() ? FinishReason::kDeadline
+                                                          : FinishReason::kCancelled);
     }
     if (!running_.empty()) RunStep();
     bool idle = false;
@@ -277,12 +270,8 @@ void Scheduler::EngineLoop() {
 
 void Scheduler::RunStep() {
   std::vector<Generation*> generations;
-  std::vector<int> blocks_before;
   generations.reserve(running_.size());
-  for (auto& entry : running_) {
-    generations.push_back(&entry->request.generation);
-    blocks_before.push_back(entry->request.generation.current_block());
-  }
+  for (auto& entry : running_) generations.push_back(&entry->request.generation);
   const Clock::time_point start = Clock::now();
   absl::StatusOr<int> forwarded = denoiser_.Step(generations);
   const Clock::time_point end = Clock::now();
@@ -290,7 +279,7 @@ void Scheduler::RunStep() {
     spdlog::error("denoising step failed: {}", forwarded.status().ToString());
     // The backend's message may describe internals; the clients get a generic one.
     for (auto& entry : running_) {
-      Finish(*entry, FinishCause::kFailed,
+      Finish(*entry, FinishReason::kFailed,
              absl::InternalError("the denoising step failed on the server"));
     }
     running_.clear();
@@ -316,7 +305,6 @@ void Scheduler::RunStep() {
   for (size_t i = 0; i < running_.size(); ++i) {
     Entry& entry = *running_[i];
     const Generation& generation = entry.request.generation;
-    entry.forward_passes += generation.guided() ? 2 : 1;
     if (!entry.first_step_done) entry.first_step_done = end;
     const StepEvent& event = generation.last_event();
     const int region = generation.region_start();
@@ -327,22 +315,14 @@ void Scheduler::RunStep() {
       draft.committed.emplace(position - region, token);
     }
     entry.stream->PushDraft(std::move(draft), generation.finished());
-    // Blocks the step completed (a block stopped early by a stop is not "committed").
-    const bool stopped = generation.finished() && generation.finish_reason() == FinishReason::kStop;
-    if (!stopped) {
-      const int block_length = generation.params().block_length;
-      for (int block = blocks_before[i]; block < generation.current_block(); ++block) {
-        const auto tokens = generation.canvas().subspan(region + block * block_length,
-                                                        static_cast<size_t>(block_length));
-        entry.stream->PushBlock({.block = static_cast<uint32_t>(block),
-                                 .step = event.step + 1,
-                                 .start = block * block_length,
-                                 .tokens = std::vector<int32_t>(tokens.begin(), tokens.end())});
-      }
+    for (const CompletedBlock& block : event.completed_blocks) {
+      entry.stream->PushBlock({.block = static_cast<uint32_t>(block.block),
+                               .step = event.step + 1,
+                               .start = block.start,
+                               .tokens = block.tokens});
     }
     if (generation.finished()) {
-      Finish(entry, generation.finish_reason() == FinishReason::kStop ? FinishCause::kStop
-                                                                      : FinishCause::kLength);
+      Finish(entry, generation.finish_reason());
     }
   }
   std::erase_if(running_, [](const std::unique_ptr<Entry>& entry) {

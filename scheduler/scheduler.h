@@ -131,7 +131,7 @@ class Scheduler {
                   std::chrono::steady_clock::time_point now);
   void Admit(std::chrono::steady_clock::time_point now);
   void RunStep();
-  void Finish(Entry& entry, FinishCause cause, absl::Status status = absl::OkStatus());
+  void Finish(Entry& entry, FinishReason cause, absl::Status status = absl::OkStatus());
 
   Transformer& model_;
   const SchedulerOptions options_;

@@ -26,7 +26,7 @@ FrontEnd::FrontEnd(const ServedModel& model, Scheduler& scheduler, Metrics* metr
 
 std::optional<absl::Status> FrontEnd::TerminalStatus(const FinalEvent& event) {
   if (!event.status.ok()) return event.status;
-  if (event.cause == FinishCause::kDeadline && event.steps == 0) {
+  if (event.result.finish_reason == FinishReason::kDeadline && event.result.steps == 0) {
     return absl::DeadlineExceededError("the deadline passed while the request was queued");
   }
   return std::nullopt;
@@ -175,21 +175,22 @@ void FrontEnd::FillFinal(const BuiltRequest& built, const FinalEvent& event,
                          v1::GenerateResult& result) const {
   result.set_request_id(built.request_id);
   result.set_model(model_.name);
-  result.set_finish_reason(std::string(FinishCauseName(event.cause)));
+  result.set_finish_reason(std::string(FinishReasonName(event.result.finish_reason)));
   if (built.include_text && model_.tokenizer) {
-    if (event.stop_text) {
-      result.set_text(*event.stop_text);
-    } else if (auto text = model_.tokenizer->Decode(event.token_ids, /*skip_special_tokens=*/true);
+    if (event.result.stop_text) {
+      result.set_text(*event.result.stop_text);
+    } else if (auto text =
+                   model_.tokenizer->Decode(event.result.token_ids, /*skip_special_tokens=*/true);
                text.ok()) {
       result.set_text(*text);
     }
   }
   if (built.include_token_ids) {
-    result.mutable_token_ids()->Add(event.token_ids.begin(), event.token_ids.end());
+    result.mutable_token_ids()->Add(event.result.token_ids.begin(), event.result.token_ids.end());
   }
   if (built.infill) {
     auto spans = FilledSpans(model_.tokenizer.get(), model_.config().mask_token_id,
-                             built.initial_canvas, event.canvas);
+                             built.initial_canvas, event.result.canvas);
     if (spans.ok()) {
       for (FilledSpan& filled : *spans) {
         v1::Span& span = *result.add_filled();
@@ -203,9 +204,9 @@ void FrontEnd::FillFinal(const BuiltRequest& built, const FinalEvent& event,
   }
   v1::Usage& usage = *result.mutable_usage();
   usage.set_prompt_tokens(static_cast<uint32_t>(built.prompt_tokens));
-  usage.set_generated_tokens(static_cast<uint32_t>(event.token_ids.size()));
-  usage.set_steps(static_cast<uint32_t>(event.steps));
-  usage.set_forward_passes(static_cast<uint32_t>(event.forward_passes));
+  usage.set_generated_tokens(static_cast<uint32_t>(event.result.token_ids.size()));
+  usage.set_steps(static_cast<uint32_t>(event.result.steps));
+  usage.set_forward_passes(static_cast<uint32_t>(event.result.forward_passes));
   v1::Timings& timings = *result.mutable_timings();
   timings.set_queue_ms(event.queue_ms);
   timings.set_first_step_ms(event.first_step_ms);

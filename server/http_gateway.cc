@@ -217,7 +217,7 @@ absl::StatusOr<v1::GenerateResult> AwaitResult(FrontEnd& front_end, Pending& pen
     if (!std::holds_alternative<FinalEvent>(*event)) continue;
     FrontEnd::Response response = front_end.ToResponse(pending.submitted.built, *event);
     if (response.terminal) return *response.terminal;
-    if (std::get<FinalEvent>(*event).cause == FinishCause::kCancelled) {
+    if (std::get<FinalEvent>(*event).result.finish_reason == FinishReason::kCancelled) {
       return absl::CancelledError("the request was cancelled");
     }
     return std::move(*response.message.mutable_final());

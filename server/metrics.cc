@@ -81,21 +81,21 @@ void Metrics::OnStep(double seconds, int forwarded, std::span<const int> committ
 
 void Metrics::OnFinished(const Request& request, const FinalEvent& event) {
   std::lock_guard lock(mutex_);
-  switch (event.cause) {
-    case FinishCause::kLength:
-    case FinishCause::kStop:
-      ++success_by_reason_[std::string(FinishCauseName(event.cause))];
+  switch (event.result.finish_reason) {
+    case FinishReason::kLength:
+    case FinishReason::kStop:
+      ++success_by_reason_[std::string(FinishReasonName(event.result.finish_reason))];
       break;
-    case FinishCause::kCancelled:
-    case FinishCause::kDeadline:
-    case FinishCause::kFailed:
-      ++failure_by_reason_[std::string(FinishCauseName(event.cause))];
+    case FinishReason::kCancelled:
+    case FinishReason::kDeadline:
+    case FinishReason::kFailed:
+      ++failure_by_reason_[std::string(FinishReasonName(event.result.finish_reason))];
       break;
   }
   prompt_tokens_ += static_cast<uint64_t>(request.prompt_tokens);
-  generation_tokens_ += event.token_ids.size();
+  generation_tokens_ += event.result.token_ids.size();
   queue_time_.Observe(event.queue_ms / 1000);
-  if (event.steps > 0) time_to_first_step_.Observe(event.first_step_ms / 1000);
+  if (event.result.steps > 0) time_to_first_step_.Observe(event.first_step_ms / 1000);
   e2e_latency_.Observe(event.total_ms / 1000);
 }
 

@@ -68,9 +68,9 @@ TEST(SchedulerTest, BatchedResultsEqualAloneRuns) {
     const FinalEvent& final_event = finals[i];
     auto alone = Generate(*loaded.model, prompts[i], params[i]);
     ASSERT_TRUE(alone.ok());
-    EXPECT_EQ(final_event.token_ids, alone->token_ids) << "request " << i;
-    EXPECT_EQ(final_event.cause, FinishCause::kLength);
-    EXPECT_EQ(final_event.steps, params[i].steps);
+    EXPECT_EQ(final_event.result.token_ids, alone->token_ids) << "request " << i;
+    EXPECT_EQ(final_event.result.finish_reason, FinishReason::kLength);
+    EXPECT_EQ(final_event.result.steps, params[i].steps);
   }
   // They shared forwards: fewer engine steps than their steps summed.
   EXPECT_LT(scheduler.stats().steps_total, 8u * 8u);
@@ -112,10 +112,10 @@ TEST(SchedulerTest, CancelFreesTheSlotAndQueueLimitsHold) {
 
   (*running)->Cancel();
   const FinalEvent cancelled = AwaitFinal(*(*running)->stream());
-  EXPECT_EQ(cancelled.cause, FinishCause::kCancelled);
-  EXPECT_LT(cancelled.steps, 256);
+  EXPECT_EQ(cancelled.result.finish_reason, FinishReason::kCancelled);
+  EXPECT_LT(cancelled.result.steps, 256);
   // The queued request gets the slot and finishes normally.
-  EXPECT_EQ(AwaitFinal(*(*queued)->stream()).cause, FinishCause::kLength);
+  EXPECT_EQ(AwaitFinal(*(*queued)->stream()).result.finish_reason, FinishReason::kLength);
   EXPECT_TRUE(scheduler.WaitIdle(steady_clock::now() + std::chrono::seconds(10)));
   EXPECT_EQ(scheduler.stats().running, 0);
   EXPECT_EQ(scheduler.stats().free_slots, 1);
@@ -136,8 +136,8 @@ TEST(SchedulerTest, DeadlinesAndDraining) {
   auto running = scheduler.Submit(std::move(soon));
   ASSERT_TRUE(running.ok());
   const FinalEvent expired = AwaitFinal(*(*running)->stream());
-  EXPECT_EQ(expired.cause, FinishCause::kDeadline);
-  EXPECT_LT(expired.steps, 256);
+  EXPECT_EQ(expired.result.finish_reason, FinishReason::kDeadline);
+  EXPECT_LT(expired.result.steps, 256);
 
   scheduler.StartDraining();
   auto after = scheduler.Submit(MakeRequest(config, {1}, Params(8, 1)));
@@ -158,7 +158,7 @@ TEST(SchedulerTest, DestructionCancelsWhatIsLeft) {
     stream = handle->stream();
     handle.reset();  // the handle must not outlive its scheduler
   }
-  EXPECT_EQ(AwaitFinal(*stream).cause, FinishCause::kCancelled);
+  EXPECT_EQ(AwaitFinal(*stream).result.finish_reason, FinishReason::kCancelled);
 }
 
 }  // namespace

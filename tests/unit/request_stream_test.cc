@@ -29,7 +29,7 @@ TEST(RequestStreamTest, FastReaderSeesEveryDraft) {
                      step == 3);
     for (auto& event : Drain(stream)) seen.push_back(std::move(event));
   }
-  stream.PushFinal({.cause = FinishCause::kLength});
+  stream.PushFinal({.result = {.finish_reason = FinishReason::kLength}});
   for (auto& event : Drain(stream)) seen.push_back(std::move(event));
   ASSERT_EQ(seen.size(), 5u);
   EXPECT_EQ(std::get<AcceptedEvent>(seen[0]).queue_position, 2);
