@@ -14,7 +14,7 @@ namespace {
 
 struct LayerWeights {
   DeviceBuffer attn_norm, q_proj, k_proj, v_proj, q_bias, k_bias, v_bias, attn_out;
-  DeviceBuffer ff_norm, ff_proj, up_proj, ff_out;
+  DeviceBuffer ff_norm, gate_proj, up_proj, down_proj;
 };
 
 // Activations of one forward, sized by Reserve; grown (never shrunk) when a batch has more rows
@@ -96,9 +96,9 @@ absl::Status DenseTransformer::Load(const WeightLoader& load_tensor) {
     }
     SCULPT_ASSIGN_OR_RETURN(layer.attn_out, load(names_.attn_out, {d, q_width}, kGemm));
     SCULPT_ASSIGN_OR_RETURN(layer.ff_norm, load(names_.ff_norm, {d}, kPlain));
-    SCULPT_ASSIGN_OR_RETURN(layer.ff_proj, load(names_.gate_proj, {hidden, d}, kGemm));
+    SCULPT_ASSIGN_OR_RETURN(layer.gate_proj, load(names_.gate_proj, {hidden, d}, kGemm));
     SCULPT_ASSIGN_OR_RETURN(layer.up_proj, load(names_.up_proj, {hidden, d}, kGemm));
-    SCULPT_ASSIGN_OR_RETURN(layer.ff_out, load(names_.down_proj, {d, hidden}, kGemm));
+    SCULPT_ASSIGN_OR_RETURN(layer.down_proj, load(names_.down_proj, {d, hidden}, kGemm));
   }
   return absl::OkStatus();
 }
@@ -234,11 +234,12 @@ absl::StatusOr<TensorView> DenseTransformer::Forward(std::span<const SequenceInp
         backend_.AddRmsNorm({x, projected, Weight(layer.ff_norm, 1, d), normed, eps}));
     observe("h_attn", x, i);
     observe("ff_norm", normed, i);
-    SCULPT_RETURN_IF_ERROR(backend_.Gemm({normed, Weight(layer.ff_proj, hidden, d), {}, gate}));
+    SCULPT_RETURN_IF_ERROR(backend_.Gemm({normed, Weight(layer.gate_proj, hidden, d), {}, gate}));
     SCULPT_RETURN_IF_ERROR(backend_.Gemm({normed, Weight(layer.up_proj, hidden, d), {}, up}));
     SCULPT_RETURN_IF_ERROR(backend_.SwiGlu({gate, up, gate}));
     observe("ff_act", gate, i);
-    SCULPT_RETURN_IF_ERROR(backend_.Gemm({gate, Weight(layer.ff_out, d, hidden), {}, projected}));
+    SCULPT_RETURN_IF_ERROR(
+        backend_.Gemm({gate, Weight(layer.down_proj, d, hidden), {}, projected}));
     if (i + 1 < config_.n_layers) {
       SCULPT_RETURN_IF_ERROR(
           backend_.AddRmsNorm({x, projected, Weight(layers_[i + 1].attn_norm, 1, d), normed, eps}));

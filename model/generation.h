@@ -13,7 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "model/config.h"
-#include "model/denoise/remasking.h"
+#include "model/remasking/remasking.h"
 
 namespace sculpt {
 

@@ -20,7 +20,7 @@
 #include "model/denoiser.h"
 #include "model/generation.h"
 #include "model/transformer.h"
-#include "scheduler/packing.h"
+#include "scheduler/admission.h"
 #include "scheduler/request_stream.h"
 
 namespace sculpt {

@@ -13,7 +13,7 @@ Usage: sculpt COMMAND [flags]
 
 Commands:
   serve       serve a model over gRPC until SIGTERM/SIGINT
-  generate    run one generation on the CPU and print the answer
+  generate    run one generation (on the CPU or a GPU: --device) and print the answer
   tokenize    encode text with the model's tokenizer.json
   detokenize  decode token ids to text
   eval        measure a model's masked-token accuracy and infilling on held-out code

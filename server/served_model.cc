@@ -23,20 +23,26 @@ std::string DefaultModelDir() {
 }
 
 absl::StatusOr<std::unique_ptr<ServedModel>> LoadServedModel(const std::string& dir,
-                                                             std::unique_ptr<Backend> backend) {
+                                                             std::unique_ptr<Backend> backend,
+                                                             ModelParts parts) {
   auto served = std::make_unique<ServedModel>();
   served->dir = dir;
   std::filesystem::path path(dir);
   if (!path.has_filename()) path = path.parent_path();
   served->name = path.filename().string();
-  served->backend = backend ? std::move(backend) : MakeCpuBackend();
-  served->device = served->backend->name();
-  SCULPT_ASSIGN_OR_RETURN(served->transformer, LoadTransformer(dir, *served->backend));
-  if (FileExists(dir + "/tokenizer.json")) {
+  const bool weights = parts == ModelParts::kAll;
+  if (weights) {
+    served->backend = backend ? std::move(backend) : MakeCpuBackend();
+    served->device = served->backend->name();
+    SCULPT_ASSIGN_OR_RETURN(served->transformer, LoadTransformer(dir, *served->backend));
+  }
+  // Optional beside weights (id-only models have none), required on its own.
+  if (!weights || FileExists(dir + "/tokenizer.json")) {
     SCULPT_ASSIGN_OR_RETURN(served->tokenizer, Tokenizer::Load(dir));
     auto format = DetectChatFormat(served->tokenizer->chat_template());
     if (format.ok()) served->chat_format = *format;
   }
+  if (!weights) return served;
   const ModelConfig& config = served->config();
   // Counted from the config, as the checkpoint's tensors are owned by the backend.
   const uint64_t d = config.d_model;

@@ -30,9 +30,17 @@ struct ServedModel {
 // (build/sculpt); empty when neither has it.
 std::string DefaultModelDir();
 
-// Loads DIR onto `backend` (the CPU when null; see MakeBackend). Errors name the file
-// that is wrong.
+// What a command needs of a model directory.
+enum class ModelParts {
+  kAll,        // config, weights and (when there is one) the tokenizer: serve, generate, eval
+  kTokenizer,  // tokenizer.json only, which must exist: tokenize, detokenize
+};
+
+// The one loader of a model directory for every command: loads DIR onto `backend` (the CPU
+// when null; see MakeBackend). Errors name the file that is wrong. With kTokenizer only
+// `name`, `dir`, `tokenizer` and `chat_format` are set.
 absl::StatusOr<std::unique_ptr<ServedModel>> LoadServedModel(
-    const std::string& dir, std::unique_ptr<Backend> backend = nullptr);
+    const std::string& dir, std::unique_ptr<Backend> backend = nullptr,
+    ModelParts parts = ModelParts::kAll);
 
 }  // namespace sculpt

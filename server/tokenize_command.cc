@@ -10,6 +10,7 @@
 #include "model/tokenizer.h"
 #include "server/commands.h"
 #include "server/flags.h"
+#include "server/served_model.h"
 
 namespace sculpt {
 namespace {
@@ -48,9 +49,9 @@ absl::Status Tokenize(const FlagSet& flags) {
   if (has_text == has_file) {
     return absl::InvalidArgumentError("give exactly one of --text TEXT and --input-jsonl FILE");
   }
-  auto tokenizer_or = Tokenizer::Load(flags.GetString("model"));
-  if (!tokenizer_or.ok()) return NotUsage(tokenizer_or.status());
-  const Tokenizer& tokenizer = **tokenizer_or;
+  auto model_or = LoadServedModel(flags.GetString("model"), nullptr, ModelParts::kTokenizer);
+  if (!model_or.ok()) return NotUsage(model_or.status());
+  const Tokenizer& tokenizer = *(*model_or)->tokenizer;
   const bool add_special_tokens = !flags.GetBool("no-special-tokens");
 
   if (has_file) {
@@ -82,9 +83,9 @@ absl::Status Detokenize(const FlagSet& flags) {
   if (has_ids == has_file) {
     return absl::InvalidArgumentError("give exactly one of --ids IDS and --input-jsonl FILE");
   }
-  auto tokenizer_or = Tokenizer::Load(flags.GetString("model"));
-  if (!tokenizer_or.ok()) return NotUsage(tokenizer_or.status());
-  const Tokenizer& tokenizer = **tokenizer_or;
+  auto model_or = LoadServedModel(flags.GetString("model"), nullptr, ModelParts::kTokenizer);
+  if (!model_or.ok()) return NotUsage(model_or.status());
+  const Tokenizer& tokenizer = *(*model_or)->tokenizer;
   const bool skip_special_tokens = flags.GetBool("skip-special-tokens");
   // JSON output escapes what a terminal should not see raw; error="replace" cannot fail since
   // decoded text is valid UTF-8.

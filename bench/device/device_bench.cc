@@ -150,10 +150,10 @@ int Run(int argc, char** argv) {
   std::vector<std::string> table;
   for (const auto& [m, n, k, what] : std::vector<std::tuple<int, int, int, std::string>>{
            {1024, 4096, 4096, "q_proj, batch 1"},
-           {1024, 12288, 4096, "ff_proj, batch 1"},
+           {1024, 12288, 4096, "gate_proj, batch 1"},
            {16384, 4096, 4096, "q_proj, batch 16"},
-           {16384, 12288, 4096, "ff_proj, batch 16"},
-           {16384, 4096, 12288, "ff_out, batch 16"},
+           {16384, 12288, 4096, "gate_proj, batch 16"},
+           {16384, 4096, 12288, "down_proj, batch 16"},
            {512, 126464, 4096, "lm_head, 16x32 rows"}}) {
     Scratch x(size_t(m) * k * 4), x_bf16(size_t(m) * k * 2), w(size_t(n) * k * 2),
         out(size_t(m) * n * 4);

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "model/denoise/selection.h"
+#include "model/remasking/selection.h"
 #include "model/denoiser.h"
 #include "tests/support/fixture_params.h"
 #include "tests/support/test_data.h"

@@ -3,7 +3,7 @@
 
 #include <random>
 
-#include "scheduler/packing.h"
+#include "scheduler/admission.h"
 #include "scheduler/scheduler.h"
 
 namespace sculpt {

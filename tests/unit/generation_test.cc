@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "common/rng.h"
-#include "model/denoise/selection.h"
+#include "model/remasking/selection.h"
 #include "tests/support/small_config.h"
 
 namespace sculpt {

@@ -1,14 +1,14 @@
 // Remasking schedules and selections without a model: Dream's float32 timesteps against values
 // torch.linspace produced, the Fast-dLLM rules, Gumbel-top-k's distribution, and the state
 // machine's early stop, stop strings, suppression and infill.
-#include "model/denoise/policies.h"
+#include "model/remasking/policies.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <map>
 
-#include "model/denoise/selection.h"
+#include "model/remasking/selection.h"
 #include "model/generation.h"
 #include "model/text_io.h"
 #include "tests/support/small_config.h"

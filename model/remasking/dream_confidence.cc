@@ -1,8 +1,8 @@
 // Dream's confidence algorithms (maskgit_plus, topk_margin, entropy): commit the
 // int(n * (1 - s/t)) best-scored candidates (all at the block's last step), or with alg_temp
 // draw them without replacement from softmax(score / alg_temp).
-#include "model/denoise/policies.h"
-#include "model/denoise/selection.h"
+#include "model/remasking/policies.h"
+#include "model/remasking/selection.h"
 
 namespace sculpt {
 

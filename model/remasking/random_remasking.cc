@@ -1,8 +1,8 @@
 // `random` (LLaDA): a fixed share per step, at uniformly random positions drawn from the
 // counter-based RNG, so the choice depends only on (seed, step, position).
 #include "common/rng.h"
-#include "model/denoise/policies.h"
-#include "model/denoise/selection.h"
+#include "model/remasking/policies.h"
+#include "model/remasking/selection.h"
 
 namespace sculpt {
 
@@ -20,9 +20,7 @@ void RandomRemasking::Score(const SelectionContext& context, std::span<const int
 std::vector<size_t> RandomRemasking::Select(const SelectionContext& context,
                                             std::span<const int32_t> positions,
                                             std::span<const double> scores) const {
-  const int count = NumTransferTokens(context.block_masks_at_start,
-                                      context.steps_per_block)[context.step_in_block];
-  return TopK(positions, scores, static_cast<size_t>(count));
+  return ScheduledShare(context, positions, scores);
 }
 
 }  // namespace sculpt

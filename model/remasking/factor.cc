@@ -2,8 +2,8 @@
 // prefix before the first c_j < 1 - factor / (j + 2) (c_0 always passes). Reproduces the
 // reference's edge rule too: when the first failure is the last candidate, or nothing fails,
 // all candidates commit.
-#include "model/denoise/policies.h"
-#include "model/denoise/selection.h"
+#include "model/remasking/policies.h"
+#include "model/remasking/selection.h"
 
 namespace sculpt {
 

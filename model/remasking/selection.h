@@ -5,7 +5,7 @@
 #include <span>
 #include <vector>
 
-#include "model/denoise/remasking.h"
+#include "model/remasking/remasking.h"
 
 namespace sculpt {
 
@@ -25,6 +25,12 @@ inline constexpr float kDreamEps = 1e-3f;
 // The k highest scores; equal scores take the earlier position first.
 std::vector<size_t> TopK(std::span<const int32_t> positions, std::span<const double> scores,
                          size_t k);
+
+// LLaDA's fixed schedule: this step's share of the block's masks (NumTransferTokens), the
+// best-scored first.
+std::vector<size_t> ScheduledShare(const SelectionContext& context,
+                                   std::span<const int32_t> positions,
+                                   std::span<const double> scores);
 
 // k positions drawn without replacement with probabilities softmax(score / temperature), as the
 // top-k of score / temperature + Gumbel noise from RngStream::kAlgTemp.

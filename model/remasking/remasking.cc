@@ -1,10 +1,10 @@
-#include "model/denoise/remasking.h"
+#include "model/remasking/remasking.h"
 
 #include <algorithm>
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "model/denoise/policies.h"
+#include "model/remasking/policies.h"
 
 namespace sculpt {
 namespace {

@@ -1,8 +1,8 @@
 // `origin` (Dream): every candidate commits independently with probability 1 - s/t of Dream's
 // schedule (all at the block's last step), the coin drawn per (seed, step, position).
 #include "common/rng.h"
-#include "model/denoise/policies.h"
-#include "model/denoise/selection.h"
+#include "model/remasking/policies.h"
+#include "model/remasking/selection.h"
 
 namespace sculpt {
 

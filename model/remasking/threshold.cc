@@ -1,8 +1,8 @@
 // `threshold` (Fast-dLLM's parallel decoding): every candidate whose confidence reaches
 // confidence_threshold commits at once, and always at least the most confident one, so each
 // step makes progress. Blocks run until their masks are gone.
-#include "model/denoise/policies.h"
-#include "model/denoise/selection.h"
+#include "model/remasking/policies.h"
+#include "model/remasking/selection.h"
 
 namespace sculpt {
 

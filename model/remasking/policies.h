@@ -1,7 +1,7 @@
 // The remasking policies (one .cc each); obtain them through GetRemaskingPolicy().
 #pragma once
 
-#include "model/denoise/remasking.h"
+#include "model/remasking/remasking.h"
 
 namespace sculpt {
 

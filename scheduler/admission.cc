@@ -1,5 +1,5 @@
 // Admission at step granularity: strict order, head-of-line blocking, aging.
-#include "scheduler/packing.h"
+#include "scheduler/admission.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "model/denoise/selection.h"
+#include "model/remasking/selection.h"
 
 #include <algorithm>
 #include <cmath>
@@ -61,6 +61,14 @@ std::vector<size_t> GumbelTopK(const SelectionContext& context, std::span<const 
     perturbed[i] = scores[i] / temperature - std::log(-std::log(u));
   }
   return TopK(positions, perturbed, k);
+}
+
+std::vector<size_t> ScheduledShare(const SelectionContext& context,
+                                   std::span<const int32_t> positions,
+                                   std::span<const double> scores) {
+  const int count = NumTransferTokens(context.block_masks_at_start,
+                                      context.steps_per_block)[context.step_in_block];
+  return TopK(positions, scores, static_cast<size_t>(count));
 }
 
 }  // namespace sculpt
