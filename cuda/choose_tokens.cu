@@ -123,7 +123,7 @@ struct ChooseArgs {
   const float* sorted;  // [n_rows, vocab], each row descending; nullptr when nothing filters
   int32_t vocab;
   bool dream;
-  int32_t confidence;
+  ConfidenceKind confidence;
   double temperature;
   bool top_p_on;
   float top_p;
@@ -368,8 +368,8 @@ __device__ void ChooseDream(const ChooseArgs& args, const float* logits, uint32_
       SequentialSum(vocab, tile, [&](int v) { return expf(logits[v] - max_logit); });
 
   const bool sample = args.temperature != 0.0;
-  const bool margin = args.confidence == kConfidenceMargin;
-  const bool entropy = args.confidence == kConfidenceNegEntropy;
+  const bool margin = args.confidence == ConfidenceKind::kMargin;
+  const bool entropy = args.confidence == ConfidenceKind::kNegEntropy;
   Candidate best{0.0, -1};
   bool first_is_nan = false;  // the CPU's argmax loop keeps token 0 when p[0] is NaN
   TopTwo top_two{-1.0f, -1.0f};
@@ -438,15 +438,16 @@ absl::Status Validate(const ChooseTokensKernelParams& params) {
     return absl::InvalidArgumentError(
         "choose_tokens: logits, positions, tokens and confidences must be device pointers");
   }
-  if (params.style != kChooseLLaDA && params.style != kChooseDream) {
+  if (params.style != TokenChoiceStyle::kLLaDA && params.style != TokenChoiceStyle::kDream) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "choose_tokens: style must be kChooseLLaDA or kChooseDream, got ", params.style));
+        "choose_tokens: style must be kLLaDA or kDream, got ", static_cast<int>(params.style)));
   }
-  if (params.confidence != kConfidenceProbability && params.confidence != kConfidenceMargin &&
-      params.confidence != kConfidenceNegEntropy) {
+  if (params.confidence != ConfidenceKind::kProbability &&
+      params.confidence != ConfidenceKind::kMargin &&
+      params.confidence != ConfidenceKind::kNegEntropy) {
     return absl::InvalidArgumentError(
         absl::StrCat("choose_tokens: confidence must be a ConfidenceKind value (0, 1, 2), got ",
-                     params.confidence));
+                     static_cast<int>(params.confidence)));
   }
   if (!std::isfinite(params.temperature) || params.temperature < 0.0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -478,7 +479,7 @@ absl::Status LaunchChooseTokens(const ChooseTokensKernelParams& params, cudaStre
   if (params.n_rows == 0) return absl::OkStatus();
   const int n_rows = params.n_rows;
   const int vocab = params.vocab;
-  const bool dream = params.style == kChooseDream;
+  const bool dream = params.style == TokenChoiceStyle::kDream;
   const bool top_p_on = params.top_p < 1.0;
   const bool top_k_on = params.top_k > 0 && params.top_k < vocab;
   const bool filter = top_p_on || top_k_on;

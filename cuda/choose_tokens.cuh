@@ -8,17 +8,9 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "model/token_choice.h"
 
 namespace sculpt::cuda {
-
-// TokenChoiceStyle and ConfidenceKind of model/backend.h as integers (static_cast their values):
-// that header needs C++20 and the .cu files are C++17. tests/gpu/choose_tokens_test.cc checks
-// that the values agree.
-inline constexpr int32_t kChooseLLaDA = 0;
-inline constexpr int32_t kChooseDream = 1;
-inline constexpr int32_t kConfidenceProbability = 0;
-inline constexpr int32_t kConfidenceMargin = 1;
-inline constexpr int32_t kConfidenceNegEntropy = 2;
 
 // The semantics are those of ChooseTokensParams (model/backend.h); every pointer is device memory.
 struct ChooseTokensKernelParams {
@@ -32,10 +24,10 @@ struct ChooseTokensKernelParams {
   double temperature = 0.0;
   double top_p = 1.0;  // 1 = off
   int32_t top_k = 0;   // 0 = off
-  int32_t style = kChooseLLaDA;
-  int32_t confidence = kConfidenceProbability;  // Dream only; LLaDA's is always the probability
-  const int32_t* suppressed_tokens = nullptr;   // [n_suppressed], read; ids outside the vocab
-  int32_t n_suppressed = 0;                     // are ignored
+  TokenChoiceStyle style = TokenChoiceStyle::kLLaDA;
+  ConfidenceKind confidence = ConfidenceKind::kProbability;  // Dream only; LLaDA's: probability
+  const int32_t* suppressed_tokens = nullptr;  // [n_suppressed], read; ids outside the vocab
+  int32_t n_suppressed = 0;                    // are ignored
   uint64_t seed = 0;
   uint32_t step = 0;
   const int32_t* positions = nullptr;  // [n_rows], read: canvas position of each row (RNG key)

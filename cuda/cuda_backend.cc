@@ -482,19 +482,8 @@ absl::Status CudaBackend::ChooseTokens(const ChooseTokensParams& params) {
       kernel.temperature = group.temperature;
       kernel.top_p = group.top_p;
       kernel.top_k = group.top_k;
-      kernel.style =
-          group.style == TokenChoiceStyle::kLLaDA ? cuda::kChooseLLaDA : cuda::kChooseDream;
-      switch (group.confidence) {
-        case ConfidenceKind::kProbability:
-          kernel.confidence = cuda::kConfidenceProbability;
-          break;
-        case ConfidenceKind::kMargin:
-          kernel.confidence = cuda::kConfidenceMargin;
-          break;
-        case ConfidenceKind::kNegEntropy:
-          kernel.confidence = cuda::kConfidenceNegEntropy;
-          break;
-      }
+      kernel.style = group.style;
+      kernel.confidence = group.confidence;
       if (!group.suppressed_tokens.empty()) {
         SCULPT_ASSIGN_OR_RETURN(void* suppressed, StageSpan(group.suppressed_tokens));
         kernel.suppressed_tokens = static_cast<const int32_t*>(suppressed);

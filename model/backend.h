@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/dtype.h"
+#include "model/token_choice.h"
 
 namespace sculpt {
 
@@ -136,25 +137,6 @@ struct GatherRowsParams {
   std::span<const int32_t> rows;  // [n_out], host memory
   TensorView x;                   // [n, d], read
   TensorView out;                 // [n_out, d], written
-};
-
-// How a step turns a row of logits into a token and a confidence.
-enum class TokenChoiceStyle {
-  // LLaDA: argmax at temperature 0, else the float64 Gumbel-max argmax of
-  // exp(l) / (-log u)^temperature with u from RngStream::kGumbel; confidence = float64
-  // softmax(l)[token].
-  kLLaDA,
-  // Dream's sample_tokens: l / temperature, then top_p and top_k, then a float32 softmax;
-  // argmax of the probabilities at temperature 0, else a categorical draw (Gumbel-max over
-  // log p with u from RngStream::kDreamSample).
-  kDream,
-};
-
-// What "confidence" means for the chosen token (Dream's algorithms; LLaDA uses kProbability).
-enum class ConfidenceKind {
-  kProbability,  // p(token)
-  kMargin,       // top-1 minus top-2 probability
-  kNegEntropy,   // sum p log(p + 1e-10)
 };
 
 // One generation's share of a step's token choice: its rows of logits and its own settings.

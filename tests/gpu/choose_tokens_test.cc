@@ -21,12 +21,6 @@
 namespace sculpt {
 namespace {
 
-static_assert(cuda::kChooseLLaDA == static_cast<int32_t>(TokenChoiceStyle::kLLaDA));
-static_assert(cuda::kChooseDream == static_cast<int32_t>(TokenChoiceStyle::kDream));
-static_assert(cuda::kConfidenceProbability == static_cast<int32_t>(ConfidenceKind::kProbability));
-static_assert(cuda::kConfidenceMargin == static_cast<int32_t>(ConfidenceKind::kMargin));
-static_assert(cuda::kConfidenceNegEntropy == static_cast<int32_t>(ConfidenceKind::kNegEntropy));
-
 struct Case {
   int n_rows = 1;
   int vocab = 1;
@@ -233,8 +227,8 @@ Outputs RunGpu(const Case& c, const Inputs& in) {
   params.temperature = c.temperature;
   params.top_p = c.top_p;
   params.top_k = c.top_k;
-  params.style = static_cast<int32_t>(c.style);
-  params.confidence = static_cast<int32_t>(c.confidence);
+  params.style = c.style;
+  params.confidence = c.confidence;
   params.suppressed_tokens = suppressed.data();
   params.n_suppressed = c.suppress ? static_cast<int32_t>(in.suppressed.size()) : 0;
   params.seed = in.seed;
@@ -402,7 +396,7 @@ TEST(ChooseTokensTest, RejectsInvalidParams) {
   valid.n_rows = c.n_rows;
   valid.vocab = c.vocab;
   valid.temperature = c.temperature;
-  valid.style = cuda::kChooseDream;
+  valid.style = TokenChoiceStyle::kDream;
   valid.positions = positions.data();
   valid.tokens = tokens.data();
   valid.confidences = confidences.data();
@@ -419,10 +413,10 @@ TEST(ChooseTokensTest, RejectsInvalidParams) {
   params.vocab = 0;
   expect_invalid(params, "vocab 0");
   params = valid;
-  params.style = 7;
+  params.style = static_cast<TokenChoiceStyle>(7);
   expect_invalid(params, "unknown style");
   params = valid;
-  params.confidence = 3;
+  params.confidence = static_cast<ConfidenceKind>(3);
   expect_invalid(params, "unknown confidence");
   params = valid;
   params.temperature = -1.0;
