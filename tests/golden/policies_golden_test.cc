@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "model/remasking/selection.h"
 #include "model/denoiser.h"
+#include "model/remasking/selection.h"
 #include "tests/support/fixture_params.h"
 #include "tests/support/test_data.h"
 

@@ -1,9 +1,9 @@
 // Only CUDA and cuBLAS errors mark a status as the device's failure, so a host-side check that
 // fails (a size, a shape) never reports a healthy GPU as dead. Runs without a GPU: the error
 // names are looked up on the host.
-#include <gtest/gtest.h>
-
 #include "cuda/cuda_check.cuh"
+
+#include <gtest/gtest.h>
 
 namespace sculpt {
 namespace {

@@ -1,9 +1,10 @@
 // PlanAdmission: budgets, order, head-of-line blocking and aging, without a model.
+#include "scheduler/admission.h"
+
 #include <gtest/gtest.h>
 
 #include <random>
 
-#include "scheduler/admission.h"
 #include "scheduler/scheduler.h"
 
 namespace sculpt {

@@ -8,8 +8,8 @@
 #include <cmath>
 #include <map>
 
-#include "model/remasking/selection.h"
 #include "model/generation.h"
+#include "model/remasking/selection.h"
 #include "model/text_io.h"
 #include "tests/support/small_config.h"
 #include "tests/support/test_data.h"
