@@ -173,7 +173,6 @@ absl::Status Run(const FlagSet& flags) {
       BuiltGeneration built,
       BuildGeneration(request, {config, tokenizer, served.chat_format, served.name}));
   Generation& generation = built.generation;
-  const std::vector<int32_t> initial_canvas(generation.canvas().begin(), generation.canvas().end());
 
   const auto start = std::chrono::steady_clock::now();
   spdlog::info("loaded {} in {:.1f} ms on {} with {} threads", model_dir,
@@ -216,8 +215,8 @@ absl::Status Run(const FlagSet& flags) {
     };
     if (text) out["text"] = *text;
     if (flags.Has("infill")) {
-      SCULPT_ASSIGN_OR_RETURN(
-          auto spans, FilledSpans(tokenizer, config.mask_token_id, initial_canvas, result.canvas));
+      SCULPT_ASSIGN_OR_RETURN(auto spans, FilledSpans(tokenizer, config.mask_token_id,
+                                                      built.initial_canvas, result.canvas));
       json filled = json::array();
       for (const FilledSpan& span : spans) {
         filled.push_back({{"start", span.start}, {"token_ids", span.tokens}, {"text", span.text}});
