@@ -145,7 +145,7 @@ void TokenChoiceScratch::Reserve(int64_t rows, int64_t vocab) {
 }
 
 absl::Status ChooseTokens(const ChooseTokensParams& params, TokenChoiceScratch& scratch) {
-  SCULPT_RETURN_IF_ERROR(ValidateTokenChoice(params));
+  SCULPT_RETURN_IF_ERROR(ValidateOp(params));
   const int64_t vocab = params.logits.cols;
   // Every row of every group is one task, so many small generations still fill the threads.
   auto& tasks = scratch.tasks;  // (group, row within the group)

@@ -94,20 +94,22 @@ class CpuBackend final : public Backend {
     return absl::OkStatus();
   }
 
-  absl::Status Embed(const EmbedParams& params) override { return cpu::Embed(params); }
-  absl::Status RmsNorm(const RmsNormParams& params) override { return cpu::RmsNorm(params); }
-  absl::Status AddRmsNorm(const AddRmsNormParams& params) override {
+  absl::Status RunEmbed(const EmbedParams& params) override { return cpu::Embed(params); }
+  absl::Status RunRmsNorm(const RmsNormParams& params) override { return cpu::RmsNorm(params); }
+  absl::Status RunAddRmsNorm(const AddRmsNormParams& params) override {
     return cpu::AddRmsNorm(params);
   }
-  absl::Status Gemm(const GemmParams& params) override { return gemm_.Run(params); }
-  absl::Status Rope(const RopeParams& params) override { return cpu::Rope(params); }
-  absl::Status Attention(const AttentionParams& params) override { return attention_.Run(params); }
-  absl::Status SwiGlu(const SwiGluParams& params) override { return cpu::SwiGlu(params); }
-  absl::Status Add(const AddParams& params) override { return cpu::Add(params); }
-  absl::Status GatherRows(const GatherRowsParams& params) override {
+  absl::Status RunGemm(const GemmParams& params) override { return gemm_.Run(params); }
+  absl::Status RunRope(const RopeParams& params) override { return cpu::Rope(params); }
+  absl::Status RunAttention(const AttentionParams& params) override {
+    return attention_.Run(params);
+  }
+  absl::Status RunSwiGlu(const SwiGluParams& params) override { return cpu::SwiGlu(params); }
+  absl::Status RunAdd(const AddParams& params) override { return cpu::Add(params); }
+  absl::Status RunGatherRows(const GatherRowsParams& params) override {
     return cpu::GatherRows(params);
   }
-  absl::Status ChooseTokens(const ChooseTokensParams& params) override {
+  absl::Status RunChooseTokens(const ChooseTokensParams& params) override {
     return cpu::ChooseTokens(params, token_choice_);
   }
   absl::Status Synchronize() override { return absl::OkStatus(); }

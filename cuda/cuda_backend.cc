@@ -65,12 +65,6 @@ struct PinnedFree {
 };
 using PinnedMemory = std::unique_ptr<void, PinnedFree>;
 
-absl::Status RequireF32(const TensorView& view, const char* what) {
-  if (view.dtype == DType::kF32) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(what, " must be F32 on the CUDA backend, got ",
-                                                 std::string(DTypeName(view.dtype))));
-}
-
 class CudaBackend final : public Backend {
  public:
   CudaBackend(const CudaBackendOptions& options, std::string description)
@@ -166,15 +160,8 @@ class CudaBackend final : public Backend {
 
   DType weight_dtype() const override { return weight_dtype_; }
 
-  absl::Status Embed(const EmbedParams& params) override {
+  absl::Status RunEmbed(const EmbedParams& params) override {
     SCULPT_RETURN_IF_ERROR(Bind());
-    SCULPT_RETURN_IF_ERROR(RequireF32(params.out, "embed output"));
-    for (int32_t id : params.token_ids) {
-      if (id < 0 || id >= params.table.rows) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "token id ", id, " is outside the embedding table [0, ", params.table.rows, ")"));
-      }
-    }
     return Check([&]() -> absl::Status {
       SCULPT_ASSIGN_OR_RETURN(void* ids, StageSpan(params.token_ids));
       return cuda::LaunchEmbed(
@@ -184,18 +171,15 @@ class CudaBackend final : public Backend {
     }());
   }
 
-  absl::Status RmsNorm(const RmsNormParams& params) override {
+  absl::Status RunRmsNorm(const RmsNormParams& params) override {
     SCULPT_RETURN_IF_ERROR(Bind());
-    SCULPT_RETURN_IF_ERROR(RequireF32(params.x, "rms_norm input"));
     return Check(cuda::LaunchRmsNorm({params.x.f32(), params.weight.data, params.weight.dtype,
                                       params.out.f32(), params.x.rows, params.x.cols, params.eps},
                                      stream_.get()));
   }
 
-  absl::Status AddRmsNorm(const AddRmsNormParams& params) override {
+  absl::Status RunAddRmsNorm(const AddRmsNormParams& params) override {
     SCULPT_RETURN_IF_ERROR(Bind());
-    SCULPT_RETURN_IF_ERROR(RequireF32(params.x, "add_rms_norm input"));
-    SCULPT_RETURN_IF_ERROR(RequireF32(params.residual, "add_rms_norm residual"));
     return Check(cuda::LaunchAddRmsNorm(
         {params.x.f32(), params.residual.f32(), params.weight.data, params.weight.dtype,
          params.out.f32(), params.x.rows, params.x.cols, params.eps},
@@ -218,10 +202,8 @@ class CudaBackend final : public Backend {
     return absl::OkStatus();
   }
 
-  absl::Status Gemm(const GemmParams& params) override {
+  absl::Status RunGemm(const GemmParams& params) override {
     SCULPT_RETURN_IF_ERROR(Bind());
-    SCULPT_RETURN_IF_ERROR(RequireF32(params.x, "gemm input"));
-    SCULPT_RETURN_IF_ERROR(RequireF32(params.out, "gemm output"));
     return Check([&]() -> absl::Status {
       void* scratch = nullptr;
       if (params.weight.dtype == DType::kBF16) {
@@ -241,9 +223,8 @@ class CudaBackend final : public Backend {
     }());
   }
 
-  absl::Status Rope(const RopeParams& params) override {
+  absl::Status RunRope(const RopeParams& params) override {
     SCULPT_RETURN_IF_ERROR(Bind());
-    SCULPT_RETURN_IF_ERROR(RequireF32(params.x, "rope input"));
     return Check([&]() -> absl::Status {
       SCULPT_ASSIGN_OR_RETURN(const StagedLayout* layout, StageLayout(params.layout));
       return cuda::LaunchRope(
@@ -253,9 +234,8 @@ class CudaBackend final : public Backend {
     }());
   }
 
-  absl::Status Attention(const AttentionParams& params) override {
+  absl::Status RunAttention(const AttentionParams& params) override {
     SCULPT_RETURN_IF_ERROR(Bind());
-    SCULPT_RETURN_IF_ERROR(RequireF32(params.q, "attention query"));
     return Check([&]() -> absl::Status {
       SCULPT_ASSIGN_OR_RETURN(const StagedLayout* layout, StageLayout(params.layout));
       cuda::AttentionKernelParams kernel{};
@@ -274,32 +254,23 @@ class CudaBackend final : public Backend {
     }());
   }
 
-  absl::Status SwiGlu(const SwiGluParams& params) override {
+  absl::Status RunSwiGlu(const SwiGluParams& params) override {
     SCULPT_RETURN_IF_ERROR(Bind());
-    SCULPT_RETURN_IF_ERROR(RequireF32(params.gate, "swiglu input"));
     return Check(cuda::LaunchSwiGlu(
         {params.gate.f32(), params.up.f32(), params.out.f32(), params.gate.num_elements()},
         stream_.get()));
   }
 
-  absl::Status Add(const AddParams& params) override {
+  absl::Status RunAdd(const AddParams& params) override {
     SCULPT_RETURN_IF_ERROR(Bind());
-    SCULPT_RETURN_IF_ERROR(RequireF32(params.a, "add input"));
     return Check(
         cuda::LaunchAdd({params.a.f32(), params.b.data, params.b.dtype,
                          /*broadcast_b=*/false, params.out.f32(), params.a.rows, params.a.cols},
                         stream_.get()));
   }
 
-  absl::Status GatherRows(const GatherRowsParams& params) override {
+  absl::Status RunGatherRows(const GatherRowsParams& params) override {
     SCULPT_RETURN_IF_ERROR(Bind());
-    SCULPT_RETURN_IF_ERROR(RequireF32(params.x, "gather input"));
-    for (int32_t row : params.rows) {
-      if (row < 0 || row >= params.x.rows) {
-        return absl::InternalError(
-            absl::StrCat("gather row ", row, " out of range ", params.x.rows));
-      }
-    }
     return Check([&]() -> absl::Status {
       SCULPT_ASSIGN_OR_RETURN(void* rows, StageSpan(params.rows));
       return cuda::LaunchGatherRows(
@@ -309,7 +280,7 @@ class CudaBackend final : public Backend {
     }());
   }
 
-  absl::Status ChooseTokens(const ChooseTokensParams& params) override;
+  absl::Status RunChooseTokens(const ChooseTokensParams& params) override;
 
   absl::Status Synchronize() override {
     SCULPT_RETURN_IF_ERROR(Bind());
@@ -439,9 +410,8 @@ class CudaBackend final : public Backend {
   absl::Status health_;
 };
 
-absl::Status CudaBackend::ChooseTokens(const ChooseTokensParams& params) {
+absl::Status CudaBackend::RunChooseTokens(const ChooseTokensParams& params) {
   SCULPT_RETURN_IF_ERROR(Bind());
-  SCULPT_RETURN_IF_ERROR(ValidateTokenChoice(params));
   size_t total_rows = 0;
   for (const TokenChoiceGroup& group : params.groups) total_rows += group.positions.size();
   if (total_rows == 0) return absl::OkStatus();

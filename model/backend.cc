@@ -1,6 +1,9 @@
 #include "model/backend.h"
 
+#include <cmath>
 #include <cstdint>
+#include <string>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -26,9 +29,163 @@ TensorView DeviceBuffer::view(DType dtype, int64_t rows, int64_t cols) const {
   return TensorView{data_, dtype, rows, cols};
 }
 
-absl::Status ValidateTokenChoice(const ChooseTokensParams& params) {
-  if (params.logits.dtype != DType::kF32) {
-    return absl::InvalidArgumentError("choose_tokens: logits must be F32");
+namespace {
+
+std::string Shape(const TensorView& view) {
+  return absl::StrCat("[", view.rows, ", ", view.cols, "]");
+}
+
+absl::Status RequireF32(const char* op, const char* name, const TensorView& view) {
+  if (view.dtype == DType::kF32) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(op, ": ", name, " must be F32, got ", std::string(DTypeName(view.dtype))));
+}
+
+absl::Status RequireShape(const char* op, const char* name, const TensorView& view, int64_t rows,
+                          int64_t cols) {
+  if (view.rows == rows && view.cols == cols && (view.data != nullptr || rows * cols == 0)) {
+    return absl::OkStatus();
+  }
+  if (view.data == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " has no memory"));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(op, ": ", name, " is ", Shape(view), ", expected [", rows, ", ", cols, "]"));
+}
+
+// An input and an output of the same shape, both F32.
+absl::Status RequireSameF32(const char* op, const char* in_name, const TensorView& in,
+                            const char* out_name, const TensorView& out) {
+  SCULPT_RETURN_IF_ERROR(RequireF32(op, in_name, in));
+  SCULPT_RETURN_IF_ERROR(RequireF32(op, out_name, out));
+  SCULPT_RETURN_IF_ERROR(RequireShape(op, in_name, in, in.rows, in.cols));
+  return RequireShape(op, out_name, out, in.rows, in.cols);
+}
+
+// Every index in [0, limit).
+absl::Status RequireIndices(const char* op, const char* what, std::span<const int32_t> indices,
+                            int64_t limit) {
+  for (int32_t index : indices) {
+    if (index < 0 || index >= limit) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(op, ": ", what, " ", index, " is outside [0, ", limit, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RequireNormWeight(const char* op, const TensorView& weight, int64_t d) {
+  return RequireShape(op, "weight", weight, 1, d);
+}
+
+absl::Status RequireLayout(const char* op, const PackedLayout& layout, int64_t rows) {
+  const auto& offsets = layout.sequence_offsets;
+  if (offsets.empty() || offsets.front() != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": sequence offsets must start at 0 (one more entry than sequences)"));
+  }
+  for (size_t s = 1; s < offsets.size(); ++s) {
+    if (offsets[s] < offsets[s - 1]) {
+      return absl::InvalidArgumentError(absl::StrCat(op, ": sequence offsets must not decrease (",
+                                                     offsets[s - 1], " then ", offsets[s], ")"));
+    }
+  }
+  if (layout.num_tokens() != rows) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": the layout holds ", layout.num_tokens(),
+                                                   " tokens, the tensor ", rows, " rows"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateOp(const EmbedParams& params) {
+  SCULPT_RETURN_IF_ERROR(RequireF32("embed", "out", params.out));
+  SCULPT_RETURN_IF_ERROR(RequireShape("embed", "out", params.out,
+                                      static_cast<int64_t>(params.token_ids.size()),
+                                      params.table.cols));
+  return RequireIndices("embed", "token id", params.token_ids, params.table.rows);
+}
+
+absl::Status ValidateOp(const RmsNormParams& params) {
+  SCULPT_RETURN_IF_ERROR(RequireSameF32("rms_norm", "x", params.x, "out", params.out));
+  return RequireNormWeight("rms_norm", params.weight, params.x.cols);
+}
+
+absl::Status ValidateOp(const AddRmsNormParams& params) {
+  SCULPT_RETURN_IF_ERROR(RequireSameF32("add_rms_norm", "x", params.x, "out", params.out));
+  SCULPT_RETURN_IF_ERROR(
+      RequireSameF32("add_rms_norm", "x", params.x, "residual", params.residual));
+  if (params.out.data != nullptr &&
+      (params.out.data == params.x.data || params.out.data == params.residual.data)) {
+    return absl::InvalidArgumentError("add_rms_norm: out must not alias x or residual");
+  }
+  return RequireNormWeight("add_rms_norm", params.weight, params.x.cols);
+}
+
+absl::Status ValidateOp(const GemmParams& params) {
+  SCULPT_RETURN_IF_ERROR(RequireF32("gemm", "x", params.x));
+  SCULPT_RETURN_IF_ERROR(RequireF32("gemm", "out", params.out));
+  SCULPT_RETURN_IF_ERROR(RequireShape("gemm", "x", params.x, params.x.rows, params.x.cols));
+  SCULPT_RETURN_IF_ERROR(
+      RequireShape("gemm", "weight", params.weight, params.weight.rows, params.x.cols));
+  SCULPT_RETURN_IF_ERROR(
+      RequireShape("gemm", "out", params.out, params.x.rows, params.weight.rows));
+  if (params.bias.data == nullptr) return absl::OkStatus();
+  return RequireShape("gemm", "bias", params.bias, 1, params.weight.rows);
+}
+
+absl::Status ValidateOp(const RopeParams& params) {
+  SCULPT_RETURN_IF_ERROR(RequireSameF32("rope", "x", params.x, "x", params.x));
+  if (params.head_dim <= 0 || params.head_dim % 2 != 0 || params.x.cols % params.head_dim != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rope: head_dim must be even, positive and divide the row width ",
+                     params.x.cols, ", got ", params.head_dim));
+  }
+  return RequireLayout("rope", params.layout, params.x.rows);
+}
+
+absl::Status ValidateOp(const AttentionParams& params) {
+  if (params.n_heads <= 0 || params.n_kv_heads <= 0 || params.head_dim <= 0 ||
+      params.n_heads % params.n_kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attention: n_heads (", params.n_heads, ") must be a positive multiple of ", "n_kv_heads (",
+        params.n_kv_heads, ") and head_dim (", params.head_dim, ") positive"));
+  }
+  const int64_t rows = params.q.rows;
+  const int64_t q_width = int64_t{params.n_heads} * params.head_dim;
+  const int64_t kv_width = int64_t{params.n_kv_heads} * params.head_dim;
+  for (const auto& [name, view, width] :
+       {std::tuple{"q", &params.q, q_width}, std::tuple{"k", &params.k, kv_width},
+        std::tuple{"v", &params.v, kv_width}, std::tuple{"out", &params.out, q_width}}) {
+    SCULPT_RETURN_IF_ERROR(RequireF32("attention", name, *view));
+    SCULPT_RETURN_IF_ERROR(RequireShape("attention", name, *view, rows, width));
+  }
+  return RequireLayout("attention", params.layout, rows);
+}
+
+absl::Status ValidateOp(const SwiGluParams& params) {
+  SCULPT_RETURN_IF_ERROR(RequireSameF32("swiglu", "gate", params.gate, "up", params.up));
+  return RequireSameF32("swiglu", "gate", params.gate, "out", params.out);
+}
+
+absl::Status ValidateOp(const AddParams& params) {
+  SCULPT_RETURN_IF_ERROR(RequireSameF32("add", "a", params.a, "b", params.b));
+  return RequireSameF32("add", "a", params.a, "out", params.out);
+}
+
+absl::Status ValidateOp(const GatherRowsParams& params) {
+  SCULPT_RETURN_IF_ERROR(RequireF32("gather_rows", "x", params.x));
+  SCULPT_RETURN_IF_ERROR(RequireF32("gather_rows", "out", params.out));
+  SCULPT_RETURN_IF_ERROR(RequireShape("gather_rows", "out", params.out,
+                                      static_cast<int64_t>(params.rows.size()), params.x.cols));
+  return RequireIndices("gather_rows", "row", params.rows, params.x.rows);
+}
+
+absl::Status ValidateOp(const ChooseTokensParams& params) {
+  SCULPT_RETURN_IF_ERROR(RequireF32("choose_tokens", "logits", params.logits));
+  if (params.logits.cols < 1 && !params.groups.empty()) {
+    return absl::InvalidArgumentError("choose_tokens: the logits have no columns");
   }
   for (const TokenChoiceGroup& group : params.groups) {
     const auto rows = static_cast<int64_t>(group.positions.size());
@@ -46,9 +203,52 @@ absl::Status ValidateTokenChoice(const ChooseTokensParams& params) {
                        group.first_row + rows, ") (unconditional from ", group.uncond_first_row,
                        ") lie outside the ", params.logits.rows, " rows of logits"));
     }
+    if (group.style != TokenChoiceStyle::kLLaDA && group.style != TokenChoiceStyle::kDream) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("choose_tokens: unknown style ", static_cast<int>(group.style)));
+    }
+    if (group.confidence != ConfidenceKind::kProbability &&
+        group.confidence != ConfidenceKind::kMargin &&
+        group.confidence != ConfidenceKind::kNegEntropy) {
+      return absl::InvalidArgumentError(absl::StrCat("choose_tokens: unknown confidence kind ",
+                                                     static_cast<int>(group.confidence)));
+    }
+    if (!std::isfinite(group.temperature) || group.temperature < 0.0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "choose_tokens: temperature must be finite and >= 0, got ", group.temperature));
+    }
+    if (std::isnan(group.top_p) || group.top_p <= 0.0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("choose_tokens: top_p must be in (0, 1] (1 = off), got ", group.top_p));
+    }
+    if (group.top_k < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("choose_tokens: top_k must be >= 0 (0 = off), got ", group.top_k));
+    }
+    if (group.uncond_first_row >= 0 && !std::isfinite(group.cfg_scale)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("choose_tokens: cfg_scale must be finite, got ", group.cfg_scale));
+    }
   }
   return absl::OkStatus();
 }
+
+#define SCULPT_BACKEND_OP(Op)                          \
+  absl::Status Backend::Op(const Op##Params& params) { \
+    SCULPT_RETURN_IF_ERROR(ValidateOp(params));        \
+    return Run##Op(params);                            \
+  }
+SCULPT_BACKEND_OP(Embed)
+SCULPT_BACKEND_OP(RmsNorm)
+SCULPT_BACKEND_OP(AddRmsNorm)
+SCULPT_BACKEND_OP(Gemm)
+SCULPT_BACKEND_OP(Rope)
+SCULPT_BACKEND_OP(Attention)
+SCULPT_BACKEND_OP(SwiGlu)
+SCULPT_BACKEND_OP(Add)
+SCULPT_BACKEND_OP(GatherRows)
+SCULPT_BACKEND_OP(ChooseTokens)
+#undef SCULPT_BACKEND_OP
 
 absl::StatusOr<DeviceBuffer> Backend::LoadWeights(const void* src, DType src_dtype, size_t count) {
   const bool aligned = reinterpret_cast<uintptr_t>(src) % DTypeSize(src_dtype) == 0;

@@ -168,8 +168,20 @@ struct ChooseTokensParams {
   std::span<const TokenChoiceGroup> groups;
 };
 
-// INVALID_ARGUMENT unless every group's spans agree and its rows lie inside the logits.
-absl::Status ValidateTokenChoice(const ChooseTokensParams& params);
+// What every backend's op needs of its params, checked once for all of them (Backend's op
+// methods call it; a backend's twin functions may too): INVALID_ARGUMENT naming the first
+// mismatch. Activations must be F32; weights are the backend's weight dtype, not checked here.
+absl::Status ValidateOp(const EmbedParams& params);
+absl::Status ValidateOp(const RmsNormParams& params);
+absl::Status ValidateOp(const AddRmsNormParams& params);
+absl::Status ValidateOp(const GemmParams& params);
+absl::Status ValidateOp(const RopeParams& params);
+absl::Status ValidateOp(const AttentionParams& params);
+absl::Status ValidateOp(const SwiGluParams& params);
+absl::Status ValidateOp(const AddParams& params);
+absl::Status ValidateOp(const GatherRowsParams& params);
+// Also: every group's spans agree and its rows lie inside the logits.
+absl::Status ValidateOp(const ChooseTokensParams& params);
 
 // The largest forward and token choice the step loop will ask of a model, known before it runs
 // (the scheduler's budgets), so that activations and every op's scratch are sized once and the
@@ -221,20 +233,37 @@ class Backend {
   // that they then allocate nothing; calls beyond it still work, growing the scratch.
   virtual absl::Status Reserve(const ReserveParams& params) = 0;
 
-  virtual absl::Status Embed(const EmbedParams& params) = 0;
-  virtual absl::Status RmsNorm(const RmsNormParams& params) = 0;
-  virtual absl::Status AddRmsNorm(const AddRmsNormParams& params) = 0;
-  virtual absl::Status Gemm(const GemmParams& params) = 0;
-  virtual absl::Status Rope(const RopeParams& params) = 0;
-  virtual absl::Status Attention(const AttentionParams& params) = 0;
-  virtual absl::Status SwiGlu(const SwiGluParams& params) = 0;
-  virtual absl::Status Add(const AddParams& params) = 0;
-  virtual absl::Status GatherRows(const GatherRowsParams& params) = 0;
-  virtual absl::Status ChooseTokens(const ChooseTokensParams& params) = 0;
+  // The ops. Each first checks what every backend relies on (dtypes, shapes that agree, ids and
+  // rows inside their tables: ValidateOp) and returns INVALID_ARGUMENT naming the mismatch, so
+  // that no backend reads or writes outside its buffers and all refuse the same calls; then it
+  // runs the backend's own implementation (Run*).
+  absl::Status Embed(const EmbedParams& params);
+  absl::Status RmsNorm(const RmsNormParams& params);
+  absl::Status AddRmsNorm(const AddRmsNormParams& params);
+  absl::Status Gemm(const GemmParams& params);
+  absl::Status Rope(const RopeParams& params);
+  absl::Status Attention(const AttentionParams& params);
+  absl::Status SwiGlu(const SwiGluParams& params);
+  absl::Status Add(const AddParams& params);
+  absl::Status GatherRows(const GatherRowsParams& params);
+  absl::Status ChooseTokens(const ChooseTokensParams& params);
   virtual absl::Status Synchronize() = 0;
   // Not OK once the device failed (a CUDA error leaves the context unusable): the server then
   // reports itself unhealthy instead of serving errors.
   virtual absl::Status health() const { return absl::OkStatus(); }
+
+ protected:
+  // The backend's implementations, called with validated params.
+  virtual absl::Status RunEmbed(const EmbedParams& params) = 0;
+  virtual absl::Status RunRmsNorm(const RmsNormParams& params) = 0;
+  virtual absl::Status RunAddRmsNorm(const AddRmsNormParams& params) = 0;
+  virtual absl::Status RunGemm(const GemmParams& params) = 0;
+  virtual absl::Status RunRope(const RopeParams& params) = 0;
+  virtual absl::Status RunAttention(const AttentionParams& params) = 0;
+  virtual absl::Status RunSwiGlu(const SwiGluParams& params) = 0;
+  virtual absl::Status RunAdd(const AddParams& params) = 0;
+  virtual absl::Status RunGatherRows(const GatherRowsParams& params) = 0;
+  virtual absl::Status RunChooseTokens(const ChooseTokensParams& params) = 0;
 };
 
 }  // namespace sculpt

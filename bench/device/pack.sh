@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the gpu tests and the device benchmark HERE (no GPU needed) and packs them into
+# Builds the gpu tests, the backend op-parity harness and the device benchmark HERE (no GPU needed) and packs them into
 # .device-pack/sculpt-device-pack.tar.xz with every shared library they load except the NVIDIA
 # driver and cuBLAS, the dynamic loader included (xz keeps the pack and the tree under the 64 MiB
 # a device call carries): the GPU machine has the driver and CUDA but none of our Debian build dependencies, so
@@ -12,7 +12,8 @@ pack=$build/device-pack
 
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DSCULPT_FATAL_WARNINGS=ON -DSCULPT_CUDA=ON \
   -DSCULPT_BUILD_TESTS=ON -DSCULPT_BUILD_BENCH=ON >/dev/null
-gpu_tests=$(ls tests/gpu/*_test.cc | xargs -n1 basename | sed 's/\.cc$//')
+# The CUDA kernels' own tests, and the backend op-parity harness (run there for its cuda_* cases).
+gpu_tests="$(ls tests/gpu/*_test.cc | xargs -n1 basename | sed 's/\.cc$//') backend_ops_test"
 # shellcheck disable=SC2086
 cmake --build "$build" -j"$(nproc)" --target $gpu_tests device_bench
 
