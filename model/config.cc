@@ -95,6 +95,18 @@ class FieldReader {
   const std::string& source_;
 };
 
+// The fields every family spells alike: special token ids, RoPE's base and the norm's epsilon.
+absl::Status ParseSharedFields(const FieldReader& fields, double default_rms_norm_eps,
+                               ModelConfig& config) {
+  SCULPT_ASSIGN_OR_RETURN(auto pad, fields.OptionalInt("pad_token_id"));
+  config.pad_token_id = static_cast<int32_t>(pad.value_or(-1));
+  SCULPT_ASSIGN_OR_RETURN(auto bos, fields.OptionalInt("bos_token_id"));
+  config.bos_token_id = static_cast<int32_t>(bos.value_or(-1));
+  SCULPT_ASSIGN_OR_RETURN(config.rope_theta, fields.Number("rope_theta", 10000.0));
+  SCULPT_ASSIGN_OR_RETURN(config.rms_norm_eps, fields.Number("rms_norm_eps", default_rms_norm_eps));
+  return absl::OkStatus();
+}
+
 absl::Status ParseLLaDA(const FieldReader& fields, ModelConfig& config) {
   SCULPT_RETURN_IF_ERROR(fields.RequireString("block_type", "llama"));
   SCULPT_RETURN_IF_ERROR(fields.RequireString("layer_norm_type", "rms"));
@@ -136,12 +148,7 @@ absl::Status ParseLLaDA(const FieldReader& fields, ModelConfig& config) {
     return fields.Error("embedding_size", absl::StrCat("must be >= vocab_size (", config.vocab_size,
                                                        "), got ", config.embedding_size));
   }
-  SCULPT_ASSIGN_OR_RETURN(auto pad, fields.OptionalInt("pad_token_id"));
-  config.pad_token_id = static_cast<int32_t>(pad.value_or(-1));
-  SCULPT_ASSIGN_OR_RETURN(auto bos, fields.OptionalInt("bos_token_id"));
-  config.bos_token_id = static_cast<int32_t>(bos.value_or(-1));
-  SCULPT_ASSIGN_OR_RETURN(config.rope_theta, fields.Number("rope_theta", 10000.0));
-  SCULPT_ASSIGN_OR_RETURN(config.rms_norm_eps, fields.Number("rms_norm_eps", 1e-5));
+  SCULPT_RETURN_IF_ERROR(ParseSharedFields(fields, /*default_rms_norm_eps=*/1e-5, config));
   SCULPT_ASSIGN_OR_RETURN(config.include_qkv_bias, fields.Bool("include_qkv_bias", false));
   SCULPT_ASSIGN_OR_RETURN(config.weight_tying, fields.Bool("weight_tying", false));
   return absl::OkStatus();
@@ -169,13 +176,7 @@ absl::Status ParseDream(const FieldReader& fields, ModelConfig& config) {
   config.embedding_size = config.vocab_size;
   config.include_qkv_bias = true;  // Qwen2: q/k/v projections have biases, o_proj none
   config.weight_tying = false;
-  SCULPT_ASSIGN_OR_RETURN(auto pad, fields.OptionalInt("pad_token_id"));
-  config.pad_token_id = static_cast<int32_t>(pad.value_or(-1));
-  SCULPT_ASSIGN_OR_RETURN(auto bos, fields.OptionalInt("bos_token_id"));
-  config.bos_token_id = static_cast<int32_t>(bos.value_or(-1));
-  SCULPT_ASSIGN_OR_RETURN(config.rope_theta, fields.Number("rope_theta", 10000.0));
-  SCULPT_ASSIGN_OR_RETURN(config.rms_norm_eps, fields.Number("rms_norm_eps", 1e-6));
-  return absl::OkStatus();
+  return ParseSharedFields(fields, /*default_rms_norm_eps=*/1e-6, config);
 }
 
 // Checks shared by every family once its fields are read; errors use the family's field names.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds and runs every test: the Release build with all labels (unit, golden, integration;
-# gpu tests skip visibly without a GPU), the tokenizer fuzzer for 60 s, then the unit, golden and
-# integration tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# Builds and runs every test: the Release build with all labels (unit, golden, model,
+# integration; gpu tests skip visibly without a GPU), the tokenizer fuzzer for 60 s, then the
+# unit, golden, model and integration tests again under AddressSanitizer + UBSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install_deps.sh
@@ -28,4 +28,4 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSCULPT_SANITIZE=address,unde
   -DSCULPT_CUDA=OFF -DSCULPT_BUILD_TESTS=ON -DSCULPT_BUILD_BENCH=OFF
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure --no-tests=error \
-  -j"$jobs" -L 'unit|golden|integration'
+  -j"$jobs" -L 'unit|golden|model|integration'

@@ -1,11 +1,13 @@
 // The subcommands of the `sculpt` binary. Each returns the process exit code.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "common/status.h"
+#include "server/flags.h"
 
 namespace sculpt {
 
@@ -21,6 +23,12 @@ inline absl::Status NotUsage(absl::Status status) {
 inline int ExitCodeFor(const absl::Status& status) {
   return absl::IsInvalidArgument(status) && !HasMarker(status, kNotUsage) ? 2 : 1;
 }
+
+// Every command's frame: parses `args` into `flags`, prints `usage` and the flags for --help,
+// else runs `body`; a failure is printed as "sculpt COMMAND: message" and exits by ExitCodeFor.
+int RunCommand(const char* command, const std::string& usage, FlagSet flags,
+               const std::vector<std::string>& args,
+               const std::function<absl::Status(const FlagSet&)>& body);
 
 int RunGenerateCommand(const std::vector<std::string>& args);
 int RunTokenizeCommand(const std::vector<std::string>& args);

@@ -259,21 +259,10 @@ int RunEvalCommand(const std::vector<std::string>& args) {
   AddThreadsFlag(flags);
   flags.Add("json-out", "FILE", "", "also write the figures as JSON");
   flags.Add("help", "", "", "show this help");
-  if (absl::Status status = flags.Parse(args); !status.ok()) {
-    std::cerr << "sculpt eval: " << status.message() << "\n";
-    return 2;
-  }
-  if (flags.GetBool("help")) {
-    std::cout << "Usage: sculpt eval --model DIR [flags]\n\nMeasures masked-token accuracy and "
-                 "infilling quality at several decoding speeds on the held-out split.\n\nFlags:\n"
-              << flags.Usage();
-    return 0;
-  }
-  if (absl::Status status = Run(flags); !status.ok()) {
-    std::cerr << "sculpt eval: " << status.message() << "\n";
-    return ExitCodeFor(status);
-  }
-  return 0;
+  return RunCommand("eval",
+                    "Usage: sculpt eval --model DIR [flags]\n\nMeasures masked-token accuracy and "
+                    "infilling quality at several decoding speeds on the held-out split.",
+                    std::move(flags), args, Run);
 }
 
 }  // namespace sculpt

@@ -241,23 +241,13 @@ absl::Status Run(const FlagSet& flags) {
 
 int RunGenerateCommand(const std::vector<std::string>& args) {
   FlagSet flags = GenerateFlags();
-  if (absl::Status status = flags.Parse(args); !status.ok()) {
-    std::cerr << "sculpt generate: " << status.message() << "\n";
-    return 2;
-  }
-  if (flags.GetBool("help")) {
-    std::cout << "Usage: sculpt generate --model DIR (--prompt TEXT | --prompt-ids IDS | --infill "
-                 "TEMPLATE) [flags]\n\n"
-                 "Runs one masked-diffusion generation and prints the answer: its text when the "
-                 "model has a tokenizer.json, else its token ids.\n\nFlags:\n"
-              << flags.Usage();
-    return 0;
-  }
-  if (absl::Status status = Run(flags); !status.ok()) {
-    std::cerr << "sculpt generate: " << status.message() << "\n";
-    return ExitCodeFor(status);
-  }
-  return 0;
+  return RunCommand(
+      "generate",
+      "Usage: sculpt generate --model DIR (--prompt TEXT | --prompt-ids IDS | --infill "
+      "TEMPLATE) [flags]\n\n"
+      "Runs one masked-diffusion generation and prints the answer: its text when the "
+      "model has a tokenizer.json, else its token ids.",
+      std::move(flags), args, Run);
 }
 
 }  // namespace sculpt

@@ -91,29 +91,61 @@ class Relay {
   bool finished_ = false;
 };
 
+// One generation's side of a reactor: the built request, its handle in the engine and the relay
+// that carries its events to the reactor (Reactor::Prepare, then Execute).
+template <typename Reactor>
+class GenerationCall {
+ public:
+  explicit GenerationCall(FrontEnd* front_end) : front_end_(front_end) {}
+
+  // Submits the request and starts relaying its events to `reactor`; on refusal, the status the
+  // reactor must finish with.
+  std::optional<grpc::Status> Start(Reactor* reactor, grpc::CallbackServerContext* context,
+                                    const v1::GenerateRequest& request) {
+    auto submitted = front_end_->Submit(request, DeadlineOf(context));
+    if (!submitted.ok()) return ToGrpcStatus(submitted.status());
+    built_ = std::move(submitted->built);
+    handle_ = std::move(submitted->handle);
+    relay_ = std::make_shared<Relay<Reactor>>(reactor);
+    handle_->stream()->SetListener([relay = relay_] { relay->Pump(); });
+    relay_->Pump();
+    return std::nullopt;
+  }
+
+  RequestStream& stream() { return *handle_->stream(); }
+  FrontEnd::Response ToResponse(const StreamEvent& event) const {
+    return front_end_->ToResponse(built_, event);
+  }
+  Relay<Reactor>& relay() { return *relay_; }
+  void Cancel() {
+    if (handle_) handle_->Cancel();
+  }
+  // The reactor is done: no more events reach it.
+  void Detach() {
+    if (relay_) relay_->Detach();
+  }
+
+ private:
+  FrontEnd* front_end_;
+  BuiltRequest built_;
+  std::unique_ptr<RequestHandle> handle_;
+  std::shared_ptr<Relay<Reactor>> relay_;
+};
+
 class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
  public:
   enum class Action { kNone, kWrite, kWriteAndFinish, kFinishWithStatus };
 
   GenerateReactor(FrontEnd* front_end, grpc::CallbackServerContext* context,
                   const v1::GenerateRequest* request)
-      : front_end_(front_end) {
-    auto submitted = front_end->Submit(*request, DeadlineOf(context));
-    if (!submitted.ok()) {
-      Finish(ToGrpcStatus(submitted.status()));
-      return;
-    }
-    built_ = std::move(submitted->built);
-    handle_ = std::move(submitted->handle);
-    relay_ = std::make_shared<Relay<GenerateReactor>>(this);
-    handle_->stream()->SetListener([relay = relay_] { relay->Pump(); });
-    relay_->Pump();
+      : call_(front_end) {
+    if (auto refused = call_.Start(this, context, *request)) Finish(*refused);
   }
 
-  RequestStream& stream() { return *handle_->stream(); }
+  RequestStream& stream() { return call_.stream(); }
 
   Action Prepare(StreamEvent event) {
-    FrontEnd::Response response = front_end_->ToResponse(built_, event);
+    FrontEnd::Response response = call_.ToResponse(event);
     if (response.terminal) {
       status_ = ToGrpcStatus(*response.terminal);
       return Action::kFinishWithStatus;
@@ -140,27 +172,22 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
 
   void OnWriteDone(bool ok) override {
     if (ok) {
-      relay_->Done();
-    } else if (relay_->Abandon()) {
-      handle_->Cancel();
+      call_.relay().Done();
+    } else if (call_.relay().Abandon()) {
+      call_.Cancel();
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client stopped reading"));
     }
   }
 
-  void OnCancel() override {
-    if (handle_) handle_->Cancel();
-  }
+  void OnCancel() override { call_.Cancel(); }
 
   void OnDone() override {
-    if (relay_) relay_->Detach();
+    call_.Detach();
     delete this;
   }
 
  private:
-  FrontEnd* front_end_;
-  BuiltRequest built_;
-  std::unique_ptr<RequestHandle> handle_;
-  std::shared_ptr<Relay<GenerateReactor>> relay_;
+  GenerationCall<GenerateReactor> call_;
   v1::GenerateResponse response_;
   grpc::Status status_;
 };
@@ -171,27 +198,18 @@ class CompleteReactor final : public grpc::ServerUnaryReactor {
 
   CompleteReactor(FrontEnd* front_end, grpc::CallbackServerContext* context,
                   const v1::GenerateRequest* request, v1::GenerateResult* result)
-      : front_end_(front_end), result_(result) {
+      : call_(front_end), result_(result) {
     v1::GenerateRequest final_only = *request;
     final_only.mutable_stream_options()->set_mode(v1::StreamOptions::FINAL_ONLY);
-    auto submitted = front_end->Submit(final_only, DeadlineOf(context));
-    if (!submitted.ok()) {
-      Finish(ToGrpcStatus(submitted.status()));
-      return;
-    }
-    built_ = std::move(submitted->built);
-    handle_ = std::move(submitted->handle);
-    relay_ = std::make_shared<Relay<CompleteReactor>>(this);
-    handle_->stream()->SetListener([relay = relay_] { relay->Pump(); });
-    relay_->Pump();
+    if (auto refused = call_.Start(this, context, final_only)) Finish(*refused);
   }
 
-  RequestStream& stream() { return *handle_->stream(); }
+  RequestStream& stream() { return call_.stream(); }
 
   Action Prepare(StreamEvent event) {
     // A unary call answers with the result only: drafts are not even built.
     if (!std::holds_alternative<FinalEvent>(event)) return Action::kNone;
-    FrontEnd::Response response = front_end_->ToResponse(built_, event);
+    FrontEnd::Response response = call_.ToResponse(event);
     if (response.terminal) {
       status_ = ToGrpcStatus(*response.terminal);
     } else {
@@ -205,21 +223,16 @@ class CompleteReactor final : public grpc::ServerUnaryReactor {
     if (action == Action::kFinish) Finish(status_);
   }
 
-  void OnCancel() override {
-    if (handle_) handle_->Cancel();
-  }
+  void OnCancel() override { call_.Cancel(); }
 
   void OnDone() override {
-    if (relay_) relay_->Detach();
+    call_.Detach();
     delete this;
   }
 
  private:
-  FrontEnd* front_end_;
+  GenerationCall<CompleteReactor> call_;
   v1::GenerateResult* result_;
-  BuiltRequest built_;
-  std::unique_ptr<RequestHandle> handle_;
-  std::shared_ptr<Relay<CompleteReactor>> relay_;
   grpc::Status status_;
 };
 

@@ -236,40 +236,31 @@ int RunServeCommand(const std::vector<std::string>& args) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  FlagSet flags = ServeFlags();
-  absl::Status status = flags.Parse(args);
-  if (status.ok() && flags.GetBool("help")) {
-    std::cout << "Usage: sculpt serve [--model DIR] [--host ADDR] [--grpc-port N] [flags]\n\n"
-                 "Serves one model over gRPC (sculpt.v1.TextDiffusion, grpc.health.v1.Health, "
-                 "server reflection). Every flag can also come from an environment variable "
-                 "SCULPT_<FLAG> (e.g. SCULPT_MAX_NUM_SEQS=32) or from --config FILE; flags win, "
-                 "then the environment, then the file.\n\nFlags:\n"
-              << flags.Usage();
-    return 0;
-  }
-  if (status.ok()) {
-    std::string config_text;
-    const std::string config_path =
-        flags.Has("config") ? flags.GetString("config")
-                            : (std::getenv("SCULPT_CONFIG") ? std::getenv("SCULPT_CONFIG") : "");
-    if (!config_path.empty()) {
-      auto text = ReadFileToString(config_path);
-      status =
-          text.ok()
-              ? absl::OkStatus()
-              : absl::InvalidArgumentError(absl::StrCat("--config: ", text.status().message()));
-      if (text.ok()) config_text = *text;
-    }
-    if (status.ok()) {
-      status = flags.ApplyFallbacks("SCULPT_", config_text, config_path, {"config", "help"});
-    }
-  }
-  if (status.ok()) status = Serve(flags, signals);
-  if (!status.ok()) {
-    std::cerr << "sculpt serve: " << status.message() << "\n";
-    return ExitCodeFor(status);
-  }
-  return 0;
+  return RunCommand(
+      "serve",
+      "Usage: sculpt serve [--model DIR] [--host ADDR] [--grpc-port N] [flags]\n\n"
+      "Serves one model over gRPC (sculpt.v1.TextDiffusion, grpc.health.v1.Health, server "
+      "reflection). Every flag can also come from an environment variable SCULPT_<FLAG> (e.g. "
+      "SCULPT_MAX_NUM_SEQS=32) or from --config FILE; flags win, then the environment, then the "
+      "file.",
+      ServeFlags(), args, [&signals](const FlagSet& parsed) -> absl::Status {
+        FlagSet flags = parsed;
+        const std::string config_path =
+            flags.Has("config")
+                ? flags.GetString("config")
+                : (std::getenv("SCULPT_CONFIG") ? std::getenv("SCULPT_CONFIG") : "");
+        std::string config_text;
+        if (!config_path.empty()) {
+          auto text = ReadFileToString(config_path);
+          if (!text.ok()) {
+            return absl::InvalidArgumentError(absl::StrCat("--config: ", text.status().message()));
+          }
+          config_text = *text;
+        }
+        SCULPT_RETURN_IF_ERROR(
+            flags.ApplyFallbacks("SCULPT_", config_text, config_path, {"config", "help"}));
+        return Serve(flags, signals);
+      });
 }
 
 }  // namespace sculpt

@@ -35,12 +35,6 @@ absl::Status ForEachJsonLine(const std::string& path, Handle&& handle) {
   return absl::OkStatus();
 }
 
-int Finish(const char* command, const absl::Status& status) {
-  if (status.ok()) return 0;
-  std::cerr << "sculpt " << command << ": " << status.message() << "\n";
-  return ExitCodeFor(status);
-}
-
 absl::Status Tokenize(const FlagSet& flags) {
   if (flags.GetString("model").empty())
     return absl::InvalidArgumentError("--model DIR is required");
@@ -125,17 +119,6 @@ FlagSet CommonFlags() {
   flags.Add("json", "", "", "print JSON instead of plain text");
   flags.Add("help", "", "", "show this help");
   return flags;
-}
-
-template <typename Body>
-int RunCommand(const char* command, const char* usage, FlagSet flags,
-               const std::vector<std::string>& args, Body&& body) {
-  if (absl::Status status = flags.Parse(args); !status.ok()) return Finish(command, status);
-  if (flags.GetBool("help")) {
-    std::cout << usage << "\n\nFlags:\n" << flags.Usage();
-    return 0;
-  }
-  return Finish(command, body(flags));
 }
 
 }  // namespace

@@ -16,6 +16,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+# The checkpoints' tensor names by role (tools/ is on the path of every script that imports this).
+from make_tiny_model import TENSOR_NAMES
+
 # ---------------------------------------------------------------------------------------------
 # Philox4x32-10 and the uniform draws built on it.
 
@@ -134,40 +137,6 @@ class ModelConfig:
             mask_token_id=raw["mask_token_id"],
             eos_token_id=raw["eos_token_id"],
         )
-
-
-# Checkpoint tensor names per family, by role; {i} is the layer. Linear layers that may carry a
-# bias are named without the ".weight" suffix.
-TENSOR_NAMES = {
-    "llada": dict(
-        embed="model.transformer.wte.weight",
-        attn_norm="model.transformer.blocks.{i}.attn_norm.weight",
-        q="model.transformer.blocks.{i}.q_proj",
-        k="model.transformer.blocks.{i}.k_proj",
-        v="model.transformer.blocks.{i}.v_proj",
-        o="model.transformer.blocks.{i}.attn_out",
-        ffn_norm="model.transformer.blocks.{i}.ff_norm.weight",
-        gate="model.transformer.blocks.{i}.ff_proj",
-        up="model.transformer.blocks.{i}.up_proj",
-        down="model.transformer.blocks.{i}.ff_out",
-        final_norm="model.transformer.ln_f.weight",
-        head="model.transformer.ff_out.weight",
-    ),
-    "dream": dict(
-        embed="model.embed_tokens.weight",
-        attn_norm="model.layers.{i}.input_layernorm.weight",
-        q="model.layers.{i}.self_attn.q_proj",
-        k="model.layers.{i}.self_attn.k_proj",
-        v="model.layers.{i}.self_attn.v_proj",
-        o="model.layers.{i}.self_attn.o_proj",
-        ffn_norm="model.layers.{i}.post_attention_layernorm.weight",
-        gate="model.layers.{i}.mlp.gate_proj",
-        up="model.layers.{i}.mlp.up_proj",
-        down="model.layers.{i}.mlp.down_proj",
-        final_norm="model.norm.weight",
-        head="lm_head.weight",
-    ),
-}
 
 
 def load_tensors(

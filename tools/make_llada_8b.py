@@ -50,11 +50,11 @@ def tensor_shapes(spec: dict) -> list[tuple[str, list[int], float]]:
             (name["q"] + ".weight", [d, d], uniform * tiny.QK_GAIN / np.sqrt(d)),
             (name["k"] + ".weight", [d, d], uniform * tiny.QK_GAIN / np.sqrt(d)),
             (name["v"] + ".weight", [d, d], uniform / np.sqrt(d)),
-            (name["o"], [d, d], uniform / np.sqrt(d)),
+            (name["o"] + ".weight", [d, d], uniform / np.sqrt(d)),
             (name["ffn_norm"], [d], 0.0),
-            (name["gate"], [hidden, d], uniform / np.sqrt(d)),
-            (name["up"], [hidden, d], uniform / np.sqrt(d)),
-            (name["down"], [d, hidden], uniform / np.sqrt(hidden)),
+            (name["gate"] + ".weight", [hidden, d], uniform / np.sqrt(d)),
+            (name["up"] + ".weight", [hidden, d], uniform / np.sqrt(d)),
+            (name["down"] + ".weight", [d, hidden], uniform / np.sqrt(hidden)),
         ]
     shapes += [
         (names["final_norm"], [d], 0.0),

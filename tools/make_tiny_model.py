@@ -132,7 +132,9 @@ VARIANTS = {
     ),
 }
 
-# Checkpoint tensor names per family, by role; {i} is the layer.
+# Checkpoint tensor names per family, by role; {i} is the layer. Linear layers (q, k, v, o, gate,
+# up, down) are named without their ".weight"/".bias" suffix. tools/llada_reference.py reads
+# checkpoints by these names too.
 TENSOR_NAMES = {
     "llada": dict(
         embed="model.transformer.wte.weight",
@@ -140,11 +142,11 @@ TENSOR_NAMES = {
         q="model.transformer.blocks.{i}.q_proj",
         k="model.transformer.blocks.{i}.k_proj",
         v="model.transformer.blocks.{i}.v_proj",
-        o="model.transformer.blocks.{i}.attn_out.weight",
+        o="model.transformer.blocks.{i}.attn_out",
         ffn_norm="model.transformer.blocks.{i}.ff_norm.weight",
-        gate="model.transformer.blocks.{i}.ff_proj.weight",
-        up="model.transformer.blocks.{i}.up_proj.weight",
-        down="model.transformer.blocks.{i}.ff_out.weight",
+        gate="model.transformer.blocks.{i}.ff_proj",
+        up="model.transformer.blocks.{i}.up_proj",
+        down="model.transformer.blocks.{i}.ff_out",
         final_norm="model.transformer.ln_f.weight",
         head="model.transformer.ff_out.weight",
     ),
@@ -154,11 +156,11 @@ TENSOR_NAMES = {
         q="model.layers.{i}.self_attn.q_proj",
         k="model.layers.{i}.self_attn.k_proj",
         v="model.layers.{i}.self_attn.v_proj",
-        o="model.layers.{i}.self_attn.o_proj.weight",
+        o="model.layers.{i}.self_attn.o_proj",
         ffn_norm="model.layers.{i}.post_attention_layernorm.weight",
-        gate="model.layers.{i}.mlp.gate_proj.weight",
-        up="model.layers.{i}.mlp.up_proj.weight",
-        down="model.layers.{i}.mlp.down_proj.weight",
+        gate="model.layers.{i}.mlp.gate_proj",
+        up="model.layers.{i}.mlp.up_proj",
+        down="model.layers.{i}.mlp.down_proj",
         final_norm="model.norm.weight",
         head="lm_head.weight",
     ),
@@ -290,11 +292,11 @@ def make_weights(spec: dict) -> dict[str, np.ndarray]:
             w[name["q"] + ".bias"] = bias(q_dim)
             w[name["k"] + ".bias"] = bias(kv_dim)
             w[name["v"] + ".bias"] = bias(kv_dim)
-        w[name["o"]] = linear(d, q_dim)
+        w[name["o"] + ".weight"] = linear(d, q_dim)
         w[name["ffn_norm"]] = norm(d)
-        w[name["gate"]] = linear(hidden, d)
-        w[name["up"]] = linear(hidden, d)
-        w[name["down"]] = linear(d, hidden)
+        w[name["gate"] + ".weight"] = linear(hidden, d)
+        w[name["up"] + ".weight"] = linear(hidden, d)
+        w[name["down"] + ".weight"] = linear(d, hidden)
     if spec["weight_tying"]:
         # The head is wte (entries of std 1), so logits = ln_f(x) . wte would have std sqrt(d);
         # the final norm's gain brings them down to LOGIT_STD while embeddings stay N(0, 1).
