@@ -1,24 +1,17 @@
-// Routes, JSON mapping and SSE plumbing of the HTTP gateway; see http_gateway.h.
+// Routes, JSON mapping and SSE plumbing of the HTTP gateway; see http_gateway.h. The HTTP
+// itself (connections, limits, deadlines, chunked writes) is server/http_server.cc.
 #include "server/http_gateway.h"
 
-#include <arpa/inet.h>
 #include <google/protobuf/util/json_util.h>
-#include <httplib.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
 
-#include <cerrno>
-#include <condition_variable>
-#include <filesystem>
-#include <mutex>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/status.h"
 #include "server/openai_api.h"
 #include "server/playground.h"
 #include "server/stable_text.h"
@@ -27,67 +20,27 @@ namespace sculpt {
 namespace {
 
 using nlohmann::json;
-using Clock = std::chrono::steady_clock;
 
 constexpr const char* kJson = "application/json";
 
-// Wakes an HTTP worker waiting for a request's next event.
-class Waiter {
- public:
-  void Notify() {
-    {
-      std::lock_guard lock(mutex_);
-      signaled_ = true;
-    }
-    wake_.notify_all();
-  }
-  // False on timeout.
-  bool WaitFor(std::chrono::milliseconds timeout) {
-    std::unique_lock lock(mutex_);
-    const bool woken = wake_.wait_for(lock, timeout, [&] { return signaled_; });
-    signaled_ = false;
-    return woken;
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool signaled_ = false;
-};
-
-// A submitted request with a waiter attached to its outbox.
-// Lives as long as the response that carries the request's events, streamed or not; counted so
-// that a drain can let every response finish before the server stops.
-struct Pending {
-  Pending(Submitted s, std::atomic<int>& counter)
-      : submitted(std::move(s)), waiter(std::make_shared<Waiter>()), open_responses(counter) {
-    open_responses.fetch_add(1);
-    submitted.handle->stream()->SetListener([w = waiter] { w->Notify(); });
-  }
-  ~Pending() {
-    submitted.handle->stream()->SetListener(nullptr);
-    open_responses.fetch_sub(1);
-  }
-
-  // The next event, waiting at most `timeout`.
-  std::optional<StreamEvent> Next(std::chrono::milliseconds timeout) {
-    if (auto event = submitted.handle->stream()->Pop()) return event;
-    waiter->WaitFor(timeout);
-    return submitted.handle->stream()->Pop();
-  }
-
-  Submitted submitted;
-  std::shared_ptr<Waiter> waiter;
-  std::atomic<int>& open_responses;
-};
-
-void SendJson(httplib::Response& res, int status, const json& body) {
-  res.status = status;
-  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), kJson);
+HttpResponse Json(int status, const json& body) {
+  HttpResponse response;
+  response.status = status;
+  response.SetHeader("Content-Type", kJson);
+  response.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  return response;
 }
 
-void SendError(httplib::Response& res, const absl::Status& status, const std::string& param = "") {
-  SendJson(res, HttpStatusFor(status), OpenAiErrorBody(status, param));
+HttpResponse Error(const absl::Status& status, const std::string& param = "") {
+  return Json(HttpStatusFor(status), OpenAiErrorBody(status, param));
+}
+
+// The answers the HTTP server makes itself (limits, deadlines, refusals), in the same shape.
+HttpResponse ServerError(int status, const std::string& message) {
+  const absl::Status as_status = status == 503   ? absl::UnavailableError(message)
+                                 : status >= 500 ? absl::InternalError(message)
+                                                 : absl::InvalidArgumentError(message);
+  return Json(status, OpenAiErrorBody(as_status, ""));
 }
 
 std::string ToJson(const google::protobuf::Message& message) {
@@ -108,7 +61,7 @@ absl::Status FromJson(const std::string& text, google::protobuf::Message& messag
   return absl::InvalidArgumentError(absl::StrCat("invalid request: ", status.message().ToString()));
 }
 
-absl::StatusOr<json> ParseBody(const httplib::Request& req) {
+absl::StatusOr<json> ParseBody(const HttpRequest& req) {
   json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) {
     return absl::InvalidArgumentError("the request body is not valid JSON");
@@ -123,68 +76,25 @@ std::string SseEvent(const std::string& event, const std::string& data) {
                        : absl::StrCat("event: ", event, "\ndata: ", data, "\n\n");
 }
 
-bool Write(httplib::DataSink& sink, const std::string& text) {
-  return sink.write(text.data(), text.size());
+void SetTimingHeaders(HttpResponse& res, const v1::GenerateResult& result) {
+  res.SetHeader("x-queue-time", absl::StrFormat("%.3f", result.timings().queue_ms()));
+  res.SetHeader("x-inference-time",
+                absl::StrFormat("%.3f", result.timings().total_ms() - result.timings().queue_ms()));
+  res.SetHeader("x-total-time", absl::StrFormat("%.3f", result.timings().total_ms()));
 }
 
-void SetTimingHeaders(httplib::Response& res, const v1::GenerateResult& result) {
-  res.set_header("x-queue-time", absl::StrFormat("%.3f", result.timings().queue_ms()));
-  res.set_header("x-inference-time", absl::StrFormat("%.3f", result.timings().total_ms() -
-                                                                 result.timings().queue_ms()));
-  res.set_header("x-total-time", absl::StrFormat("%.3f", result.timings().total_ms()));
-}
-
-void SetStreamHeaders(httplib::Response& res) {
-  res.set_header("Cache-Control", "no-cache");
-  res.set_header("X-Accel-Buffering", "no");
+HttpResponse StreamHead() {
+  HttpResponse head;
+  head.SetHeader("Content-Type", "text/event-stream");
+  head.SetHeader("Cache-Control", "no-cache");
+  head.SetHeader("X-Accel-Buffering", "no");
+  return head;
 }
 
 int64_t UnixSeconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-// The socket of the connection a request came on, or -1. cpp-httplib 0.11 does not hand it to
-// handlers, but a non-streaming request must notice a client that went away; the connection is
-// found by its two endpoints (it stays open, so its fd is stable, while the handler runs).
-int FindConnectionFd(const httplib::Request& req) {
-  std::error_code error;
-  for (std::filesystem::directory_iterator it("/proc/self/fd", error), end; !error && it != end;
-       it.increment(error)) {
-    int fd = -1;
-    const std::string name = it->path().filename().string();
-    if (!absl::SimpleAtoi(name, &fd)) continue;
-    sockaddr_storage peer{};
-    socklen_t length = sizeof peer;
-    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length) != 0) continue;
-    int peer_port = -1;
-    char text[INET6_ADDRSTRLEN] = {};
-    if (peer.ss_family == AF_INET) {
-      const auto* in = reinterpret_cast<sockaddr_in*>(&peer);
-      peer_port = ntohs(in->sin_port);
-      inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
-    } else if (peer.ss_family == AF_INET6) {
-      const auto* in6 = reinterpret_cast<sockaddr_in6*>(&peer);
-      peer_port = ntohs(in6->sin6_port);
-      inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
-    }
-    if (peer_port != req.remote_port || req.remote_addr != text) continue;
-    sockaddr_storage local{};
-    length = sizeof local;
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) != 0) continue;
-    const int local_port = local.ss_family == AF_INET
-                               ? ntohs(reinterpret_cast<sockaddr_in*>(&local)->sin_port)
-                               : ntohs(reinterpret_cast<sockaddr_in6*>(&local)->sin6_port);
-    if (local_port == req.local_port) return fd;
-  }
-  return -1;
-}
-
-bool PeerClosed(int fd) {
-  if (fd < 0) return false;
-  pollfd entry{.fd = fd, .events = POLLRDHUP, .revents = 0};
-  return poll(&entry, 1, 0) > 0 && (entry.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
 // A draft's changed spans as answer position → token, what the OpenAI stream's text follows.
@@ -198,61 +108,224 @@ std::map<int32_t, int32_t> CommittedTokens(const v1::StepDraft& draft) {
   return committed;
 }
 
-// Waits for a request's final event; the result, or the status it ended with. A client that
-// hangs up meanwhile cancels the request.
-absl::StatusOr<v1::GenerateResult> AwaitResult(FrontEnd& front_end, Pending& pending,
-                                               const httplib::Request& req) {
-  const int fd = FindConnectionFd(req);
-  bool cancelled = false;
-  while (true) {
-    std::optional<StreamEvent> event = pending.Next(std::chrono::milliseconds(100));
-    if (!event) {
-      if (!cancelled && PeerClosed(fd)) {
-        pending.submitted.handle->Cancel();
-        cancelled = true;
-      }
-      continue;
-    }
-    // Only the result is answered: drafts are not even built.
-    if (!std::holds_alternative<FinalEvent>(*event)) continue;
-    FrontEnd::Response response = front_end.ToResponse(pending.submitted.built, *event);
-    if (response.terminal) return *response.terminal;
-    if (std::get<FinalEvent>(*event).result.finish_reason == FinishReason::kCancelled) {
-      return absl::CancelledError("the request was cancelled");
-    }
-    return std::move(*response.message.mutable_final());
+// A submitted request whose events a reply carries. Counted while it lives, so that a drain can
+// let every response finish before the server stops.
+class Pending {
+ public:
+  Pending(Submitted submitted, std::atomic<int>& counter)
+      : submitted_(std::move(submitted)), open_responses_(counter) {
+    open_responses_.fetch_add(1);
   }
-}
+  ~Pending() {
+    submitted_.handle->stream()->SetListener(nullptr);
+    open_responses_.fetch_sub(1);
+  }
+  Pending(const Pending&) = delete;
+  Pending& operator=(const Pending&) = delete;
 
-// cpp-httplib 0.11 listens with a backlog of 5, so a burst of clients connecting at once
-// overflows the accept queue and some connections are reset. Listening again on the same socket
-// raises the backlog (Linux applies the new value); the socket is found by its port.
-void RaiseListenBacklog(int port) {
-  for (int fd = 0; fd < 4096; ++fd) {
-    int accepting = 0;
-    socklen_t length = sizeof accepting;
-    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &length) != 0 || !accepting) {
-      continue;
-    }
-    sockaddr_storage address{};
-    socklen_t address_length = sizeof address;
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &address_length) != 0) continue;
-    int bound = -1;
-    if (address.ss_family == AF_INET) {
-      bound = ntohs(reinterpret_cast<sockaddr_in*>(&address)->sin_port);
-    } else if (address.ss_family == AF_INET6) {
-      bound = ntohs(reinterpret_cast<sockaddr_in6*>(&address)->sin6_port);
-    }
-    if (bound == port) ::listen(fd, SOMAXCONN);
+  void Listen(std::function<void()> wake) {
+    submitted_.handle->stream()->SetListener(std::move(wake));
   }
-}
+  std::optional<StreamEvent> Next() { return submitted_.handle->stream()->Pop(); }
+  void Cancel() { submitted_.handle->Cancel(); }
+  const BuiltRequest& built() const { return submitted_.built; }
+
+ private:
+  Submitted submitted_;
+  std::atomic<int>& open_responses_;
+};
+
+// A reply carrying one submitted request's events.
+class EventReply : public DeferredReply {
+ public:
+  EventReply(std::unique_ptr<Pending> pending, FrontEnd& front_end)
+      : pending_(std::move(pending)), front_end_(front_end) {}
+  void Start(std::function<void()> wake) override { pending_->Listen(std::move(wake)); }
+  void Cancel() override { pending_->Cancel(); }
+
+ protected:
+  std::optional<StreamEvent> Next() { return pending_->Next(); }
+  FrontEnd::Response ToResponse(const StreamEvent& event) const {
+    return front_end_.ToResponse(pending_->built(), event);
+  }
+
+ private:
+  std::unique_ptr<Pending> pending_;
+  FrontEnd& front_end_;
+};
+
+// The reply to a request answered once, with its result: the final event mapped by `answer`.
+class ResultReply final : public EventReply {
+ public:
+  using Answer = std::function<HttpResponse(const v1::GenerateResult&)>;
+  ResultReply(std::unique_ptr<Pending> pending, FrontEnd& front_end, Answer answer)
+      : EventReply(std::move(pending), front_end), answer_(std::move(answer)) {}
+
+  ReplyProgress Pump() override {
+    ReplyProgress progress;
+    while (std::optional<StreamEvent> event = Next()) {
+      // Only the result is answered: drafts are not even built.
+      if (!std::holds_alternative<FinalEvent>(*event)) continue;
+      FrontEnd::Response response = ToResponse(*event);
+      if (response.terminal) {
+        progress.whole = Error(*response.terminal);
+      } else if (std::get<FinalEvent>(*event).result.finish_reason == FinishReason::kCancelled) {
+        progress.whole = Error(absl::CancelledError("the request was cancelled"));
+      } else {
+        HttpResponse whole = answer_(response.message.final());
+        SetTimingHeaders(whole, response.message.final());
+        progress.whole = std::move(whole);
+      }
+      break;
+    }
+    return progress;
+  }
+
+ private:
+  Answer answer_;
+};
+
+// A streamed reply: the SSE head, then every event as its subclass writes it.
+class StreamReply : public EventReply {
+ public:
+  using EventReply::EventReply;
+
+  ReplyProgress Pump() final {
+    ReplyProgress progress;
+    if (!started_) {
+      progress.stream_head = StreamHead();
+      started_ = true;
+    }
+    while (!progress.done) {
+      std::optional<StreamEvent> event = Next();
+      if (!event) break;
+      Translate(ToResponse(*event), progress);
+    }
+    return progress;
+  }
+
+ protected:
+  // Appends the event's SSE text; sets progress.done after the last.
+  virtual void Translate(const FrontEnd::Response& response, ReplyProgress& progress) = 0;
+
+ private:
+  bool started_ = false;
+};
+
+// Native SSE: one event per GenerateResponse, named after the oneof field it carries (accepted,
+// step, block, final) with that field's message as its data; an error event ends a failed one.
+class NativeStreamReply final : public StreamReply {
+ public:
+  using StreamReply::StreamReply;
+
+ private:
+  void Translate(const FrontEnd::Response& response, ReplyProgress& progress) override {
+    if (response.terminal) {
+      progress.data += SseEvent("error", OpenAiErrorBody(*response.terminal, "").dump());
+    } else {
+      const v1::GenerateResponse& message = response.message;
+      const auto* field =
+          message.GetDescriptor()->FindFieldByNumber(static_cast<int>(message.event_case()));
+      progress.data +=
+          SseEvent(field->name(), ToJson(message.GetReflection()->GetMessage(message, field)));
+    }
+    progress.done = response.last;
+  }
+};
+
+// OpenAI SSE: text deltas as they become stable, the finish reason, usage when asked, [DONE].
+class OpenAiStreamReply final : public StreamReply {
+ public:
+  struct Settings {
+    OpenAiEndpoint endpoint;
+    std::string id;
+    int64_t created;
+    std::string model;
+    bool include_usage;
+  };
+  OpenAiStreamReply(std::unique_ptr<Pending> pending, FrontEnd& front_end, Settings settings,
+                    std::unique_ptr<StableTextStream> stable)
+      : StreamReply(std::move(pending), front_end),
+        settings_(std::move(settings)),
+        stable_(std::move(stable)) {}
+
+ private:
+  void Chunk(ReplyProgress& progress, const std::string& delta, const std::string& reason) {
+    const json chunk = OpenAiChunk(settings_.endpoint, settings_.id, settings_.created,
+                                   settings_.model, delta, reason, first_);
+    first_ = false;
+    progress.data += SseEvent("", chunk.dump(-1, ' ', false, json::error_handler_t::replace));
+  }
+
+  void Translate(const FrontEnd::Response& response, ReplyProgress& progress) override {
+    const v1::GenerateResponse& message = response.message;
+    if (!response.terminal) {
+      if (message.has_accepted()) {
+        // The role comes first in chat streams, as OpenAI sends it.
+        if (settings_.endpoint == OpenAiEndpoint::kChatCompletions) Chunk(progress, "", "");
+        return;
+      }
+      if (message.has_step()) {
+        const std::string delta = stable_ ? stable_->Apply(CommittedTokens(message.step())) : "";
+        if (!delta.empty()) Chunk(progress, delta, "");
+        return;
+      }
+      if (message.has_block()) return;
+    }
+    if (response.terminal) {
+      progress.data += SseEvent("", OpenAiErrorBody(*response.terminal, "").dump());
+    } else {
+      const v1::GenerateResult& result = message.final();
+      const std::string rest = stable_ ? stable_->Finish(result.text()) : result.text();
+      if (!rest.empty()) Chunk(progress, rest, "");
+      Chunk(progress, "", result.finish_reason());
+      if (settings_.include_usage) {
+        progress.data +=
+            SseEvent("", OpenAiUsageChunk(settings_.endpoint, settings_.id, settings_.created,
+                                          settings_.model, result.usage())
+                             .dump());
+      }
+    }
+    progress.data += "data: [DONE]\n\n";
+    progress.done = true;
+  }
+
+  const Settings settings_;
+  std::unique_ptr<StableTextStream> stable_;
+  bool first_ = true;
+};
+
+// Adds headers (CORS) to whatever a reply answers.
+class WithHeaders final : public DeferredReply {
+ public:
+  WithHeaders(std::unique_ptr<DeferredReply> inner,
+              std::vector<std::pair<std::string, std::string>> headers)
+      : inner_(std::move(inner)), headers_(std::move(headers)) {}
+  void Start(std::function<void()> wake) override { inner_->Start(std::move(wake)); }
+  void Cancel() override { inner_->Cancel(); }
+  ReplyProgress Pump() override {
+    ReplyProgress progress = inner_->Pump();
+    for (auto* response : {progress.whole ? &*progress.whole : nullptr,
+                           progress.stream_head ? &*progress.stream_head : nullptr}) {
+      if (response == nullptr) continue;
+      for (const auto& [name, value] : headers_) response->SetHeader(name, value);
+    }
+    return progress;
+  }
+
+ private:
+  std::unique_ptr<DeferredReply> inner_;
+  std::vector<std::pair<std::string, std::string>> headers_;
+};
 
 }  // namespace
 
 HttpGateway::HttpGateway(HttpOptions options, std::string version)
-    : options_(std::move(options)),
-      version_(std::move(version)),
-      server_(std::make_unique<httplib::Server>()) {}
+    : options_(std::move(options)), version_(std::move(version)) {
+  Routes();
+  server_ = std::make_unique<HttpServer>(
+      options_.server, [this](HttpRequest& request) { return Handle(request); }, ServerError);
+}
 
 HttpGateway::~HttpGateway() { Stop(); }
 
@@ -270,126 +343,95 @@ bool HttpGateway::WaitForOpenResponses(std::chrono::steady_clock::time_point dea
 }
 
 void HttpGateway::Stop() {
-  if (server_) server_->stop();
-  if (thread_.joinable()) thread_.join();
+  if (server_) server_->Stop();
 }
 
 absl::Status HttpGateway::Start() {
-  const int workers = options_.max_connections;
-  server_->new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
-  server_->set_payload_max_length(options_.payload_limit);
-  server_->set_keep_alive_max_count(1000);
-  server_->set_read_timeout(std::chrono::seconds(30));
-  server_->set_write_timeout(std::chrono::seconds(30));
-  Routes();
-  bound_port_ = options_.port == 0
-                    ? server_->bind_to_any_port(options_.host)
-                    : (server_->bind_to_port(options_.host, options_.port) ? options_.port : -1);
-  if (bound_port_ <= 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen for HTTP on ", options_.host, ":",
-                                               options_.port, " (in use?)"));
-  }
-  RaiseListenBacklog(bound_port_);
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
-  // stop() only takes effect once the accept loop runs; wait for it so that an early Stop()
-  // (a model that fails to load) cannot leave the loop running forever.
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!server_->is_running() && std::chrono::steady_clock::now() < give_up) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  if (!server_->is_running()) {
-    return absl::UnavailableError("the HTTP server did not start");
-  }
+  SCULPT_RETURN_IF_ERROR(server_->Start());
+  bound_port_ = server_->port();
   return absl::OkStatus();
 }
 
-void HttpGateway::Routes() {
-  httplib::Server& server = *server_;
-  static const std::set<std::string> kGetPaths = {"/",        "/health",  "/live",
-                                                  "/version", "/metrics", "/v1/models"};
-  static const std::set<std::string> kPostPaths = {
-      "/v1/completions", "/v1/chat/completions", "/v1/generate", "/v1/tokenize", "/v1/detokenize"};
-
+HttpReply HttpGateway::Handle(HttpRequest& req) {
   // CORS is off unless origins are allowed; then the Origin is echoed when it is one of them.
-  server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    static const std::set<std::string> kWhileLoading = {"/health", "/live", "/version", "/"};
-    if (front_end_.load() == nullptr && !kWhileLoading.count(req.path)) {
-      SendError(res, absl::UnavailableError("the model is still loading; retry shortly"));
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    if (options_.allowed_origins.empty() || !req.has_header("Origin")) {
-      return httplib::Server::HandlerResponse::Unhandled;
-    }
-    const std::string origin = req.get_header_value("Origin");
-    const bool any = std::find(options_.allowed_origins.begin(), options_.allowed_origins.end(),
-                               "*") != options_.allowed_origins.end();
-    if (any || std::find(options_.allowed_origins.begin(), options_.allowed_origins.end(),
-                         origin) != options_.allowed_origins.end()) {
-      res.set_header("Access-Control-Allow-Origin", any ? "*" : origin);
-      res.set_header("Vary", "Origin");
+  std::vector<std::pair<std::string, std::string>> cors;
+  if (!options_.allowed_origins.empty() && req.HasHeader("Origin")) {
+    const std::string origin = req.Header("Origin");
+    const auto& allowed = options_.allowed_origins;
+    const bool any = std::find(allowed.begin(), allowed.end(), "*") != allowed.end();
+    if (any || std::find(allowed.begin(), allowed.end(), origin) != allowed.end()) {
+      cors = {{"Access-Control-Allow-Origin", any ? "*" : origin}, {"Vary", "Origin"}};
       if (req.method == "OPTIONS") {
-        res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-        res.set_header("Access-Control-Allow-Headers", "Content-Type, Authorization");
-        res.status = 204;
-        return httplib::Server::HandlerResponse::Handled;
+        HttpResponse preflight;
+        preflight.status = 204;
+        preflight.headers = cors;
+        preflight.SetHeader("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+        preflight.SetHeader("Access-Control-Allow-Headers", "Content-Type, Authorization");
+        return preflight;
       }
     }
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
+  }
+  HttpReply reply = Dispatch(req);
+  if (cors.empty()) return reply;
+  if (auto* response = std::get_if<HttpResponse>(&reply)) {
+    for (const auto& [name, value] : cors) response->SetHeader(name, value);
+    return reply;
+  }
+  return std::make_unique<WithHeaders>(std::move(std::get<std::unique_ptr<DeferredReply>>(reply)),
+                                       std::move(cors));
+}
 
-  server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    if (res.status == 404 && (kGetPaths.count(req.path) || kPostPaths.count(req.path))) {
-      res.set_header("Allow", kGetPaths.count(req.path) ? "GET" : "POST");
-      SendError(res, absl::InvalidArgumentError(
-                         absl::StrCat("method ", req.method, " is not allowed on ", req.path)));
-      res.status = 405;
-      return;
+HttpReply HttpGateway::Dispatch(HttpRequest& req) {
+  static const std::set<std::string> kWhileLoading = {"/health", "/live", "/version", "/"};
+  const auto routes = routes_.equal_range(req.path);
+  if (routes.first == routes.second) {
+    return Error(
+        absl::NotFoundError(absl::StrCat("no such endpoint: ", req.method, " ", req.path)));
+  }
+  for (auto it = routes.first; it != routes.second; ++it) {
+    if (it->second.method != req.method) continue;
+    if (front_end_.load() == nullptr && !kWhileLoading.count(req.path)) {
+      return Error(absl::UnavailableError("the model is still loading; retry shortly"));
     }
-    if (res.status == 404) {
-      SendError(res,
-                absl::NotFoundError(absl::StrCat("no such endpoint: ", req.method, " ", req.path)));
-      return;
-    }
-    if (res.status == 413) {
-      SendJson(res, 413,
-               OpenAiErrorBody(absl::InvalidArgumentError("the request body is too large"), ""));
-      res.status = 413;
-      return;
-    }
-    SendJson(res, res.status,
-             OpenAiErrorBody(absl::UnknownError(absl::StrCat("HTTP ", res.status)), ""));
-  });
-  server.set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-        SendError(res, absl::InternalError("unexpected exception"));
-      });
+    return it->second.handle(req);
+  }
+  HttpResponse refused = Error(absl::InvalidArgumentError(
+      absl::StrCat("method ", req.method, " is not allowed on ", req.path)));
+  refused.status = 405;
+  refused.SetHeader("Allow", routes.first->second.method);
+  return refused;
+}
 
-  server.Get("/", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(PlaygroundHtml(), "text/html; charset=utf-8");
+void HttpGateway::Routes() {
+  const auto add = [this](std::string method, std::string path,
+                          std::function<HttpReply(HttpRequest&)> handle) {
+    routes_.emplace(std::move(path), Route{std::move(method), std::move(handle)});
+  };
+  add("GET", "/", [](HttpRequest&) -> HttpReply {
+    HttpResponse page;
+    page.SetHeader("Content-Type", "text/html; charset=utf-8");
+    page.body = PlaygroundHtml();
+    return page;
   });
-  server.Get("/live", [](const httplib::Request&, httplib::Response& res) {
-    SendJson(res, 200, {{"status", "alive"}});
-  });
-  server.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
-    if (front_end_.load() == nullptr) {
-      SendJson(res, 503, {{"status", "loading"}});
-    } else if (front_end().scheduler().draining()) {
-      SendJson(res, 503, {{"status", "draining"}});
-    } else if (absl::Status device = front_end().model().backend->health(); !device.ok()) {
-      SendJson(res, 503, {{"status", "device_failed"}, {"message", std::string(device.message())}});
-    } else {
-      SendJson(res, 200, {{"status", "ok"}, {"model", front_end().model().name}});
+  add("GET", "/live", [](HttpRequest&) -> HttpReply { return Json(200, {{"status", "alive"}}); });
+  add("GET", "/health", [this](HttpRequest&) -> HttpReply {
+    if (front_end_.load() == nullptr) return Json(503, {{"status", "loading"}});
+    if (front_end().scheduler().draining()) return Json(503, {{"status", "draining"}});
+    if (absl::Status device = front_end().model().backend->health(); !device.ok()) {
+      return Json(503, {{"status", "device_failed"}, {"message", std::string(device.message())}});
     }
+    return Json(200, {{"status", "ok"}, {"model", front_end().model().name}});
   });
-  server.Get("/version", [this](const httplib::Request&, httplib::Response& res) {
-    SendJson(res, 200, {{"version", version_}});
+  add("GET", "/version", [this](HttpRequest&) -> HttpReply {
+    return Json(200, {{"version", version_}});
   });
-  server.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics().Render(front_end().scheduler().stats()),
-                    "text/plain; version=0.0.4; charset=utf-8");
+  add("GET", "/metrics", [this](HttpRequest&) -> HttpReply {
+    HttpResponse text;
+    text.SetHeader("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    text.body = metrics().Render(front_end().scheduler().stats());
+    return text;
   });
-  server.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+  add("GET", "/v1/models", [this](HttpRequest&) -> HttpReply {
     json data = json::array();
     const v1::ListModelsResponse models = front_end().ListModels();
     for (const v1::ModelInfo& info : models.models()) {
@@ -399,156 +441,96 @@ void HttpGateway::Routes() {
                       {"owned_by", "sculpt"},
                       {"max_model_len", info.context_length()}});
     }
-    SendJson(res, 200, {{"object", "list"}, {"data", data}});
+    return Json(200, {{"object", "list"}, {"data", data}});
   });
 
-  server.Post("/v1/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
+  add("POST", "/v1/tokenize", [this](HttpRequest& req) -> HttpReply {
     v1::TokenizeRequest request;
-    if (auto status = FromJson(req.body, request); !status.ok()) return SendError(res, status);
+    if (auto status = FromJson(req.body, request); !status.ok()) return Error(status);
     auto response = front_end().Tokenize(request);
-    if (!response.ok()) return SendError(res, response.status());
-    res.set_content(ToJson(*response), kJson);
+    if (!response.ok()) return Error(response.status());
+    HttpResponse ok;
+    ok.SetHeader("Content-Type", kJson);
+    ok.body = ToJson(*response);
+    return ok;
   });
-  server.Post("/v1/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
+  add("POST", "/v1/detokenize", [this](HttpRequest& req) -> HttpReply {
     v1::DetokenizeRequest request;
-    if (auto status = FromJson(req.body, request); !status.ok()) return SendError(res, status);
+    if (auto status = FromJson(req.body, request); !status.ok()) return Error(status);
     auto response = front_end().Detokenize(request);
-    if (!response.ok()) return SendError(res, response.status());
-    res.set_content(ToJson(*response), kJson);
+    if (!response.ok()) return Error(response.status());
+    HttpResponse ok;
+    ok.SetHeader("Content-Type", kJson);
+    ok.body = ToJson(*response);
+    return ok;
   });
 
   // Native JSON: the GenerateRequest mapping plus "stream"; the events are the gRPC messages.
-  server.Post("/v1/generate", [this](const httplib::Request& req, httplib::Response& res) {
+  add("POST", "/v1/generate", [this](HttpRequest& req) -> HttpReply {
     auto body = ParseBody(req);
-    if (!body.ok()) return SendError(res, body.status());
+    if (!body.ok()) return Error(body.status());
     bool stream = false;
     if (body->contains("stream")) {
       if (!(*body)["stream"].is_boolean()) {
-        return SendError(res, absl::InvalidArgumentError("'stream' must be true or false"),
-                         "stream");
+        return Error(absl::InvalidArgumentError("'stream' must be true or false"), "stream");
       }
       stream = (*body)["stream"].get<bool>();
       body->erase("stream");
     }
     v1::GenerateRequest request;
-    if (auto status = FromJson(body->dump(), request); !status.ok()) {
-      return SendError(res, status);
-    }
+    if (auto status = FromJson(body->dump(), request); !status.ok()) return Error(status);
     if (!stream) request.mutable_stream_options()->set_mode(v1::StreamOptions::FINAL_ONLY);
     auto submitted = front_end().Submit(request, std::nullopt);
-    if (!submitted.ok()) return SendError(res, submitted.status());
-    auto pending = std::make_shared<Pending>(std::move(*submitted), open_responses_);
-    if (!stream) {
-      auto result = AwaitResult(front_end(), *pending, req);
-      if (!result.ok()) return SendError(res, result.status());
-      SetTimingHeaders(res, *result);
-      res.set_content(ToJson(*result), kJson);
-      return;
-    }
-    SetStreamHeaders(res);
-    const auto keepalive = options_.keepalive_interval;
-    FrontEnd* front_end = &this->front_end();
-    res.set_chunked_content_provider("text/event-stream", [pending, keepalive, front_end](
-                                                              size_t, httplib::DataSink& sink) {
-      std::optional<StreamEvent> event = pending->Next(keepalive);
-      if (!event) return Write(sink, ": keep-alive\n\n");
-      const FrontEnd::Response response = front_end->ToResponse(pending->submitted.built, *event);
-      bool ok = true;
-      if (response.terminal) {
-        ok = Write(sink, SseEvent("error", OpenAiErrorBody(*response.terminal, "").dump()));
-      } else {
-        // The SSE event is named after the oneof field it carries (accepted, step, block,
-        // final), its data that field's message.
-        const v1::GenerateResponse& message = response.message;
-        const auto* field =
-            message.GetDescriptor()->FindFieldByNumber(static_cast<int>(message.event_case()));
-        ok = Write(sink, SseEvent(field->name(),
-                                  ToJson(message.GetReflection()->GetMessage(message, field))));
-      }
-      if (response.last) sink.done();
-      return ok;
-    });
+    if (!submitted.ok()) return Error(submitted.status());
+    auto pending = std::make_unique<Pending>(std::move(*submitted), open_responses_);
+    if (stream) return std::make_unique<NativeStreamReply>(std::move(pending), front_end());
+    return std::make_unique<ResultReply>(std::move(pending), front_end(),
+                                         [](const v1::GenerateResult& result) {
+                                           HttpResponse ok;
+                                           ok.SetHeader("Content-Type", kJson);
+                                           ok.body = ToJson(result);
+                                           return ok;
+                                         });
   });
 
   const auto openai = [this](OpenAiEndpoint endpoint) {
-    return [this, endpoint](const httplib::Request& req, httplib::Response& res) {
+    return [this, endpoint](HttpRequest& req) -> HttpReply {
       auto body = ParseBody(req);
-      if (!body.ok()) return SendError(res, body.status());
+      if (!body.ok()) return Error(body.status());
       std::string param;
       auto parsed = ParseOpenAiRequest(endpoint, *body, &param);
-      if (!parsed.ok()) return SendError(res, parsed.status(), param);
+      if (!parsed.ok()) return Error(parsed.status(), param);
       auto submitted = front_end().Submit(parsed->generate, std::nullopt);
       if (!submitted.ok()) {
-        return SendError(res, submitted.status(),
-                         absl::IsNotFound(submitted.status()) ? "model" : "");
+        return Error(submitted.status(), absl::IsNotFound(submitted.status()) ? "model" : "");
       }
       const std::string id =
           absl::StrCat(endpoint == OpenAiEndpoint::kCompletions ? "cmpl-" : "chatcmpl-",
                        submitted->built.request_id);
       const std::string model = parsed->model.empty() ? front_end().model().name : parsed->model;
       const int64_t created = UnixSeconds();
-      auto pending = std::make_shared<Pending>(std::move(*submitted), open_responses_);
+      auto pending = std::make_unique<Pending>(std::move(*submitted), open_responses_);
       if (!parsed->stream) {
-        auto result = AwaitResult(front_end(), *pending, req);
-        if (!result.ok()) return SendError(res, result.status());
-        SetTimingHeaders(res, *result);
-        SendJson(res, 200, OpenAiResponse(endpoint, id, created, model, *result));
-        return;
+        return std::make_unique<ResultReply>(
+            std::move(pending), front_end(),
+            [endpoint, id, created, model](const v1::GenerateResult& result) {
+              return Json(200, OpenAiResponse(endpoint, id, created, model, result));
+            });
       }
-      SetStreamHeaders(res);
       const Tokenizer* tokenizer = front_end().model().tokenizer.get();
       std::vector<std::string> stops(parsed->generate.stop().begin(),
                                      parsed->generate.stop().end());
-      auto stable = tokenizer ? std::make_shared<StableTextStream>(
-                                    *tokenizer, stops, pending->submitted.built.gen_length)
+      auto stable = tokenizer ? std::make_unique<StableTextStream>(*tokenizer, stops,
+                                                                   pending->built().gen_length)
                               : nullptr;
-      auto first = std::make_shared<bool>(true);
-      const bool include_usage = parsed->include_usage;
-      const auto keepalive = options_.keepalive_interval;
-      FrontEnd* front_end = &this->front_end();
-      res.set_chunked_content_provider("text/event-stream", [=](size_t, httplib::DataSink& sink) {
-        const auto chunk = [&](const std::string& delta, const std::string& reason) {
-          const json chunk_json = OpenAiChunk(endpoint, id, created, model, delta, reason, *first);
-          *first = false;
-          return Write(
-              sink, SseEvent("", chunk_json.dump(-1, ' ', false, json::error_handler_t::replace)));
-        };
-        std::optional<StreamEvent> event = pending->Next(keepalive);
-        if (!event) return Write(sink, ": keep-alive\n\n");
-        const FrontEnd::Response response = front_end->ToResponse(pending->submitted.built, *event);
-        const v1::GenerateResponse& message = response.message;
-        if (message.has_accepted()) {
-          // The role comes first in chat streams, as OpenAI sends it.
-          return endpoint == OpenAiEndpoint::kChatCompletions ? chunk("", "") : true;
-        }
-        if (message.has_step()) {
-          const std::string delta = stable ? stable->Apply(CommittedTokens(message.step())) : "";
-          return delta.empty() ? true : chunk(delta, "");
-        }
-        if (message.has_block()) return true;
-        bool ok = true;
-        if (response.terminal) {
-          ok = Write(sink, SseEvent("", OpenAiErrorBody(*response.terminal, "").dump()));
-        } else {
-          const v1::GenerateResult& result = message.final();
-          const std::string rest = stable ? stable->Finish(result.text()) : result.text();
-          if (!rest.empty()) ok = chunk(rest, "");
-          ok = ok && chunk("", result.finish_reason());
-          if (ok && include_usage) {
-            ok = Write(
-                sink,
-                SseEvent("",
-                         OpenAiUsageChunk(endpoint, id, created, model, result.usage()).dump()));
-          }
-        }
-        ok = ok && Write(sink, "data: [DONE]\n\n");
-        sink.done();
-        return ok;
-      });
+      return std::make_unique<OpenAiStreamReply>(
+          std::move(pending), front_end(),
+          OpenAiStreamReply::Settings{endpoint, id, created, model, parsed->include_usage},
+          std::move(stable));
     };
   };
-  server.Post("/v1/completions", openai(OpenAiEndpoint::kCompletions));
-  server.Post("/v1/chat/completions", openai(OpenAiEndpoint::kChatCompletions));
+  add("POST", "/v1/completions", openai(OpenAiEndpoint::kCompletions));
+  add("POST", "/v1/chat/completions", openai(OpenAiEndpoint::kChatCompletions));
 }
 
 }  // namespace sculpt

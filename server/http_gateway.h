@@ -1,10 +1,13 @@
 // The HTTP/JSON gateway of `sculpt serve`: OpenAI-compatible completions and chat, the native
 // JSON mapping of the gRPC API (with SSE streams of the same events), tokenization, health,
-// version and Prometheus metrics, on cpp-httplib. Same FrontEnd, same engine as gRPC.
+// version and Prometheus metrics, on the asynchronous HttpServer (server/http_server.h). Same
+// FrontEnd, same engine as gRPC.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -12,21 +15,14 @@
 
 #include "absl/status/status.h"
 #include "server/front_end.h"
+#include "server/http_server.h"
 #include "server/metrics.h"
-
-namespace httplib {
-class Server;
-}
 
 namespace sculpt {
 
 struct HttpOptions {
-  std::string host = "127.0.0.1";
-  int port = 8080;  // 0: any free port
-  size_t payload_limit = 1 << 20;
+  HttpServerOptions server;                  // address, threads, limits, deadlines
   std::vector<std::string> allowed_origins;  // CORS; empty = off, "*" = any
-  int max_connections = 512;                 // worker threads: one per open connection
-  std::chrono::milliseconds keepalive_interval{5000};
 };
 
 // Starts before the model is loaded, so /health can say 503 while it loads; Attach() then
@@ -51,7 +47,13 @@ class HttpGateway {
   int port() const { return bound_port_; }
 
  private:
+  struct Route {
+    std::string method;
+    std::function<HttpReply(HttpRequest&)> handle;
+  };
   void Routes();
+  HttpReply Handle(HttpRequest& request);
+  HttpReply Dispatch(HttpRequest& request);
   FrontEnd& front_end() { return *front_end_.load(); }
   Metrics& metrics() { return *metrics_.load(); }
 
@@ -60,8 +62,8 @@ class HttpGateway {
   std::atomic<int> open_responses_{0};
   const HttpOptions options_;
   const std::string version_;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
+  std::multimap<std::string, Route> routes_;  // by path
+  std::unique_ptr<HttpServer> server_;
   int bound_port_ = 0;
 };
 

@@ -5,6 +5,7 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <pthread.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include <condition_variable>
 #include <csignal>
@@ -43,8 +44,13 @@ FlagSet ServeFlags() {
   flags.Add("payload-limit", "BYTES", "1048576", "largest HTTP request body; beyond, 413");
   flags.Add("allowed-origins", "LIST", "",
             "comma-separated origins allowed by CORS, or * (default: CORS off)");
-  flags.Add("http-max-connections", "N", "512",
-            "HTTP connections served at once (each open stream holds one)");
+  flags.Add("http-max-connections", "N", "4096",
+            "HTTP connections open at once (each open stream holds one); beyond, 503");
+  flags.Add("http-threads", "N", "2", "threads serving every HTTP connection");
+  flags.Add("http-header-timeout", "S", "10",
+            "seconds a request has from its first byte to the end of its header; then closed");
+  flags.Add("http-idle-timeout", "S", "60",
+            "seconds a keep-alive connection may wait for its next request; then closed");
   flags.Add("max-num-seqs", "N", "16", "sequences denoised together in one step at most");
   flags.Add("max-num-batched-tokens", "N", "8192",
             "tokens one step may forward, summed over its sequences (cfg counts twice)");
@@ -65,6 +71,25 @@ FlagSet ServeFlags() {
             "JSON object of settings by flag name; flags and SCULPT_* environment variables win");
   flags.Add("help", "", "", "show this help");
   return flags;
+}
+
+// Every HTTP connection holds a file descriptor: the soft limit is raised to what
+// --http-max-connections needs (plus room for the model, gRPC and logs) where the hard limit
+// allows, else the flag is refused with what to do.
+absl::Status AllowOpenFiles(int max_connections) {
+  constexpr rlim_t kReserve = 256;
+  const rlim_t needed = static_cast<rlim_t>(max_connections) + kReserve;
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return absl::OkStatus();
+  if (limit.rlim_cur >= needed) return absl::OkStatus();
+  if (limit.rlim_max == RLIM_INFINITY || limit.rlim_max >= needed) {
+    limit.rlim_cur = needed;
+    if (setrlimit(RLIMIT_NOFILE, &limit) == 0) return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--http-max-connections ", max_connections, " needs ", needed,
+                   " open files, but this process may open at most ", limit.rlim_max,
+                   " (ulimit -Hn); lower --http-max-connections or raise the limit"));
 }
 
 absl::StatusOr<double> SecondsFlag(const FlagSet& flags, const char* name) {
@@ -96,12 +121,25 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
   service_options.version = SCULPT_VERSION;
   SCULPT_ASSIGN_OR_RETURN(int port, flags.GetIntInRange("grpc-port", 0, 65535));
   HttpOptions http_options;
-  http_options.host = flags.GetString("host");
-  SCULPT_ASSIGN_OR_RETURN(http_options.port, flags.GetIntInRange("http-port", -1, 65535));
+  http_options.server.host = flags.GetString("host");
+  SCULPT_ASSIGN_OR_RETURN(http_options.server.port, flags.GetIntInRange("http-port", -1, 65535));
   SCULPT_ASSIGN_OR_RETURN(int payload_limit, flags.GetIntInRange("payload-limit", 1024, 1 << 30));
-  http_options.payload_limit = static_cast<size_t>(payload_limit);
-  SCULPT_ASSIGN_OR_RETURN(http_options.max_connections,
-                          flags.GetIntInRange("http-max-connections", 4, 65536));
+  http_options.server.max_body_bytes = static_cast<size_t>(payload_limit);
+  SCULPT_ASSIGN_OR_RETURN(http_options.server.max_connections,
+                          flags.GetIntInRange("http-max-connections", 4, 1 << 20));
+  SCULPT_RETURN_IF_ERROR(AllowOpenFiles(http_options.server.max_connections));
+  SCULPT_ASSIGN_OR_RETURN(http_options.server.io_threads,
+                          flags.GetIntInRange("http-threads", 1, 256));
+  SCULPT_ASSIGN_OR_RETURN(double header_timeout_s, SecondsFlag(flags, "http-header-timeout"));
+  SCULPT_ASSIGN_OR_RETURN(double idle_timeout_s, SecondsFlag(flags, "http-idle-timeout"));
+  if (header_timeout_s < 0.1 || idle_timeout_s < 0.1) {
+    return absl::InvalidArgumentError(
+        "--http-header-timeout and --http-idle-timeout must be at least 0.1 seconds");
+  }
+  http_options.server.header_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(header_timeout_s * 1000));
+  http_options.server.idle_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(idle_timeout_s * 1000));
   for (absl::string_view origin :
        absl::StrSplit(flags.GetString("allowed-origins"), ',', absl::SkipWhitespace())) {
     http_options.allowed_origins.emplace_back(absl::StripAsciiWhitespace(origin));
@@ -115,7 +153,7 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
   }
   // HTTP first, so /health answers 503 while the model loads.
   std::unique_ptr<HttpGateway> http;
-  if (http_options.port >= 0) {
+  if (http_options.server.port >= 0) {
     http = std::make_unique<HttpGateway>(http_options, SCULPT_VERSION);
     SCULPT_RETURN_IF_ERROR(http->Start());
   }
@@ -165,7 +203,8 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
   health->SetServingStatus(kServiceName, true);
   if (http) {
     http->Attach(front_end, metrics);
-    spdlog::info("serving {} over HTTP on {}:{}", model->name, http_options.host, http->port());
+    spdlog::info("serving {} over HTTP on {}:{}", model->name, http_options.server.host,
+                 http->port());
   }
   spdlog::info("serving {} over gRPC on {}:{} (max_num_seqs {}, max_num_batched_tokens {})",
                model->name, flags.GetString("host"), bound_port,

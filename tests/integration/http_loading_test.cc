@@ -12,7 +12,7 @@ namespace sculpt {
 namespace {
 
 TEST(HttpLoadingTest, AnswersServiceUnavailableUntilTheModelIsAttached) {
-  HttpGateway gateway(HttpOptions{.port = 0}, "test");
+  HttpGateway gateway(HttpOptions{.server = {.port = 0}}, "test");
   ASSERT_TRUE(gateway.Start().ok());
   httplib::Client client("127.0.0.1", gateway.port());
 

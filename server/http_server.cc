@@ -1,0 +1,491 @@
+// The HTTP/1.1 server of http_server.h: Beast parses (with its header and body limits, which it
+// also applies to chunked bodies as they arrive), our code owns each connection's state machine:
+// wait for a request (idle deadline) → header (header deadline, size, count, target length) →
+// body (body deadline) → the handler's reply, written whole or pumped as a chunked stream → the
+// next request, or close.
+#include "server/http_server.h"
+
+#include <sys/socket.h>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+
+namespace sculpt {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+std::string HttpRequest::Header(std::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (beast::iequals(key, name)) return value;
+  }
+  return "";
+}
+
+bool HttpRequest::HasHeader(std::string_view name) const {
+  for (const auto& header : headers) {
+    if (beast::iequals(header.first, name)) return true;
+  }
+  return false;
+}
+
+void HttpResponse::SetHeader(std::string name, std::string value) {
+  for (auto& header : headers) {
+    if (beast::iequals(header.first, name)) {
+      header.second = std::move(value);
+      return;
+    }
+  }
+  headers.emplace_back(std::move(name), std::move(value));
+}
+
+namespace {
+
+// Header values come from our code, some echo a client's (X-Request-Id): never a line break.
+std::string HeaderValue(std::string value) {
+  for (char& c : value) {
+    if (c == '\r' || c == '\n') c = ' ';
+  }
+  return value;
+}
+
+std::string StatusLine(int status) {
+  return absl::StrCat("HTTP/1.1 ", status, " ",
+                      std::string(http::obsolete_reason(static_cast<http::status>(status))),
+                      "\r\n");
+}
+
+// The response head; `content_length` < 0 for a chunked body.
+std::string SerializeHead(const HttpResponse& response, int64_t content_length, bool keep_alive) {
+  std::string head = StatusLine(response.status);
+  for (const auto& [name, value] : response.headers) {
+    absl::StrAppend(&head, name, ": ", HeaderValue(value), "\r\n");
+  }
+  if (content_length >= 0) {
+    absl::StrAppend(&head, "Content-Length: ", content_length, "\r\n");
+  } else {
+    absl::StrAppend(&head, "Transfer-Encoding: chunked\r\n");
+  }
+  absl::StrAppend(&head, "Connection: ", keep_alive ? "keep-alive" : "close", "\r\n\r\n");
+  return head;
+}
+
+void AppendChunk(std::string& out, std::string_view data) {
+  if (data.empty()) return;
+  absl::StrAppend(&out, absl::Hex(data.size()), "\r\n");
+  out.append(data);
+  out += "\r\n";
+}
+
+}  // namespace
+
+class HttpConnection;
+
+struct HttpServer::Impl {
+  Impl(HttpServerOptions server_options, HttpHandler request_handler, HttpErrorBody errors)
+      : options(std::move(server_options)),
+        handler(std::move(request_handler)),
+        error_body(std::move(errors)),
+        io(std::max(1, options.io_threads)),
+        acceptor(io) {}
+
+  void Accept();
+  void Register(const std::shared_ptr<HttpConnection>& connection);
+
+  const HttpServerOptions options;
+  const HttpHandler handler;
+  const HttpErrorBody error_body;
+  net::io_context io;
+  tcp::acceptor acceptor;
+  std::vector<std::thread> threads;
+  std::atomic<int> connections{0};
+  std::mutex live_mutex;
+  std::vector<std::weak_ptr<HttpConnection>> live;
+};
+
+class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
+ public:
+  HttpConnection(tcp::socket socket, HttpServer::Impl& server)
+      : stream_(std::move(socket)), server_(server), keepalive_timer_(stream_.get_executor()) {
+    server_.connections.fetch_add(1);
+    beast::error_code error;
+    const tcp::endpoint peer = stream_.socket().remote_endpoint(error);
+    if (!error) {
+      remote_address_ = peer.address().to_string();
+      remote_port_ = peer.port();
+    }
+  }
+  ~HttpConnection() {
+    reply_.reset();  // before the count drops: Stop() waits on it
+    server_.connections.fetch_sub(1);
+  }
+
+  void Run() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->AwaitRequest(); });
+  }
+
+  // From Stop(): ends whatever the connection was doing.
+  void Close() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] { self->Shutdown(); });
+  }
+
+ private:
+  const HttpServerOptions& options() const { return server_.options; }
+
+  // A keep-alive connection waits at most idle_timeout for a request's first byte; from then on
+  // the header has header_timeout.
+  void AwaitRequest() {
+    if (closed_) return;
+    if (buffer_.size() > 0) return ReadHeader();
+    stream_.expires_after(options().idle_timeout);
+    stream_.async_read_some(buffer_.prepare(4096),
+                            [self = shared_from_this()](beast::error_code error, size_t n) {
+                              self->buffer_.commit(n);
+                              if (error) return self->Shutdown();
+                              self->ReadHeader();
+                            });
+  }
+
+  void ReadHeader() {
+    parser_.emplace();
+    parser_->header_limit(static_cast<uint32_t>(options().max_header_bytes));
+    parser_->body_limit(options().max_body_bytes);
+    stream_.expires_after(options().header_timeout);
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code error, size_t) { self->OnHeader(error); });
+  }
+
+  void OnHeader(beast::error_code error) {
+    // A deadline passed: Beast has closed the socket already (408 is "or close").
+    if (error == beast::error::timeout) return Shutdown();
+    if (error == http::error::header_limit) {
+      // Past the limit before the request line was whole: it is the line that is too long.
+      if (parser_->get().target().empty()) {
+        return Refuse(414, absl::StrCat("the request line is longer than ",
+                                        options().max_header_bytes, " bytes"));
+      }
+      return Refuse(431, absl::StrCat("the request header is larger than ",
+                                      options().max_header_bytes, " bytes"));
+    }
+    if (error == http::error::body_limit) return RefuseTooLarge();
+    if (error == http::error::end_of_stream || error == net::error::eof ||
+        error == net::error::connection_reset || error == net::error::operation_aborted) {
+      return Shutdown();
+    }
+    if (error) return Refuse(400, absl::StrCat("malformed HTTP request: ", error.message()));
+
+    const auto& header = parser_->get();
+    if (header.target().size() > options().max_target_bytes) {
+      return Refuse(414, absl::StrCat("the request target is longer than ",
+                                      options().max_target_bytes, " bytes"));
+    }
+    if (std::distance(header.begin(), header.end()) > options().max_header_fields) {
+      return Refuse(431, absl::StrCat("the request has more than ", options().max_header_fields,
+                                      " header fields"));
+    }
+    if (parser_->is_done()) return Dispatch();
+    const auto expect = header[http::field::expect];
+    if (beast::iequals(expect, "100-continue")) {
+      // The client waits for this before it sends the body.
+      out_ = "HTTP/1.1 100 Continue\r\n\r\n";
+      stream_.expires_after(options().write_timeout);
+      net::async_write(stream_, net::buffer(out_),
+                       [self = shared_from_this()](beast::error_code write_error, size_t) {
+                         if (write_error) return self->Shutdown();
+                         self->ReadBody();
+                       });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    stream_.expires_after(options().body_timeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code error, size_t) {
+                       if (error == http::error::body_limit) return self->RefuseTooLarge();
+                       if (error) return self->Shutdown();
+                       self->Dispatch();
+                     });
+  }
+
+  void RefuseTooLarge() {
+    Refuse(413, absl::StrCat("the request body is larger than the server's limit of ",
+                             options().max_body_bytes, " bytes"));
+  }
+
+  // An answer of the server's own; the rest of the request is not read, so the connection ends.
+  void Refuse(int status, const std::string& message) {
+    keep_alive_ = false;
+    refused_ = true;
+    WriteWhole(server_.error_body(status, message));
+  }
+
+  // After a refusal the client may still be sending what was not read; closing on unread bytes
+  // resets the connection and can destroy the answer before the client reads it. So: stop
+  // sending, then read and discard for a moment before closing.
+  void DrainThenClose() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(std::chrono::seconds(2));
+    DiscardInput(size_t{4} << 20);
+  }
+  void DiscardInput(size_t budget) {
+    buffer_.clear();
+    stream_.async_read_some(buffer_.prepare(64 << 10),
+                            [self = shared_from_this(), budget](beast::error_code error, size_t n) {
+                              if (error || n >= budget) return self->Shutdown();
+                              self->DiscardInput(budget - n);
+                            });
+  }
+
+  void Dispatch() {
+    stream_.expires_never();
+    auto message = parser_->release();
+    keep_alive_ = message.keep_alive();
+    HttpRequest request;
+    request.method = std::string(message.method_string());
+    request.target = std::string(message.target());
+    request.path = request.target.substr(0, request.target.find('?'));
+    for (const auto& field : message) {
+      request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    }
+    request.body = std::move(message.body());
+    request.remote_address = remote_address_;
+    request.remote_port = remote_port_;
+    HttpReply reply;
+    try {
+      reply = server_.handler(request);
+    } catch (const std::exception& exception) {
+      spdlog::error("http: {} {} threw: {}", request.method, request.path, exception.what());
+      reply = server_.error_body(500, "the server failed to handle the request");
+    }
+    if (auto* response = std::get_if<HttpResponse>(&reply)) return WriteWhole(std::move(*response));
+    reply_ = std::move(std::get<std::unique_ptr<DeferredReply>>(reply));
+    std::weak_ptr<HttpConnection> weak = weak_from_this();
+    reply_->Start([weak, executor = stream_.get_executor(), posted = wake_posted_] {
+      if (posted->exchange(true)) return;  // one wake in flight is enough
+      net::post(executor, [weak, posted] {
+        posted->store(false);
+        if (auto self = weak.lock()) self->PumpReply();
+      });
+    });
+    WatchForHangup();
+    PumpReply();
+  }
+
+  // While a reply waits on the engine, a client that closes its end is noticed (a readable socket
+  // with nothing to read) and its request cancelled.
+  void WatchForHangup() {
+    stream_.socket().async_wait(
+        tcp::socket::wait_read, [self = shared_from_this()](beast::error_code error) {
+          if (error || !self->reply_) return;
+          char byte;
+          const ssize_t n =
+              ::recv(self->stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+          if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+            self->reply_->Cancel();
+            self->Shutdown();
+          }
+          // A pipelined request waits in the socket until this reply is written.
+        });
+  }
+
+  void PumpReply() {
+    if (!reply_ || writing_ || closed_) return;
+    ReplyProgress progress = reply_->Pump();
+    if (progress.whole) {
+      reply_.reset();
+      return WriteWhole(std::move(*progress.whole));
+    }
+    out_.clear();
+    if (progress.stream_head) {
+      out_ = SerializeHead(*progress.stream_head, -1, keep_alive_);
+      streaming_ = true;
+    }
+    AppendChunk(out_, progress.data);
+    if (progress.done) {
+      out_ += "0\r\n\r\n";
+      reply_.reset();
+    }
+    if (out_.empty()) return ArmKeepalive();
+    Write([self = shared_from_this(), done = progress.done] {
+      if (done) return self->Finished();
+      self->PumpReply();
+    });
+  }
+
+  void ArmKeepalive() {
+    if (!streaming_) return;
+    keepalive_timer_.expires_after(options().keepalive_interval);
+    keepalive_timer_.async_wait([self = shared_from_this()](beast::error_code error) {
+      if (error || !self->reply_ || self->writing_ || self->closed_) return;
+      self->out_.clear();
+      AppendChunk(self->out_, ": keep-alive\n\n");
+      self->Write([self] { self->PumpReply(); });
+    });
+  }
+
+  void WriteWhole(HttpResponse response) {
+    out_ = SerializeHead(response, static_cast<int64_t>(response.body.size()), keep_alive_);
+    out_ += response.body;
+    Write([self = shared_from_this()] { self->Finished(); });
+  }
+
+  template <typename Next>
+  void Write(Next next) {
+    writing_ = true;
+    keepalive_timer_.cancel();
+    stream_.expires_after(options().write_timeout);
+    net::async_write(stream_, net::buffer(out_),
+                     [self = shared_from_this(), next](beast::error_code error, size_t) {
+                       self->writing_ = false;
+                       self->stream_.expires_never();
+                       if (error) {
+                         // The client is gone or stopped reading: its request ends here.
+                         if (self->reply_) self->reply_->Cancel();
+                         return self->Shutdown();
+                       }
+                       next();
+                     });
+  }
+
+  // The answer is out: the next request, or the end.
+  void Finished() {
+    streaming_ = false;
+    if (refused_) return DrainThenClose();
+    if (!keep_alive_) return Shutdown();
+    stream_.socket().cancel();  // the hang-up watch
+    AwaitRequest();
+  }
+
+  void Shutdown() {
+    if (closed_) return;
+    closed_ = true;
+    reply_.reset();
+    keepalive_timer_.cancel();
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  HttpServer::Impl& server_;
+  net::steady_timer keepalive_timer_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::unique_ptr<DeferredReply> reply_;
+  std::shared_ptr<std::atomic<bool>> wake_posted_ = std::make_shared<std::atomic<bool>>(false);
+  std::string out_;
+  std::string remote_address_;
+  int remote_port_ = 0;
+  bool keep_alive_ = true;
+  bool writing_ = false;
+  bool streaming_ = false;
+  bool closed_ = false;
+  bool refused_ = false;
+};
+
+void HttpServer::Impl::Register(const std::shared_ptr<HttpConnection>& connection) {
+  std::lock_guard lock(live_mutex);
+  std::erase_if(live, [](const std::weak_ptr<HttpConnection>& weak) { return weak.expired(); });
+  live.push_back(connection);
+}
+
+void HttpServer::Impl::Accept() {
+  acceptor.async_accept(net::make_strand(io), [this](beast::error_code error, tcp::socket socket) {
+    if (error == net::error::operation_aborted || !acceptor.is_open()) return;
+    if (!error) {
+      if (connections.load() >= options.max_connections) {
+        // A clean refusal, not a reset: the client learns why.
+        const HttpResponse refusal = error_body(
+            503, absl::StrCat("the server has ", options.max_connections,
+                              " connections open (--http-max-connections); retry shortly"));
+        auto text = std::make_shared<std::string>(
+            SerializeHead(refusal, static_cast<int64_t>(refusal.body.size()), false) +
+            refusal.body);
+        auto refused = std::make_shared<tcp::socket>(std::move(socket));
+        net::async_write(*refused, net::buffer(*text), [refused, text](beast::error_code, size_t) {
+          beast::error_code ignored;
+          refused->shutdown(tcp::socket::shutdown_both, ignored);
+        });
+      } else {
+        auto connection = std::make_shared<HttpConnection>(std::move(socket), *this);
+        Register(connection);
+        connection->Run();
+      }
+    }
+    Accept();
+  });
+}
+
+HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler, HttpErrorBody error_body)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(handler), std::move(error_body))) {
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+int HttpServer::open_connections() const { return impl_->connections.load(); }
+
+absl::Status HttpServer::Start() {
+  Impl& impl = *impl_;
+  beast::error_code error;
+  const net::ip::address address = net::ip::make_address(impl.options.host, error);
+  if (error) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--host ", impl.options.host, " is not an IP address"));
+  }
+  const tcp::endpoint endpoint(address, static_cast<unsigned short>(impl.options.port));
+  impl.acceptor.open(endpoint.protocol(), error);
+  if (!error) impl.acceptor.set_option(net::socket_base::reuse_address(true), error);
+  if (!error) impl.acceptor.bind(endpoint, error);
+  if (!error) impl.acceptor.listen(net::socket_base::max_listen_connections, error);
+  if (error) {
+    return absl::UnavailableError(absl::StrCat("cannot listen for HTTP on ", impl.options.host, ":",
+                                               impl.options.port, ": ", error.message()));
+  }
+  bound_port_ = impl.acceptor.local_endpoint().port();
+  impl.Accept();
+  for (int i = 0; i < std::max(1, impl.options.io_threads); ++i) {
+    impl.threads.emplace_back([&impl] { impl.io.run(); });
+  }
+  return absl::OkStatus();
+}
+
+void HttpServer::Stop() {
+  Impl& impl = *impl_;
+  if (impl.threads.empty()) return;
+  net::post(impl.io, [&impl] {
+    beast::error_code ignored;
+    impl.acceptor.close(ignored);
+  });
+  {
+    std::lock_guard lock(impl.live_mutex);
+    for (const auto& weak : impl.live) {
+      if (auto connection = weak.lock()) connection->Close();
+    }
+    impl.live.clear();
+  }
+  // Each connection lets go of its reply (and so of the engine's outbox) on its own strand.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (impl.connections.load() > 0 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  impl.io.stop();
+  for (std::thread& thread : impl.threads) thread.join();
+  impl.threads.clear();
+}
+
+}  // namespace sculpt
