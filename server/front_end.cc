@@ -10,15 +10,11 @@
 #include "model/text_io.h"
 
 namespace sculpt {
-namespace {
-
 std::string NewRequestId() {
   static std::atomic<uint64_t> counter{0};
   static const uint64_t process_tag = std::random_device{}();
   return absl::StrFormat("req-%06x-%d", process_tag & 0xffffff, counter.fetch_add(1));
 }
-
-}  // namespace
 
 FrontEnd::FrontEnd(const ServedModel& model, Scheduler& scheduler, Metrics* metrics,
                    FrontEndOptions options)

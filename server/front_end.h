@@ -23,6 +23,9 @@ struct FrontEndOptions {
   std::string version;
 };
 
+// A process-unique id for a request whose client gave none.
+std::string NewRequestId();
+
 struct Submitted {
   BuiltRequest built;  // what the request was, for describing its events
   std::unique_ptr<RequestHandle> handle;

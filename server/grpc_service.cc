@@ -2,8 +2,11 @@
 // time, no lock of ours held while calling into gRPC (which may run reactions inline).
 #include "server/grpc_service.h"
 
+#include <grpcpp/support/server_interceptor.h>
+
 #include <chrono>
 #include <mutex>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -14,6 +17,8 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 }
 
 namespace {
+
+constexpr const char* kRequestIdKey = "x-request-id";
 
 std::optional<std::chrono::steady_clock::time_point> DeadlineOf(
     grpc::CallbackServerContext* context) {
@@ -102,8 +107,18 @@ class GenerationCall {
   // reactor must finish with.
   std::optional<grpc::Status> Start(Reactor* reactor, grpc::CallbackServerContext* context,
                                     const v1::GenerateRequest& request) {
-    auto submitted = front_end_->Submit(request, DeadlineOf(context));
+    absl::StatusOr<Submitted> submitted = absl::UnknownError("");
+    const auto id = context->client_metadata().find(kRequestIdKey);
+    if (request.request_id().empty() && id != context->client_metadata().end()) {
+      // The client's x-request-id names the request when its message does not.
+      v1::GenerateRequest named = request;
+      named.set_request_id(std::string(id->second.data(), id->second.size()));
+      submitted = front_end_->Submit(named, DeadlineOf(context));
+    } else {
+      submitted = front_end_->Submit(request, DeadlineOf(context));
+    }
     if (!submitted.ok()) return ToGrpcStatus(submitted.status());
+    context->AddInitialMetadata(kRequestIdKey, submitted->built.request_id);
     built_ = std::move(submitted->built);
     handle_ = std::move(submitted->handle);
     relay_ = std::make_shared<Relay<Reactor>>(reactor);
@@ -236,7 +251,74 @@ class CompleteReactor final : public grpc::ServerUnaryReactor {
   grpc::Status status_;
 };
 
+// One access-log line per call, written when its status is sent.
+class AccessLogInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  AccessLogInterceptor(grpc::experimental::ServerRpcInfo* info, AccessLog& log)
+      : info_(info), log_(log), start_(std::chrono::steady_clock::now()) {}
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    using grpc::experimental::InterceptionHookPoints;
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      const auto* metadata = methods->GetSendInitialMetadata();
+      if (const auto id = metadata->find(kRequestIdKey); id != metadata->end()) {
+        request_id_ = id->second;
+      }
+    }
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_MESSAGE)) {
+      if (const grpc::ByteBuffer* message = methods->GetSerializedSendMessage()) {
+        bytes_ += message->Length();
+      }
+    }
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
+      const grpc::Status status = methods->GetSendStatus();
+      if (request_id_.empty()) {
+        const auto& client = info_->server_context()->client_metadata();
+        if (const auto id = client.find(kRequestIdKey); id != client.end()) {
+          request_id_ = std::string(id->second.data(), id->second.size());
+        }
+      }
+      log_.Write({.protocol = "grpc",
+                  .client = info_->server_context()->peer(),
+                  .method = info_->method(),
+                  .status = static_cast<int>(status.error_code()),
+                  .bytes_sent = bytes_,
+                  .duration_ms = std::chrono::duration<double, std::milli>(
+                                     std::chrono::steady_clock::now() - start_)
+                                     .count(),
+                  .request_id = request_id_});
+    }
+    methods->Proceed();
+  }
+
+ private:
+  grpc::experimental::ServerRpcInfo* info_;
+  AccessLog& log_;
+  const std::chrono::steady_clock::time_point start_;
+  std::string request_id_;
+  uint64_t bytes_ = 0;
+};
+
+class AccessLogInterceptorFactory final
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit AccessLogInterceptorFactory(AccessLog& log) : log_(log) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    return new AccessLogInterceptor(info, log_);
+  }
+
+ private:
+  AccessLog& log_;
+};
+
 }  // namespace
+
+void AddGrpcAccessLog(grpc::ServerBuilder& builder, AccessLog& log) {
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> factories;
+  factories.push_back(std::make_unique<AccessLogInterceptorFactory>(log));
+  builder.experimental().SetInterceptorCreators(std::move(factories));
+}
 
 TextDiffusionService::TextDiffusionService(FrontEnd& front_end) : front_end_(front_end) {}
 

@@ -6,12 +6,17 @@
 #include <grpcpp/grpcpp.h>
 
 #include "sculpt/v1/text_diffusion.grpc.pb.h"
+#include "server/access_log.h"
 #include "server/front_end.h"
 
 namespace sculpt {
 
 // absl and gRPC share the status codes; messages pass through unchanged.
 grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// Writes one access-log line for every call the server built by `builder` answers (the health and
+// reflection services included); a generation's line carries its request id.
+void AddGrpcAccessLog(grpc::ServerBuilder& builder, AccessLog& log);
 
 class TextDiffusionService final : public v1::TextDiffusion::CallbackService {
  public:

@@ -479,6 +479,7 @@ void HttpGateway::Routes() {
     }
     v1::GenerateRequest request;
     if (auto status = FromJson(body->dump(), request); !status.ok()) return Error(status);
+    if (request.request_id().empty()) request.set_request_id(req.request_id);
     if (!stream) request.mutable_stream_options()->set_mode(v1::StreamOptions::FINAL_ONLY);
     auto submitted = front_end().Submit(request, std::nullopt);
     if (!submitted.ok()) return Error(submitted.status());
@@ -500,6 +501,7 @@ void HttpGateway::Routes() {
       std::string param;
       auto parsed = ParseOpenAiRequest(endpoint, *body, &param);
       if (!parsed.ok()) return Error(parsed.status(), param);
+      if (parsed->generate.request_id().empty()) parsed->generate.set_request_id(req.request_id);
       auto submitted = front_end().Submit(parsed->generate, std::nullopt);
       if (!submitted.ok()) {
         return Error(submitted.status(), absl::IsNotFound(submitted.status()) ? "model" : "");

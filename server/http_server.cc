@@ -7,6 +7,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -52,6 +53,8 @@ void HttpResponse::SetHeader(std::string name, std::string value) {
 
 namespace {
 
+constexpr std::string_view kRequestIdHeader = "X-Request-Id";
+
 // Header values come from our code, some echo a client's (X-Request-Id): never a line break.
 std::string HeaderValue(std::string value) {
   for (char& c : value) {
@@ -79,6 +82,12 @@ std::string SerializeHead(const HttpResponse& response, int64_t content_length, 
   }
   absl::StrAppend(&head, "Connection: ", keep_alive ? "keep-alive" : "close", "\r\n\r\n");
   return head;
+}
+
+// A client's request id is used when it is short and plain (it goes into logs and headers).
+bool UsableRequestId(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) { return c > ' ' && c < 127; });
 }
 
 void AppendChunk(std::string& out, std::string_view data) {
@@ -168,6 +177,21 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   }
 
   void OnHeader(beast::error_code error) {
+    started_ = std::chrono::steady_clock::now();
+    access_ = HttpAccess{};
+    access_.remote_address = remote_address_;
+    access_.remote_port = remote_port_;
+    if (!error || error == http::error::body_limit) {
+      access_.method = std::string(parser_->get().method_string());
+      const std::string_view target = parser_->get().target();
+      access_.path = std::string(target.substr(0, target.find('?')));
+      const std::string_view id = parser_->get()[kRequestIdHeader];
+      if (UsableRequestId(id)) access_.request_id = std::string(id);
+    }
+    if (access_.request_id.empty() && options().new_request_id) {
+      access_.request_id = options().new_request_id();
+    }
+    access_pending_ = true;
     // A deadline passed: Beast has closed the socket already (408 is "or close").
     if (error == beast::error::timeout) return Shutdown();
     if (error == http::error::header_limit) {
@@ -182,6 +206,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     if (error == http::error::body_limit) return RefuseTooLarge();
     if (error == http::error::end_of_stream || error == net::error::eof ||
         error == net::error::connection_reset || error == net::error::operation_aborted) {
+      access_pending_ = false;  // no request, only a connection ending
       return Shutdown();
     }
     if (error) return Refuse(400, absl::StrCat("malformed HTTP request: ", error.message()));
@@ -265,6 +290,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     request.body = std::move(message.body());
     request.remote_address = remote_address_;
     request.remote_port = remote_port_;
+    request.request_id = access_.request_id;
     HttpReply reply;
     try {
       reply = server_.handler(request);
@@ -312,9 +338,12 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     }
     out_.clear();
     if (progress.stream_head) {
+      Identify(*progress.stream_head);
+      access_.status = progress.stream_head->status;
       out_ = SerializeHead(*progress.stream_head, -1, keep_alive_);
       streaming_ = true;
     }
+    access_.bytes_sent += progress.data.size();
     AppendChunk(out_, progress.data);
     if (progress.done) {
       out_ += "0\r\n\r\n";
@@ -338,7 +367,26 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     });
   }
 
+  void Identify(HttpResponse& response) const {
+    if (!access_.request_id.empty())
+      response.SetHeader(std::string(kRequestIdHeader), access_.request_id);
+  }
+
+  // Once per request: what the access log records.
+  void LogAccess(bool completed) {
+    if (!access_pending_) return;
+    access_pending_ = false;
+    access_.completed = completed;
+    access_.duration_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_)
+            .count();
+    if (options().on_access) options().on_access(access_);
+  }
+
   void WriteWhole(HttpResponse response) {
+    Identify(response);
+    access_.status = response.status;
+    access_.bytes_sent = response.body.size();
     out_ = SerializeHead(response, static_cast<int64_t>(response.body.size()), keep_alive_);
     out_ += response.body;
     Write([self = shared_from_this()] { self->Finished(); });
@@ -365,6 +413,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   // The answer is out: the next request, or the end.
   void Finished() {
     streaming_ = false;
+    LogAccess(/*completed=*/true);
     if (refused_) return DrainThenClose();
     if (!keep_alive_) return Shutdown();
     stream_.socket().cancel();  // the hang-up watch
@@ -374,6 +423,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   void Shutdown() {
     if (closed_) return;
     closed_ = true;
+    LogAccess(/*completed=*/false);
     reply_.reset();
     keepalive_timer_.cancel();
     beast::error_code ignored;
@@ -396,6 +446,9 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   bool streaming_ = false;
   bool closed_ = false;
   bool refused_ = false;
+  HttpAccess access_;
+  bool access_pending_ = false;
+  std::chrono::steady_clock::time_point started_;
 };
 
 void HttpServer::Impl::Register(const std::shared_ptr<HttpConnection>& connection) {

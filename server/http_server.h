@@ -34,6 +34,9 @@ struct HttpRequest {
   std::string body;
   std::string remote_address;
   int remote_port = 0;
+  // The client's X-Request-Id when it sent a usable one, else one made by the server; echoed in
+  // the response's X-Request-Id.
+  std::string request_id;
 
   // The first value of a header (names compare case-insensitively), or "".
   std::string Header(std::string_view name) const;
@@ -72,6 +75,19 @@ class DeferredReply {
 };
 
 using HttpReply = std::variant<HttpResponse, std::unique_ptr<DeferredReply>>;
+
+// What the access log records of one request, once its answer is written (or abandoned).
+struct HttpAccess {
+  std::string method;
+  std::string path;
+  std::string remote_address;
+  int remote_port = 0;
+  std::string request_id;
+  int status = 0;            // 0: no answer was sent (the client left first)
+  uint64_t bytes_sent = 0;   // the answer's body, chunk framing excluded
+  double duration_ms = 0.0;  // from the request's header to the end of its answer
+  bool completed = true;     // false when the connection ended before the answer did
+};
 using HttpHandler = std::function<HttpReply(HttpRequest&)>;
 // The body of an error answer the server makes itself (limits, timeouts, refusals).
 using HttpErrorBody = std::function<HttpResponse(int status, const std::string& message)>;
@@ -92,6 +108,10 @@ struct HttpServerOptions {
   // A streamed answer with nothing new for this long gets an SSE comment, so that proxies and
   // clients see the connection alive.
   std::chrono::milliseconds keepalive_interval{5000};
+  // Makes a request id for a request without a usable X-Request-Id.
+  std::function<std::string()> new_request_id;
+  // Called (on an I/O thread) once per request when its answer is done; may be empty.
+  std::function<void(const HttpAccess&)> on_access;
 };
 
 class HttpServer {

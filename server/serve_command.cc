@@ -21,6 +21,7 @@
 #include "common/status.h"
 #include "cpu/threads.h"
 #include "scheduler/scheduler.h"
+#include "server/access_log.h"
 #include "server/commands.h"
 #include "server/device.h"
 #include "server/flags.h"
@@ -65,6 +66,8 @@ FlagSet ServeFlags() {
             "on SIGTERM/SIGINT, seconds running requests get to finish before they are cancelled");
   AddBackendFlags(flags);
   AddThreadsFlag(flags);
+  flags.Add("access-log", "WHERE", "stdout",
+            "one JSON line per HTTP request and gRPC call: off, stdout or a file (appended)");
   flags.Add("log-level", "LEVEL", "info", "trace, debug, info, warn, error or off");
   flags.Add("log-format", "FORMAT", "text", "text or json (one object per line)");
   flags.Add("config", "FILE", "",
@@ -151,6 +154,22 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
   if (model_dir.empty()) {
     return absl::InvalidArgumentError("--model DIR is required (the default model was not found)");
   }
+  SCULPT_ASSIGN_OR_RETURN(std::unique_ptr<AccessLog> access_log,
+                          AccessLog::Open(flags.GetString("access-log")));
+  http_options.server.new_request_id = NewRequestId;
+  if (access_log != nullptr) {
+    http_options.server.on_access = [log = access_log.get()](const HttpAccess& access) {
+      log->Write({.protocol = "http",
+                  .client = absl::StrCat(access.remote_address, ":", access.remote_port),
+                  .method = access.method,
+                  .path = access.path,
+                  .status = access.status,
+                  .bytes_sent = access.bytes_sent,
+                  .duration_ms = access.duration_ms,
+                  .request_id = access.request_id,
+                  .completed = access.completed});
+    };
+  }
   // HTTP first, so /health answers 503 while the model loads.
   std::unique_ptr<HttpGateway> http;
   if (http_options.server.port >= 0) {
@@ -193,6 +212,7 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &bound_port);
   builder.SetMaxReceiveMessageSize(max_request_bytes);
   builder.RegisterService(&service);
+  if (access_log != nullptr) AddGrpcAccessLog(builder, *access_log);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || bound_port == 0) {
     return absl::UnavailableError(
