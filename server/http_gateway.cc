@@ -83,6 +83,15 @@ void SetTimingHeaders(HttpResponse& res, const v1::GenerateResult& result) {
   res.SetHeader("x-total-time", absl::StrFormat("%.3f", result.timings().total_ms()));
 }
 
+// A model as OpenAI's /v1/models lists it.
+json ModelObject(const v1::ModelInfo& info) {
+  return {{"id", info.name()},
+          {"object", "model"},
+          {"created", 0},
+          {"owned_by", "sculpt"},
+          {"max_model_len", info.context_length()}};
+}
+
 HttpResponse StreamHead() {
   HttpResponse head;
   head.SetHeader("Content-Type", "text/event-stream");
@@ -383,10 +392,18 @@ HttpReply HttpGateway::Handle(HttpRequest& req) {
 
 HttpReply HttpGateway::Dispatch(HttpRequest& req) {
   static const std::set<std::string> kWhileLoading = {"/health", "/live", "/version", "/"};
-  const auto routes = routes_.equal_range(req.path);
+  auto routes = routes_.equal_range(req.path);
   if (routes.first == routes.second) {
-    return Error(
-        absl::NotFoundError(absl::StrCat("no such endpoint: ", req.method, " ", req.path)));
+    // A route whose last segment is a parameter ("/v1/models/*").
+    routes = routes_.equal_range(req.path.substr(0, req.path.rfind('/') + 1) + "*");
+  }
+  if (routes.first == routes.second) {
+    // Not a model that is missing: OpenAI's shape with its not-found type.
+    return Json(404, {{"error",
+                       {{"message", absl::StrCat("no such endpoint: ", req.method, " ", req.path)},
+                        {"type", "not_found_error"},
+                        {"param", nullptr},
+                        {"code", nullptr}}}});
   }
   for (auto it = routes.first; it != routes.second; ++it) {
     if (it->second.method != req.method) continue;
@@ -434,14 +451,18 @@ void HttpGateway::Routes() {
   add("GET", "/v1/models", [this](HttpRequest&) -> HttpReply {
     json data = json::array();
     const v1::ListModelsResponse models = front_end().ListModels();
-    for (const v1::ModelInfo& info : models.models()) {
-      data.push_back({{"id", info.name()},
-                      {"object", "model"},
-                      {"created", 0},
-                      {"owned_by", "sculpt"},
-                      {"max_model_len", info.context_length()}});
-    }
+    for (const v1::ModelInfo& info : models.models()) data.push_back(ModelObject(info));
     return Json(200, {{"object", "list"}, {"data", data}});
+  });
+  // One model, as OpenAI's models.retrieve(id) reads it; 404 model_not_found for another id.
+  add("GET", "/v1/models/*", [this](HttpRequest& req) -> HttpReply {
+    const std::string id = req.path.substr(std::string_view("/v1/models/").size());
+    const v1::ListModelsResponse models = front_end().ListModels();
+    for (const v1::ModelInfo& info : models.models()) {
+      if (info.name() == id) return Json(200, ModelObject(info));
+    }
+    return Error(absl::NotFoundError(absl::StrCat("the model '", id, "' is not served here")),
+                 "model");
   });
 
   add("POST", "/v1/tokenize", [this](HttpRequest& req) -> HttpReply {

@@ -2,6 +2,8 @@
 #include "server/openai_api.h"
 
 #include <cmath>
+#include <map>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 
@@ -71,6 +73,64 @@ class Reader {
     absl::Status status_ = (expr);          \
     if (!status_.ok()) return status_;      \
   } while (false)
+
+// Every field of the body is one this server reads, or an OpenAI field it does not implement
+// given its neutral value (what a client library may send by default): anything else is a 400
+// that names the field, never silently ignored.
+absl::Status RefuseUnsupportedFields(OpenAiEndpoint endpoint, const json& body,
+                                     std::string* error_param) {
+  static const std::set<std::string> kRead = {"model", "n", "max_tokens", "temperature", "top_p",
+                                              "seed", "stop", "stream", "stream_options", "user",
+                                              // the diffusion parameters, as extra fields
+                                              "steps", "block_length", "remasking",
+                                              "confidence_threshold", "cfg_scale", "early_stop",
+                                              "top_k", "priority"};
+  static const std::set<std::string> kReadByCompletions = {"prompt"};
+  static const std::set<std::string> kReadByChat = {"messages", "max_completion_tokens"};
+  // OpenAI's fields Sculpt does not implement, with the value that means "off".
+  static const std::map<std::string, json> kNeutral = {{"logprobs", json()},
+                                                       {"top_logprobs", 0},
+                                                       {"echo", false},
+                                                       {"best_of", 1},
+                                                       {"suffix", json()},
+                                                       {"presence_penalty", 0},
+                                                       {"frequency_penalty", 0},
+                                                       {"logit_bias", json::object()},
+                                                       {"tools", json::array()},
+                                                       {"tool_choice", "none"},
+                                                       {"parallel_tool_calls", json()},
+                                                       {"response_format", json()},
+                                                       {"functions", json::array()},
+                                                       {"function_call", "none"},
+                                                       {"store", false},
+                                                       {"metadata", json()},
+                                                       {"service_tier", json()},
+                                                       {"modalities", json()},
+                                                       {"prediction", json()},
+                                                       {"audio", json()},
+                                                       {"reasoning_effort", json()}};
+  for (const auto& [field, value] : body.items()) {
+    if (kRead.count(field)) continue;
+    if ((endpoint == OpenAiEndpoint::kCompletions ? kReadByCompletions : kReadByChat)
+            .count(field)) {
+      continue;
+    }
+    const auto neutral = kNeutral.find(field);
+    if (neutral == kNeutral.end()) {
+      return Invalid(error_param, field,
+                     "is not a field of this endpoint (see docs/serving.md for the ones it reads)");
+    }
+    const bool off = value.is_null() || value == neutral->second ||
+                     (value.is_boolean() && !value.get<bool>()) ||
+                     (value.is_number() && value.get<double>() == 0.0 && field != "best_of" &&
+                      field != "logprobs");
+    if (!off) {
+      return Invalid(error_param, field,
+                     "is not supported by this server; leave it out (or at its default)");
+    }
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -203,6 +263,7 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, const 
       return Invalid(error_param, "stop", "must be a string or a list of strings");
     }
   }
+  SCULPT_OPENAI_RETURN_IF_ERROR(RefuseUnsupportedFields(endpoint, body, error_param));
   // Drafts feed the stream's stable prefix; a non-streaming request needs only the result.
   request.mutable_stream_options()->set_mode(out.stream ? v1::StreamOptions::STEPS
                                                         : v1::StreamOptions::FINAL_ONLY);

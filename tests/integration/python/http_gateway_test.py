@@ -123,9 +123,39 @@ class HttpGatewayTest(unittest.TestCase):
             self.client.completions.create(model=MODEL, prompt="x", max_tokens=100000)
         self.assertIn("gen_length", error.exception.message)
 
+    def test_unsupported_fields_are_refused_by_name_unless_neutral(self):
+        for field, value in [("logprobs", 2), ("echo", True), ("best_of", 3), ("suffix", "}"),
+                             ("presence_penalty", 0.5), ("logit_bias", {"5": 10}),
+                             ("made_up_field", 1)]:
+            with self.subTest(field=field):
+                with self.assertRaises(openai.BadRequestError) as error:
+                    self.client.completions.create(model=MODEL, prompt="x", max_tokens=4,
+                                                   extra_body={field: value})
+                self.assertEqual(error.exception.body["param"], field)
+                self.assertEqual(error.exception.body["type"], "invalid_request_error")
+                self.assertIn(field, error.exception.message)
+        with self.assertRaises(openai.BadRequestError) as error:
+            self.client.chat.completions.create(model=MODEL, max_tokens=4, tools=[{
+                "type": "function", "function": {"name": "f", "parameters": {}}}],
+                messages=[{"role": "user", "content": "x"}])
+        self.assertEqual(error.exception.body["param"], "tools")
+        # What client libraries send by default, meaning "off", is accepted.
+        reply = self.client.completions.create(
+            model=MODEL, prompt="x", max_tokens=4, echo=False, best_of=1, presence_penalty=0,
+            frequency_penalty=0, logit_bias={}, logprobs=None, suffix=None)
+        self.assertEqual(reply.choices[0].finish_reason, "length")
+
     def test_models_health_version(self):
         models = self.client.models.list()
         self.assertEqual([m.id for m in models.data], [MODEL])
+        self.assertEqual(self.client.models.retrieve(MODEL).id, MODEL)
+        with self.assertRaises(openai.NotFoundError) as error:
+            self.client.models.retrieve("gpt-4")
+        self.assertEqual(error.exception.body["code"], "model_not_found")
+        missing = self.http.get("/v1/nothing")
+        self.assertEqual(missing.status_code, 404)
+        self.assertEqual(missing.json()["error"]["type"], "not_found_error")
+        self.assertIsNone(missing.json()["error"]["code"])
         self.assertEqual(self.http.get("/health").status_code, 200)
         self.assertEqual(self.http.get("/live").status_code, 200)
         self.assertIn("version", self.http.get("/version").json())
