@@ -253,9 +253,10 @@ void Scheduler::EngineLoop() {
       if (cancel_all && queue_.empty()) cancel_all_.store(false);
     }
     for (auto& entry : finished) {
+      // Past its deadline it ended by the deadline, even when the client's side cancelled it
+      // first (gRPC cancels a call whose deadline passed).
       const bool expired = entry->request.deadline && *entry->request.deadline <= Clock::now();
-      Finish(*entry, expired && !entry->cancelled->load() ? FinishReason::kDeadline
-                                                          : FinishReason::kCancelled);
+      Finish(*entry, expired ? FinishReason::kDeadline : FinishReason::kCancelled);
     }
     if (!running_.empty()) RunStep();
     bool idle = false;

@@ -437,6 +437,9 @@ class LifecycleTest(unittest.TestCase):
                 server.stub.Complete(request(**self.LONG), timeout=0.3)
             self.assertEqual(error.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
             server.wait_for(lambda i: i.running == 0 and i.waiting == 0)
+            # Logged and counted as a deadline, not as a cancellation.
+            server.wait_log("finish_reason=deadline")
+            self.assertNotIn("finish_reason=cancelled", "\n".join(server.log_lines))
             # Queued behind a long request with a deadline the queue makes impossible: refused
             # without running.
             blocker = server.stub.Generate(request(**self.LONG), timeout=120)
