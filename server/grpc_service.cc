@@ -2,13 +2,18 @@
 // time, no lock of ours held while calling into gRPC (which may run reactions inline).
 #include "server/grpc_service.h"
 
+#include <google/protobuf/unknown_field_set.h>
 #include <grpcpp/support/server_interceptor.h>
 
 #include <chrono>
+#include <map>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "model/tokenizer/utf8.h"
 
 namespace sculpt {
 
@@ -40,6 +45,48 @@ grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* context,
     reactor->Finish(ToGrpcStatus(result.status()));
   }
   return reactor;
+}
+
+std::string Bytes(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  std::string bytes;
+  if (!buffer.Dump(&slices).ok()) return bytes;
+  for (const grpc::Slice& slice : slices) {
+    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  return bytes;
+}
+
+grpc::ByteBuffer Serialized(const google::protobuf::Message& message) {
+  grpc::Slice slice(message.SerializeAsString());
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+// Every string field of `fields` (read as `descriptor`), nested messages included, is UTF-8.
+absl::Status CheckTextFields(const google::protobuf::UnknownFieldSet& fields,
+                             const google::protobuf::Descriptor& descriptor,
+                             const std::string& path) {
+  std::map<int, int> seen;  // field number -> occurrences so far (the index of a repeated one)
+  for (int i = 0; i < fields.field_count(); ++i) {
+    const google::protobuf::UnknownField& field = fields.field(i);
+    const int index = seen[field.number()]++;
+    if (field.type() != google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED) continue;
+    const google::protobuf::FieldDescriptor* known = descriptor.FindFieldByNumber(field.number());
+    if (known == nullptr) continue;
+    std::string name = path.empty() ? known->name() : absl::StrCat(path, ".", known->name());
+    if (known->is_repeated()) absl::StrAppend(&name, "[", index, "]");
+    if (known->type() == google::protobuf::FieldDescriptor::TYPE_STRING) {
+      if (absl::Status valid = ValidateUtf8(field.length_delimited(), name); !valid.ok()) {
+        return valid;
+      }
+    } else if (known->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE) {
+      google::protobuf::UnknownFieldSet inner;
+      if (inner.ParseFromString(field.length_delimited())) {
+        SCULPT_RETURN_IF_ERROR(CheckTextFields(inner, *known->message_type(), name));
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 // Serialises gRPC operations of one reactor: Pump may be called from the engine thread (a new
@@ -147,13 +194,18 @@ class GenerationCall {
   std::shared_ptr<Relay<Reactor>> relay_;
 };
 
-class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   enum class Action { kNone, kWrite, kWriteAndFinish, kFinishWithStatus };
 
   GenerateReactor(FrontEnd* front_end, grpc::CallbackServerContext* context,
-                  const v1::GenerateRequest* request)
+                  const grpc::ByteBuffer* bytes)
       : call_(front_end) {
+    absl::StatusOr<v1::GenerateRequest> request = ParseRequest<v1::GenerateRequest>(*bytes);
+    if (!request.ok()) {
+      Finish(ToGrpcStatus(request.status()));
+      return;
+    }
     if (auto refused = call_.Start(this, context, *request)) Finish(*refused);
   }
 
@@ -165,7 +217,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
       status_ = ToGrpcStatus(*response.terminal);
       return Action::kFinishWithStatus;
     }
-    response_ = std::move(response.message);
+    response_ = Serialized(response.message);
     return response.last ? Action::kWriteAndFinish : Action::kWrite;
   }
 
@@ -203,7 +255,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
 
  private:
   GenerationCall<GenerateReactor> call_;
-  v1::GenerateResponse response_;
+  grpc::ByteBuffer response_;
   grpc::Status status_;
 };
 
@@ -212,11 +264,15 @@ class CompleteReactor final : public grpc::ServerUnaryReactor {
   enum class Action { kNone, kWrite, kFinish };
 
   CompleteReactor(FrontEnd* front_end, grpc::CallbackServerContext* context,
-                  const v1::GenerateRequest* request, v1::GenerateResult* result)
+                  const grpc::ByteBuffer* bytes, grpc::ByteBuffer* result)
       : call_(front_end), result_(result) {
-    v1::GenerateRequest final_only = *request;
-    final_only.mutable_stream_options()->set_mode(v1::StreamOptions::FINAL_ONLY);
-    if (auto refused = call_.Start(this, context, final_only)) Finish(*refused);
+    absl::StatusOr<v1::GenerateRequest> request = ParseRequest<v1::GenerateRequest>(*bytes);
+    if (!request.ok()) {
+      Finish(ToGrpcStatus(request.status()));
+      return;
+    }
+    request->mutable_stream_options()->set_mode(v1::StreamOptions::FINAL_ONLY);
+    if (auto refused = call_.Start(this, context, *request)) Finish(*refused);
   }
 
   RequestStream& stream() { return call_.stream(); }
@@ -228,7 +284,7 @@ class CompleteReactor final : public grpc::ServerUnaryReactor {
     if (response.terminal) {
       status_ = ToGrpcStatus(*response.terminal);
     } else {
-      *result_ = std::move(*response.message.mutable_final());
+      *result_ = Serialized(response.message.final());
       status_ = grpc::Status::OK;
     }
     return Action::kFinish;
@@ -247,7 +303,7 @@ class CompleteReactor final : public grpc::ServerUnaryReactor {
 
  private:
   GenerationCall<CompleteReactor> call_;
-  v1::GenerateResult* result_;
+  grpc::ByteBuffer* result_;
   grpc::Status status_;
 };
 
@@ -314,6 +370,22 @@ class AccessLogInterceptorFactory final
 
 }  // namespace
 
+template <typename Message>
+absl::StatusOr<Message> ParseRequest(const grpc::ByteBuffer& buffer) {
+  const std::string bytes = Bytes(buffer);
+  google::protobuf::UnknownFieldSet fields;
+  Message message;
+  if (fields.ParseFromString(bytes)) {
+    SCULPT_RETURN_IF_ERROR(CheckTextFields(fields, *Message::descriptor(), ""));
+    if (message.ParseFromString(bytes)) return message;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("the request is not a valid ", Message::descriptor()->full_name(), " message"));
+}
+
+template absl::StatusOr<v1::GenerateRequest> ParseRequest(const grpc::ByteBuffer&);
+template absl::StatusOr<v1::TokenizeRequest> ParseRequest(const grpc::ByteBuffer&);
+
 void AddGrpcAccessLog(grpc::ServerBuilder& builder, AccessLog& log) {
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> factories;
   factories.push_back(std::make_unique<AccessLogInterceptorFactory>(log));
@@ -322,21 +394,27 @@ void AddGrpcAccessLog(grpc::ServerBuilder& builder, AccessLog& log) {
 
 TextDiffusionService::TextDiffusionService(FrontEnd& front_end) : front_end_(front_end) {}
 
-grpc::ServerWriteReactor<v1::GenerateResponse>* TextDiffusionService::Generate(
-    grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* TextDiffusionService::Generate(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
   return new GenerateReactor(&front_end_, context, request);
 }
 
 grpc::ServerUnaryReactor* TextDiffusionService::Complete(grpc::CallbackServerContext* context,
-                                                         const v1::GenerateRequest* request,
-                                                         v1::GenerateResult* result) {
+                                                         const grpc::ByteBuffer* request,
+                                                         grpc::ByteBuffer* result) {
   return new CompleteReactor(&front_end_, context, request, result);
 }
 
 grpc::ServerUnaryReactor* TextDiffusionService::Tokenize(grpc::CallbackServerContext* context,
-                                                         const v1::TokenizeRequest* request,
-                                                         v1::TokenizeResponse* response) {
-  return FinishWith(context, front_end_.Tokenize(*request), response);
+                                                         const grpc::ByteBuffer* request,
+                                                         grpc::ByteBuffer* response) {
+  absl::StatusOr<v1::TokenizeRequest> parsed = ParseRequest<v1::TokenizeRequest>(*request);
+  absl::StatusOr<v1::TokenizeResponse> answer =
+      parsed.ok() ? front_end_.Tokenize(*parsed) : parsed.status();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (answer.ok()) *response = Serialized(*answer);
+  reactor->Finish(answer.ok() ? grpc::Status::OK : ToGrpcStatus(answer.status()));
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* TextDiffusionService::Detokenize(grpc::CallbackServerContext* context,

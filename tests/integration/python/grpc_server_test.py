@@ -276,6 +276,49 @@ class InvalidInputTest(unittest.TestCase):
             self.assertEqual(error.exception.code(), code, error.exception.details())
             self.assertIn(fragment, error.exception.details())
 
+    def test_text_that_is_not_utf8_is_invalid_argument_naming_the_field(self):
+        channel = self.server.channel
+
+        def raw_call(method, message, replace=b"AB"):
+            data = message.SerializeToString().replace(replace, b"\xff\xfe")
+            if method == "Generate":
+                call = channel.unary_stream(f"/sculpt.v1.TextDiffusion/{method}",
+                                            request_serializer=lambda x: x,
+                                            response_deserializer=lambda x: x)
+                with self.assertRaises(grpc.RpcError) as error:
+                    list(call(data, timeout=30))
+            else:
+                call = channel.unary_unary(f"/sculpt.v1.TextDiffusion/{method}",
+                                           request_serializer=lambda x: x,
+                                           response_deserializer=lambda x: x)
+                with self.assertRaises(grpc.RpcError) as error:
+                    call(data, timeout=30)
+            return error.exception
+
+        for method in ("Complete", "Generate"):
+            for message, field in [
+                (pb.GenerateRequest(prompt="AB", gen_length=8), "prompt"),
+                (pb.GenerateRequest(messages=[pb.ChatMessage(role="user", content="ok"),
+                                              pb.ChatMessage(role="user", content="AB")],
+                                    gen_length=8), "messages[1].content"),
+                (pb.GenerateRequest(prompt="x", stop=["AB"], gen_length=8), "stop[0]"),
+            ]:
+                with self.subTest(method=method, field=field):
+                    error = raw_call(method, message)
+                    self.assertEqual(error.code(), grpc.StatusCode.INVALID_ARGUMENT)
+                    self.assertIn(field + " is not valid UTF-8", error.details())
+        error = raw_call("Tokenize", pb.TokenizeRequest(text="AB"))
+        self.assertEqual(error.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("text is not valid UTF-8", error.details())
+        # Bytes that are not a message at all.
+        call = channel.unary_unary("/sculpt.v1.TextDiffusion/Complete",
+                                   request_serializer=lambda x: x,
+                                   response_deserializer=lambda x: x)
+        with self.assertRaises(grpc.RpcError) as error:
+            call(b"\xff\xff\xff", timeout=30)
+        self.assertEqual(error.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("not a valid sculpt.v1.GenerateRequest", error.exception.details())
+
     def test_every_invalid_field_is_named(self):
         invalid = grpc.StatusCode.INVALID_ARGUMENT
         cases = [
