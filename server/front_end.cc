@@ -127,6 +127,22 @@ void FrontEnd::FillAccepted(const BuiltRequest& built, const AcceptedEvent& even
   accepted.set_prompt_tokens(static_cast<uint32_t>(built.prompt_tokens));
   accepted.set_gen_length(static_cast<uint32_t>(built.gen_length));
   accepted.set_total_steps(static_cast<uint32_t>(built.planned_steps));
+  // Runs of the infill canvas that are not masks.
+  const std::vector<int32_t>& canvas = built.initial_canvas;
+  const int32_t mask = model_.config().mask_token_id;
+  for (size_t start = 0; start < canvas.size();) {
+    if (canvas[start] == mask) {
+      ++start;
+      continue;
+    }
+    size_t end = start;
+    while (end < canvas.size() && canvas[end] != mask) ++end;
+    FillSpan(built, static_cast<int32_t>(start),
+             std::vector<int32_t>(canvas.begin() + static_cast<std::ptrdiff_t>(start),
+                                  canvas.begin() + static_cast<std::ptrdiff_t>(end)),
+             *accepted.add_fixed());
+    start = end;
+  }
 }
 
 void FrontEnd::FillSpan(const BuiltRequest& built, int32_t position, std::vector<int32_t> tokens,

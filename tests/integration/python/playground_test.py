@@ -80,6 +80,45 @@ class PlaygroundTest(unittest.TestCase):
         finally:
             server.stop()
 
+    def test_infill_shows_the_kept_text_as_text_and_only_the_masks_as_masks(self):
+        server = Server()
+        template = "def add(a, b):\n    return <|mask:6|>\n"
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(
+                    executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+                )
+                page = browser.new_page(viewport={"width": 1200, "height": 800})
+                page.goto(server.http_url + "/")
+                page.select_option("#mode", "infill")
+                page.fill("#input", template)
+                page.fill("#steps", "6")
+                # The masks the page shows when the request is accepted, before any step.
+                page.evaluate(
+                    """() => {
+                      window.masksSeen = [];
+                      new MutationObserver(() => window.masksSeen.push(
+                          Number(document.getElementById('masks').textContent)))
+                        .observe(document.getElementById('masks'), {childList: true});
+                    }"""
+                )
+                page.click("#run")
+                page.wait_for_function(
+                    "document.getElementById('canvas').dataset.done !== 'false'", timeout=120_000
+                )
+                self.assertEqual(page.get_attribute("#canvas", "data-done"), "true",
+                                 page.text_content("#error"))
+                masks_seen = page.evaluate("window.masksSeen")
+                shaded = page.locator("#canvas .mask").count()
+                canvas_text = page.text_content("#canvas")
+                browser.close()
+            self.assertEqual(masks_seen[0], 6, masks_seen)  # only the template's masks
+            self.assertEqual(shaded, 0)
+            self.assertIn("def add(a, b):", canvas_text)
+            self.assertIn("return", canvas_text)
+        finally:
+            server.stop()
+
 
 if __name__ == "__main__":
     if CHROMIUM is None or sync_playwright is None:
