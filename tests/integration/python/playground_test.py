@@ -26,37 +26,45 @@ except ImportError:  # pragma: no cover - reported as a skip
 ARTIFACTS = pathlib.Path(os.environ.get("SCULPT_ARTIFACTS_DIR", "build/test-artifacts"))
 
 
+def open_page(playwright, server):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                         args=["--no-sandbox"])
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    page.goto(server.http_url + "/")
+    return browser, page
+
+
+def run_recording_masks(test, page):
+    """Clicks Run and waits for the end, recording in window.masksSeen every "masks left" the
+    page shows (the first when the request is accepted, before any step)."""
+    page.evaluate(
+        """() => {
+          window.masksSeen = [];
+          new MutationObserver(() => window.masksSeen.push(
+              Number(document.getElementById('masks').textContent)))
+            .observe(document.getElementById('masks'), {childList: true});
+        }"""
+    )
+    page.click("#run")
+    page.wait_for_function("document.getElementById('canvas').dataset.done !== 'false'",
+                           timeout=120_000)
+    test.assertEqual(page.get_attribute("#canvas", "data-done"), "true",
+                     page.text_content("#error"))
+
+
 class PlaygroundTest(unittest.TestCase):
     def test_page_denoises_live_and_shows_the_api_answer(self):
         server = Server()
         try:
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(
-                    executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
-                )
-                page = browser.new_page(viewport={"width": 1200, "height": 800})
-                page.goto(server.http_url + "/")
+                browser, page = open_page(playwright, server)
                 self.assertEqual(page.title(), "Sculpt playground")
                 page.fill("#input", "def add(a, b):")
                 page.fill("#gen_length", "48")
                 page.fill("#steps", "24")
                 page.fill("#block_length", "24")
                 page.fill("#seed", "5")
-                # Record the masks left after each step as the page shows them.
-                page.evaluate(
-                    """() => {
-                      window.masksSeen = [];
-                      new MutationObserver(() => window.masksSeen.push(
-                          Number(document.getElementById('masks').textContent)))
-                        .observe(document.getElementById('masks'), {childList: true});
-                    }"""
-                )
-                page.click("#run")
-                page.wait_for_function(
-                    "document.getElementById('canvas').dataset.done !== 'false'", timeout=120_000
-                )
-                self.assertEqual(page.get_attribute("#canvas", "data-done"), "true",
-                                 page.text_content("#error"))
+                run_recording_masks(self, page)
                 shown = page.text_content("#final")
                 steps = page.text_content("#step")
                 masks_seen = page.evaluate("window.masksSeen")
@@ -85,29 +93,11 @@ class PlaygroundTest(unittest.TestCase):
         template = "def add(a, b):\n    return <|mask:6|>\n"
         try:
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(
-                    executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
-                )
-                page = browser.new_page(viewport={"width": 1200, "height": 800})
-                page.goto(server.http_url + "/")
+                browser, page = open_page(playwright, server)
                 page.select_option("#mode", "infill")
                 page.fill("#input", template)
                 page.fill("#steps", "6")
-                # The masks the page shows when the request is accepted, before any step.
-                page.evaluate(
-                    """() => {
-                      window.masksSeen = [];
-                      new MutationObserver(() => window.masksSeen.push(
-                          Number(document.getElementById('masks').textContent)))
-                        .observe(document.getElementById('masks'), {childList: true});
-                    }"""
-                )
-                page.click("#run")
-                page.wait_for_function(
-                    "document.getElementById('canvas').dataset.done !== 'false'", timeout=120_000
-                )
-                self.assertEqual(page.get_attribute("#canvas", "data-done"), "true",
-                                 page.text_content("#error"))
+                run_recording_masks(self, page)
                 masks_seen = page.evaluate("window.masksSeen")
                 shaded = page.locator("#canvas .mask").count()
                 canvas_text = page.text_content("#canvas")
