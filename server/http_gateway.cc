@@ -332,6 +332,15 @@ class WithHeaders final : public DeferredReply {
 HttpGateway::HttpGateway(HttpOptions options, std::string version)
     : options_(std::move(options)), version_(std::move(version)) {
   Routes();
+  // Every answered request counts in the metrics by its route pattern, then goes to the
+  // access log (when there is one).
+  options_.server.on_access =
+      [this, log = std::move(options_.server.on_access)](const HttpAccess& access) {
+        if (Metrics* metrics = metrics_.load()) {
+          metrics->RecordHttp(RouteLabel(access.path), access.status, access.duration_ms / 1000.0);
+        }
+        if (log) log(access);
+      };
   server_ = std::make_unique<HttpServer>(
       options_.server, [this](HttpRequest& request) { return Handle(request); }, ServerError);
 }
@@ -388,6 +397,12 @@ HttpReply HttpGateway::Handle(HttpRequest& req) {
   }
   return std::make_unique<WithHeaders>(std::move(std::get<std::unique_ptr<DeferredReply>>(reply)),
                                        std::move(cors));
+}
+
+std::string HttpGateway::RouteLabel(const std::string& path) const {
+  if (routes_.count(path)) return path;
+  const std::string pattern = path.substr(0, path.rfind('/') + 1) + "*";
+  return routes_.count(pattern) ? pattern : "other";
 }
 
 HttpReply HttpGateway::Dispatch(HttpRequest& req) {

@@ -54,13 +54,15 @@ class HttpGateway {
   void Routes();
   HttpReply Handle(HttpRequest& request);
   HttpReply Dispatch(HttpRequest& request);
+  // The route a path is served by, as a metrics label ("other" when none).
+  std::string RouteLabel(const std::string& path) const;
   FrontEnd& front_end() { return *front_end_.load(); }
   Metrics& metrics() { return *metrics_.load(); }
 
   std::atomic<FrontEnd*> front_end_{nullptr};
   std::atomic<Metrics*> metrics_{nullptr};
   std::atomic<int> open_responses_{0};
-  const HttpOptions options_;
+  HttpOptions options_;  // its on_access also feeds the metrics
   const std::string version_;
   std::multimap<std::string, Route> routes_;  // by path
   std::unique_ptr<HttpServer> server_;

@@ -1,10 +1,19 @@
 // Prometheus text rendering; see metrics.h.
 #include "server/metrics.h"
 
-#include <cmath>
+#include <sys/resource.h>
+#include <unistd.h>
 
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 
 namespace sculpt {
 namespace {
@@ -121,6 +130,59 @@ std::string RejectionReason(const absl::Status& status) {
   }
 }
 
+void Metrics::RecordHttp(const std::string& route, int status, double seconds) {
+  std::lock_guard lock(mutex_);
+  ++http_requests_[{route, status}];
+  http_duration_.try_emplace(route, LatencyBuckets()).first->second.Observe(seconds);
+}
+
+void RenderProcessMetrics(std::string& out) {
+  // /proc/self/stat: fields after the command's closing parenthesis; utime and stime are
+  // fields 14 and 15, num_threads 20, starttime 22 (in clock ticks since boot), vsize 23,
+  // rss 24 (pages).
+  std::ifstream stat_file("/proc/self/stat");
+  std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos) return;
+  std::vector<std::string> fields = absl::StrSplit(stat.substr(close + 2), ' ');
+  const auto field = [&](int number) -> double {
+    const size_t index = static_cast<size_t>(number - 3);  // field 3 is the first after ')'
+    double value = 0;
+    if (index < fields.size()) (void)absl::SimpleAtod(fields[index], &value);
+    return value;
+  };
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
+  double boot_time = 0;
+  std::ifstream proc_stat("/proc/stat");
+  for (std::string line; std::getline(proc_stat, line);) {
+    if (absl::StartsWith(line, "btime ")) (void)absl::SimpleAtod(line.substr(6), &boot_time);
+  }
+  size_t open_fds = 0;
+  std::error_code error;
+  for (std::filesystem::directory_iterator it("/proc/self/fd", error), end; !error && it != end;
+       it.increment(error)) {
+    ++open_fds;
+  }
+  rlimit limit{};
+  getrlimit(RLIMIT_NOFILE, &limit);
+  const auto gauge = [&](const char* name, const char* type, const char* help, double value) {
+    Header(out, name, type, help);
+    absl::StrAppend(&out, name, " ", absl::StrFormat("%.17g", value), "\n");
+  };
+  gauge("process_cpu_seconds_total", "counter", "User and system CPU time spent, in seconds.",
+        (field(14) + field(15)) / ticks);
+  gauge("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+        field(24) * page);
+  gauge("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", field(23));
+  gauge("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch.",
+        boot_time + field(22) / ticks);
+  gauge("process_open_fds", "gauge", "Open file descriptors.", static_cast<double>(open_fds));
+  gauge("process_max_fds", "gauge", "The most file descriptors the process may open.",
+        static_cast<double>(limit.rlim_cur));
+  gauge("process_threads", "gauge", "Threads of the process.", field(20));
+}
+
 std::string Metrics::Render(const SchedulerStats& stats) const {
   std::lock_guard lock(mutex_);
   std::string out;
@@ -167,6 +229,20 @@ std::string Metrics::Render(const SchedulerStats& stats) const {
   histogram("sculpt_request_queue_time_seconds", "Time spent in the admission queue.", queue_time_);
   histogram("sculpt_tokens_committed_per_step", "Tokens one request committed in one step.",
             tokens_committed_per_step_);
+
+  Header(out, "sculpt_http_requests_total", "counter",
+         "HTTP requests answered, by route and status (0: the client left before an answer).");
+  for (const auto& [key, count] : http_requests_) {
+    absl::StrAppend(&out, "sculpt_http_requests_total{", m, ",route=\"", EscapeLabel(key.first),
+                    "\",status=\"", key.second, "\"} ", count, "\n");
+  }
+  Header(out, "sculpt_http_request_duration_seconds", "histogram",
+         "From a request's header to the end of its answer, by route.");
+  for (const auto& [route, histogram_of_route] : http_duration_) {
+    histogram_of_route.Render("sculpt_http_request_duration_seconds",
+                              absl::StrCat(m, ",route=\"", EscapeLabel(route), "\""), out);
+  }
+  RenderProcessMetrics(out);
   return out;
 }
 

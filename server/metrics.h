@@ -39,7 +39,11 @@ class Metrics final : public SchedulerObserver {
   // "invalid_argument", "queue_full", "unavailable", "not_found", "deadline".
   void RecordRejected(const std::string& reason);
 
-  // The exposition text, with the scheduler's gauges as of now.
+  // One HTTP request answered (or abandoned: status 0), by route pattern ("/v1/completions",
+  // "/v1/models/*", "other" for paths that are no route, so the labels stay few).
+  void RecordHttp(const std::string& route, int status, double seconds);
+
+  // The exposition text, with the scheduler's gauges and the process's figures as of now.
   std::string Render(const SchedulerStats& stats) const;
 
  private:
@@ -56,7 +60,13 @@ class Metrics final : public SchedulerObserver {
   Histogram e2e_latency_;
   Histogram queue_time_;
   Histogram tokens_committed_per_step_;
+  std::map<std::pair<std::string, int>, uint64_t> http_requests_;  // (route, status)
+  std::map<std::string, Histogram> http_duration_;                 // by route
 };
+
+// Prometheus' standard process_* metrics for this process (Linux: /proc/self): resident and
+// virtual memory, CPU seconds, open file descriptors and their limit, threads, start time.
+void RenderProcessMetrics(std::string& out);
 
 // Maps a refusal status to the label RecordRejected takes.
 std::string RejectionReason(const absl::Status& status);

@@ -258,6 +258,29 @@ class HttpGatewayTest(unittest.TestCase):
         self.assertEqual(after[("sculpt_e2e_request_latency_seconds_bucket", inf)],
                          after[("sculpt_e2e_request_latency_seconds_count", model)])
 
+        # HTTP requests by route and status: the completion above, and routes that are none.
+        completions = (("model", MODEL), ("route", "/v1/completions"), ("status", "200"))
+        self.assertEqual(delta("sculpt_http_requests_total", completions), 1)
+        self.http.get("/no/such/route")
+        self.http.get("/v1/models/nope")
+        latest = metric_samples(self.http.get("/metrics").text)
+        other = ("sculpt_http_requests_total",
+                 (("model", MODEL), ("route", "other"), ("status", "404")))
+        self.assertEqual(latest.get(other, 0) - after.get(other, 0), 1)
+        models = ("sculpt_http_requests_total",
+                  (("model", MODEL), ("route", "/v1/models/*"), ("status", "404")))
+        self.assertEqual(latest.get(models, 0) - after.get(models, 0), 1)
+        # The process's own figures, against /proc read here.
+        pid = self.server.process.pid
+        with open(f"/proc/{pid}/status") as status:
+            fields = dict(line.split(":", 1) for line in status)
+        rss = int(fields["VmRSS"].split()[0]) * 1024
+        self.assertLess(abs(latest[("process_resident_memory_bytes", ())] - rss), 0.5 * rss)
+        self.assertEqual(latest[("process_threads", ())], int(fields["Threads"]))
+        self.assertGreater(latest[("process_open_fds", ())], 3)
+        self.assertGreater(latest[("process_cpu_seconds_total", ())], 0)
+        self.assertLess(abs(latest[("process_start_time_seconds", ())] - time.time()), 3600)
+
 
 class HttpLifecycleTest(unittest.TestCase):
     def test_client_gone_cancels_and_queue_full_is_429(self):
