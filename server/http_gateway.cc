@@ -35,6 +35,37 @@ HttpResponse Error(const absl::Status& status, const std::string& param = "") {
   return Json(HttpStatusFor(status), OpenAiErrorBody(status, param));
 }
 
+// The GenerateRequest field an error is about, when its message starts with one ("gen_length
+// must be ...", "messages[1].content is ...") or names one as protobuf's JSON parser does
+// ("(gen_length): invalid value"); else "".
+std::string FieldAtFault(const absl::Status& status) {
+  const std::string message(status.message());
+  const google::protobuf::Descriptor& request = *v1::GenerateRequest::descriptor();
+  const auto field_named = [&](std::string_view text) -> std::string {
+    const size_t end = text.find_first_of(" [.:)");
+    const std::string name(text.substr(0, end));
+    return request.FindFieldByName(name) != nullptr ? name : "";
+  };
+  if (std::string name = field_named(message); !name.empty()) return name;
+  // protobuf's JSON parser on a field the message does not have: "...: NAME: Cannot find field."
+  if (const size_t at = message.find(": Cannot find field"); at != std::string::npos) {
+    const size_t start = message.rfind(' ', at);
+    return message.substr(start == std::string::npos ? 0 : start + 1,
+                          at - (start == std::string::npos ? 0 : start + 1));
+  }
+  if (const size_t open = message.find('('); open != std::string::npos) {
+    return field_named(message.substr(open + 1));
+  }
+  return "";
+}
+
+// The same for the OpenAI routes, by the OpenAI name of the field.
+std::string OpenAiFieldAtFault(const absl::Status& status) {
+  if (absl::IsNotFound(status)) return "model";
+  const std::string field = FieldAtFault(status);
+  return field == "gen_length" ? "max_tokens" : field;
+}
+
 // The answers the HTTP server makes itself (limits, deadlines, refusals), in the same shape.
 HttpResponse ServerError(int status, const std::string& message) {
   const absl::Status as_status = status == 503   ? absl::UnavailableError(message)
@@ -514,11 +545,13 @@ void HttpGateway::Routes() {
       body->erase("stream");
     }
     v1::GenerateRequest request;
-    if (auto status = FromJson(body->dump(), request); !status.ok()) return Error(status);
+    if (auto status = FromJson(body->dump(), request); !status.ok()) {
+      return Error(status, FieldAtFault(status));
+    }
     if (request.request_id().empty()) request.set_request_id(req.request_id);
     if (!stream) request.mutable_stream_options()->set_mode(v1::StreamOptions::FINAL_ONLY);
     auto submitted = front_end().Submit(request, std::nullopt);
-    if (!submitted.ok()) return Error(submitted.status());
+    if (!submitted.ok()) return Error(submitted.status(), FieldAtFault(submitted.status()));
     auto pending = std::make_unique<Pending>(std::move(*submitted), open_responses_);
     if (stream) return std::make_unique<NativeStreamReply>(std::move(pending), front_end());
     return std::make_unique<ResultReply>(std::move(pending), front_end(),
@@ -540,7 +573,7 @@ void HttpGateway::Routes() {
       if (parsed->generate.request_id().empty()) parsed->generate.set_request_id(req.request_id);
       auto submitted = front_end().Submit(parsed->generate, std::nullopt);
       if (!submitted.ok()) {
-        return Error(submitted.status(), absl::IsNotFound(submitted.status()) ? "model" : "");
+        return Error(submitted.status(), OpenAiFieldAtFault(submitted.status()));
       }
       const std::string id =
           absl::StrCat(endpoint == OpenAiEndpoint::kCompletions ? "cmpl-" : "chatcmpl-",

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -312,20 +313,28 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     PumpReply();
   }
 
-  // While a reply waits on the engine, a client that closes its end is noticed (a readable socket
-  // with nothing to read) and its request cancelled.
+  // While a reply waits on the engine, a client that closes its end is noticed and its
+  // request cancelled: a read stays posted on the socket (Asio reports a hang-up to a read, not
+  // reliably to a wait). Bytes it gets are the client's next request (pipelined), kept for when
+  // this reply is written.
   void WatchForHangup() {
-    stream_.socket().async_wait(
-        tcp::socket::wait_read, [self = shared_from_this()](beast::error_code error) {
-          if (error || !self->reply_) return;
-          char byte;
-          const ssize_t n =
-              ::recv(self->stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-          if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
-            self->reply_->Cancel();
-            self->Shutdown();
+    watching_ = true;
+    stream_.socket().async_read_some(
+        net::buffer(watch_bytes_), [self = shared_from_this()](beast::error_code error, size_t n) {
+          self->watching_ = false;
+          if (n > 0) {
+            net::buffer_copy(self->buffer_.prepare(n), net::buffer(self->watch_bytes_, n));
+            self->buffer_.commit(n);
           }
-          // A pipelined request waits in the socket until this reply is written.
+          const bool gone = error && error != net::error::operation_aborted;
+          if (gone && !self->closed_) {
+            if (self->reply_) self->reply_->Cancel();
+            return self->Shutdown();
+          }
+          if (self->resume_after_watch_) {
+            self->resume_after_watch_ = false;
+            self->AwaitRequest();
+          }
         });
   }
 
@@ -416,7 +425,14 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     LogAccess(/*completed=*/true);
     if (refused_) return DrainThenClose();
     if (!keep_alive_) return Shutdown();
-    stream_.socket().cancel();  // the hang-up watch
+    if (watching_) {
+      // The next request is read once the watch has let go of the socket (and of any bytes of
+      // that request it already took).
+      resume_after_watch_ = true;
+      beast::error_code ignored;
+      stream_.socket().cancel(ignored);
+      return;
+    }
     AwaitRequest();
   }
 
@@ -446,6 +462,9 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   bool streaming_ = false;
   bool closed_ = false;
   bool refused_ = false;
+  bool watching_ = false;
+  bool resume_after_watch_ = false;
+  std::array<char, 4096> watch_bytes_;
   HttpAccess access_;
   bool access_pending_ = false;
   std::chrono::steady_clock::time_point started_;

@@ -225,6 +225,25 @@ class HttpGatewayTest(unittest.TestCase):
                 self.assertIn("message", reply.json()["error"])
         field = self.http.post("/v1/generate", json={"prompt": "x", "gen_length": "many"})
         self.assertIn("gen_length", field.json()["error"]["message"])
+        # Every error about one field names it in `param`, native and OpenAI alike.
+        for path, body, param in [
+            ("/v1/generate", {"prompt": "x", "gen_length": "many"}, "gen_length"),
+            ("/v1/generate", {"prompt": "x", "bogus": 1}, "bogus"),
+            ("/v1/generate", {"prompt": "x", "gen_length": 0}, "gen_length"),
+            ("/v1/generate", {"prompt": "x", "gen_length": 16, "steps": 5, "block_length": 8},
+             "steps"),
+            ("/v1/generate", {"prompt": "x", "gen_length": 8, "top_p": 1.5}, "top_p"),
+            ("/v1/generate", {"prompt": "x", "gen_length": 8, "remasking": "best"}, "remasking"),
+            ("/v1/generate", {"prompt": "x", "model": "nope"}, "model"),
+            ("/v1/completions", {"prompt": "x", "max_tokens": 100000}, "max_tokens"),
+            ("/v1/completions", {"prompt": "x", "steps": 5, "max_tokens": 16,
+                                 "block_length": 8}, "steps"),
+        ]:
+            with self.subTest(path=path, body=body):
+                reply = self.http.post(path, json=body)
+                self.assertIn(reply.status_code, (400, 404), reply.text)
+                self.assertEqual(reply.json()["error"]["param"], param, reply.text)
+                self.assertEqual(reply.json()["error"]["type"], "invalid_request_error")
         # CORS stays off unless origins are allowed.
         reply = self.http.get("/health", headers={"Origin": "http://example.com"})
         self.assertNotIn("access-control-allow-origin", reply.headers)

@@ -115,6 +115,18 @@ class HttpLimitsTest(unittest.TestCase):
         self.assertEqual(error_of(reply)["type"], "invalid_request_error")
         self.assertLess(time.monotonic() - start, 2)
 
+    def test_a_keep_alive_connection_serves_every_request_after_errors(self):
+        # Immediate answers (400) and answers that wait on the engine, alternating on one
+        # connection: a request must never find it closed (a hang-up watch left from an earlier
+        # request once closed connections this way).
+        with httpx.Client(base_url=self.server.http_url, timeout=60) as http:
+            for i in range(150):
+                body = {"prompt": "x", "max_tokens": 2}
+                if i % 3 != 2:
+                    body["echo"] = True  # refused at once
+                reply = http.post("/v1/completions", json=body)
+                self.assertEqual(reply.status_code, 200 if i % 3 == 2 else 400, (i, reply.text))
+
     def test_malformed_requests_are_400(self):
         reply = exchange(self.port, b"HELLO\r\n\r\n")
         self.assertEqual(status_of(reply), 400, reply[:200])
