@@ -193,7 +193,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       access_.request_id = options().new_request_id();
     }
     access_pending_ = true;
-    // A deadline passed: Beast has closed the socket already (408 is "or close").
+    // A deadline passed: Beast has closed the socket already, so no 408 can be sent.
     if (error == beast::error::timeout) return Shutdown();
     if (error == http::error::header_limit) {
       // Past the limit before the request line was whole: it is the line that is too long.
@@ -508,8 +508,6 @@ HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler, HttpError
 }
 
 HttpServer::~HttpServer() { Stop(); }
-
-int HttpServer::open_connections() const { return impl_->connections.load(); }
 
 absl::Status HttpServer::Start() {
   Impl& impl = *impl_;

@@ -1,11 +1,11 @@
 // An asynchronous HTTP/1.1 server on Boost.Beast (Asio): a few I/O threads serve every
 // connection, each with its own state; no thread per request or per stream. Limits are enforced
 // while reading, before anything is buffered: the request line (414), the header's size and
-// field count (431), the body for every transfer encoding (413 as soon as it is passed), a
-// deadline for a request's header and body (408) and for an idle keep-alive connection (close),
-// and a connection cap (503 beyond it). Answers that wait on the engine (DeferredReply) are
-// pumped as their events arrive and only as fast as the client reads them, and a client that
-// hangs up cancels them.
+// field count (431), the body for every transfer encoding (413 as soon as it is passed),
+// deadlines for a request's header and body and for an idle keep-alive connection (the
+// connection is closed), and a connection cap (503 beyond it). Answers that wait on the engine
+// (DeferredReply) are pumped as their events arrive and only as fast as the client reads them, and
+// a client that hangs up cancels them.
 //
 // It knows nothing of the routes: a Handler maps an HttpRequest to a reply
 // (server/http_gateway.cc).
@@ -126,7 +126,6 @@ class HttpServer {
   // Stops accepting and closes every connection, streams included; joins the I/O threads.
   void Stop();
   int port() const { return bound_port_; }
-  int open_connections() const;
 
  private:
   friend class HttpConnection;
