@@ -27,6 +27,7 @@
 #include "server/flags.h"
 #include "server/grpc_service.h"
 #include "server/http_gateway.h"
+#include "server/reflection_service.h"
 #include "server/served_model.h"
 
 namespace sculpt {
@@ -204,6 +205,10 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
   Scheduler scheduler(*model->transformer, scheduler_options);
   FrontEnd front_end(*model, scheduler, &metrics, service_options);
   TextDiffusionService service(front_end);
+  // v1 is ours (server/reflection_service.h); the plugin below adds v1alpha.
+  ReflectionService reflection({kServiceName, "grpc.health.v1.Health",
+                                "grpc.reflection.v1alpha.ServerReflection",
+                                grpc::reflection::v1::ServerReflection::service_full_name()});
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -212,6 +217,7 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &bound_port);
   builder.SetMaxReceiveMessageSize(max_request_bytes);
   builder.RegisterService(&service);
+  builder.RegisterService(&reflection);
   if (access_log != nullptr) AddGrpcAccessLog(builder, *access_log);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || bound_port == 0) {

@@ -213,6 +213,70 @@ class GenerateStreamTest(unittest.TestCase):
         self.assertIn("sculpt.v1.TextDiffusion", services)
         self.assertIn("grpc.health.v1.Health", services)
 
+    def test_reflection_v1_describes_the_api_well_enough_to_call_it(self):
+        """grpc.reflection.v1 as grpcurl and ghz use it, with upstream's messages: v1 is
+        v1alpha's wire format under a new package, so grpcio-reflection's v1alpha classes are
+        an independent reference for the bytes."""
+        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+        call = self.server.channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        Request = reflection_pb2.ServerReflectionRequest
+        replies = list(call(iter([
+            Request(list_services=""),
+            Request(file_containing_symbol="sculpt.v1.TextDiffusion.Complete"),
+            Request(file_by_filename="no/such.proto"),
+            Request(file_containing_symbol="sculpt.v1.NoSuchMessage"),
+            Request(all_extension_numbers_of_type="sculpt.v1.GenerateRequest"),
+            Request(host="example"),
+        ]), timeout=10))
+        self.assertEqual(len(replies), 6)
+        # Answers come in request order and echo their request.
+        self.assertEqual(replies[1].original_request.file_containing_symbol,
+                         "sculpt.v1.TextDiffusion.Complete")
+        self.assertEqual([s.name for s in replies[0].list_services_response.service], [
+            "sculpt.v1.TextDiffusion", "grpc.health.v1.Health",
+            "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"])
+        for reply, fragment in ((replies[2], "no/such.proto"),
+                                (replies[3], "sculpt.v1.NoSuchMessage")):
+            self.assertEqual(reply.WhichOneof("message_response"), "error_response")
+            self.assertEqual(reply.error_response.error_code, grpc.StatusCode.NOT_FOUND.value[0])
+            self.assertIn(fragment, reply.error_response.error_message)
+        self.assertEqual(replies[4].all_extension_numbers_response.base_type_name,
+                         "sculpt.v1.GenerateRequest")
+        self.assertEqual(list(replies[4].all_extension_numbers_response.extension_number), [])
+        self.assertEqual(replies[5].error_response.error_code,
+                         grpc.StatusCode.INVALID_ARGUMENT.value[0])
+
+        # Build the API from the reflected descriptors alone and call Complete with it.
+        pool = descriptor_pool.DescriptorPool()
+        files = [descriptor_pb2.FileDescriptorProto.FromString(raw)
+                 for raw in replies[1].file_descriptor_response.file_descriptor_proto]
+        self.assertEqual(files[0].name, "sculpt/v1/text_diffusion.proto")
+        pending = {file.name: file for file in files}
+        while pending:  # each file after its dependencies, as a client's pool needs them
+            ready = [f for f in pending.values() if not set(f.dependency) & pending.keys()]
+            self.assertTrue(ready, f"the reply lacks a dependency of {sorted(pending)}")
+            for file in ready:
+                pool.Add(file)
+                del pending[file.name]
+        method = pool.FindMethodByName("sculpt.v1.TextDiffusion.Complete")
+        RequestType = message_factory.GetMessageClass(method.input_type)
+        ResultType = message_factory.GetMessageClass(method.output_type)
+        complete = self.server.channel.unary_unary(
+            "/sculpt.v1.TextDiffusion/Complete",
+            request_serializer=RequestType.SerializeToString,
+            response_deserializer=ResultType.FromString,
+        )
+        fields = dict(prompt=PROMPT, gen_length=8, steps=4, block_length=8, seed=1)
+        reflected = complete(RequestType(**fields), timeout=60)
+        compiled = self.server.stub.Complete(request(**fields), timeout=60)
+        self.assertEqual(result_key(reflected), result_key(compiled))
+        self.assertEqual(len(reflected.token_ids), 8)
+
 
 class LoadRecipeTest(unittest.TestCase):
     """deploy/: the ghz configs speak our proto, and the h2load recipe really drives Complete."""
