@@ -131,6 +131,42 @@ void ChooseDream(const TokenChoiceGroup& params, const std::vector<float>& proba
   }
 }
 
+// The row's log-softmax normalizer and its top alternatives (TokenChoiceGroup::top_logprobs).
+// Returns max + log(sum exp(l - max)), so that a token's log-probability is l[t] - it.
+double RowLogprobs(const std::vector<float>& guided, const TokenChoiceGroup& group, int64_t r) {
+  double max_logit = -INFINITY;
+  for (float logit : guided) {
+    if (!std::isnan(logit)) max_logit = std::max(max_logit, static_cast<double>(logit));
+  }
+  const double normalizer =
+      max_logit +
+      std::log(SumExpShifted(guided.data(), static_cast<int64_t>(guided.size()), max_logit));
+  const int k = group.top_logprobs;
+  int32_t* ids = group.top_ids.data() + r * k;
+  double* values = group.top_values.data() + r * k;
+  // Insertion into the k best seen so far, scanning ids upwards: an equal logit ranks after
+  // the ones already held (the lower id wins a tie).
+  int held = 0;
+  for (int32_t v = 0; v < static_cast<int32_t>(guided.size()) && k > 0; ++v) {
+    const double value = guided[v];
+    if (std::isnan(value) || (held == k && !(value > values[k - 1]))) continue;
+    int at = held < k ? held++ : k - 1;
+    while (at > 0 && value > values[at - 1]) {
+      ids[at] = ids[at - 1];
+      values[at] = values[at - 1];
+      --at;
+    }
+    ids[at] = v;
+    values[at] = value;
+  }
+  for (int i = 0; i < held; ++i) values[i] -= normalizer;
+  for (int i = held; i < k; ++i) {  // a vocabulary smaller than k, or NaN logits
+    ids[i] = -1;
+    values[i] = -INFINITY;
+  }
+  return normalizer;
+}
+
 }  // namespace
 
 void TokenChoiceScratch::Reserve(int64_t rows, int64_t vocab) {
@@ -141,6 +177,7 @@ void TokenChoiceScratch::Reserve(int64_t rows, int64_t vocab) {
     row.logits.reserve(vocab);
     row.sorted.reserve(vocab);
     row.order.reserve(vocab);
+    row.guided.reserve(vocab);
   }
 }
 
@@ -177,6 +214,16 @@ absl::Status ChooseTokens(const ChooseTokensParams& params, TokenChoiceScratch& 
       } else {
         std::copy(cond, cond + vocab, logits.begin());
       }
+      double normalizer = 0.0;
+      if (group.top_logprobs >= 0) {
+        working.guided = logits;
+        normalizer = RowLogprobs(working.guided, group, r);
+      }
+      // The chosen token's log-probability, once it is chosen.
+      const auto record_logprob = [&] {
+        if (group.top_logprobs < 0) return;
+        group.logprobs[r] = static_cast<double>(working.guided[group.tokens[r]]) - normalizer;
+      };
       for (int32_t suppressed : group.suppressed_tokens) {
         if (suppressed >= 0 && suppressed < vocab) logits[suppressed] = -INFINITY;
       }
@@ -189,6 +236,7 @@ absl::Status ChooseTokens(const ChooseTokensParams& params, TokenChoiceScratch& 
       const auto position = static_cast<uint32_t>(group.positions[r]);
       if (!dream) {
         ChooseLLaDA(group, logits, position, &group.tokens[r], &group.confidences[r]);
+        record_logprob();
         continue;
       }
       // Dream's float32 softmax.
@@ -197,6 +245,7 @@ absl::Status ChooseTokens(const ChooseTokensParams& params, TokenChoiceScratch& 
       for (float& logit : logits) total += (logit = std::exp(logit - max_logit));
       for (float& probability : logits) probability /= total;
       ChooseDream(group, logits, position, &group.tokens[r], &group.confidences[r]);
+      record_logprob();
     }
   }
   return absl::OkStatus();

@@ -22,6 +22,7 @@ absl::Status Attention(const AttentionParams& params);  // attention.cc
 struct TokenChoiceScratch {
   struct Row {
     std::vector<float> logits, sorted;
+    std::vector<float> guided;  // the guided row, kept for log-probabilities
     std::vector<int32_t> order;
   };
   std::vector<std::pair<int32_t, int32_t>> tasks;

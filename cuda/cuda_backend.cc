@@ -29,6 +29,7 @@
 #include "cuda/rms_norm.cuh"
 #include "cuda/rope.cuh"
 #include "cuda/swiglu.cuh"
+#include "cuda/token_logprobs.cuh"
 
 namespace sculpt {
 namespace {
@@ -194,9 +195,10 @@ class CudaBackend final : public Backend {
     const WorkspaceLimits& limits = params.limits;
     SCULPT_RETURN_IF_ERROR(
         GrowScratch(gemm_scratch_, static_cast<size_t>(limits.tokens * params.widest_gemm_k) * 2));
+    // Room for every row's results with the most log-probabilities a request may ask.
     const auto rows = static_cast<size_t>(limits.logit_rows);
-    SCULPT_RETURN_IF_ERROR(GrowScratch(
-        choose_results_, RoundUp(rows * sizeof(int32_t), kArenaAlignment) + rows * sizeof(double)));
+    SCULPT_RETURN_IF_ERROR(
+        GrowScratch(choose_results_, MakeChooseResultsLayout(rows, rows * kMaxTopLogprobs).end));
     layout_.host_offsets.reserve(static_cast<size_t>(limits.sequences) + 1);
     layout_.host_positions.reserve(static_cast<size_t>(limits.tokens));
     return absl::OkStatus();
@@ -380,6 +382,20 @@ class CudaBackend final : public Backend {
     return &layout_;
   }
 
+  // Byte offsets of a step's token-choice results in choose_results_.
+  struct ChooseResultsLayout {
+    size_t confidences = 0, logprobs = 0, top_ids = 0, top_values = 0, end = 0;
+  };
+  static ChooseResultsLayout MakeChooseResultsLayout(size_t rows, size_t listed) {
+    ChooseResultsLayout layout;
+    layout.confidences = RoundUp(rows * sizeof(int32_t), kArenaAlignment);
+    layout.logprobs = layout.confidences + RoundUp(rows * sizeof(double), kArenaAlignment);
+    layout.top_ids = layout.logprobs + RoundUp(rows * sizeof(double), kArenaAlignment);
+    layout.top_values = layout.top_ids + RoundUp(listed * sizeof(int32_t), kArenaAlignment);
+    layout.end = layout.top_values + listed * sizeof(double);
+    return layout;
+  }
+
   // Grows a scratch buffer (from the arena) to at least `bytes`.
   absl::Status GrowScratch(DeviceBuffer& buffer, size_t bytes) {
     if (buffer.bytes() >= bytes) return absl::OkStatus();
@@ -406,6 +422,7 @@ class CudaBackend final : public Backend {
   DeviceBuffer gemm_scratch_;
   DeviceBuffer choose_scratch_;
   DeviceBuffer choose_results_;
+  DeviceBuffer logprob_rows_;  // a chunk of raw logit rows, kept from token choice's overwrite
   mutable std::mutex health_mutex_;
   absl::Status health_;
 };
@@ -413,31 +430,51 @@ class CudaBackend final : public Backend {
 absl::Status CudaBackend::RunChooseTokens(const ChooseTokensParams& params) {
   SCULPT_RETURN_IF_ERROR(Bind());
   size_t total_rows = 0;
-  for (const TokenChoiceGroup& group : params.groups) total_rows += group.positions.size();
+  size_t total_listed = 0;
+  for (const TokenChoiceGroup& group : params.groups) {
+    total_rows += group.positions.size();
+    if (group.top_logprobs > 0) total_listed += group.positions.size() * group.top_logprobs;
+  }
   if (total_rows == 0) return absl::OkStatus();
   return Check([&]() -> absl::Status {
     // Every group's results side by side on the device, copied back once the last is enqueued;
     // one synchronization for the whole step.
-    const size_t tokens_bytes = RoundUp(total_rows * sizeof(int32_t), kArenaAlignment);
-    SCULPT_RETURN_IF_ERROR(
-        GrowScratch(choose_results_, tokens_bytes + total_rows * sizeof(double)));
-    auto* tokens = static_cast<int32_t*>(choose_results_.data());
-    auto* confidences =
-        reinterpret_cast<double*>(static_cast<char*>(choose_results_.data()) + tokens_bytes);
+    const ChooseResultsLayout layout = MakeChooseResultsLayout(total_rows, total_listed);
+    SCULPT_RETURN_IF_ERROR(GrowScratch(choose_results_, layout.end));
+    char* results = static_cast<char*>(choose_results_.data());
+    auto* tokens = reinterpret_cast<int32_t*>(results);
+    auto* confidences = reinterpret_cast<double*>(results + layout.confidences);
+    auto* logprobs = reinterpret_cast<double*>(results + layout.logprobs);
+    auto* top_ids = reinterpret_cast<int32_t*>(results + layout.top_ids);
+    auto* top_values = reinterpret_cast<double*>(results + layout.top_values);
     const int64_t vocab = params.logits.cols;
-    // The filters' scratch, reserved once for the largest filtering group: the groups reuse it
-    // one after the other on the stream, and reserving again could free it under a running
-    // kernel.
+    // The filters' scratch and the log-probabilities' copy of the raw rows, reserved once for
+    // the largest group: the groups reuse them one after the other on the stream, and reserving
+    // again could free them under a running kernel.
     size_t scratch_bytes = 0;
+    size_t logprob_chunk_rows = 0;
     for (const TokenChoiceGroup& group : params.groups) {
       if (group.top_p < 1.0 || group.top_k > 0) {
         scratch_bytes = std::max(
             scratch_bytes, cuda::ChooseTokensScratchBytes(static_cast<int>(group.positions.size()),
                                                           static_cast<int>(vocab)));
       }
+      if (group.top_logprobs >= 0) {
+        logprob_chunk_rows = std::max(logprob_chunk_rows, group.positions.size());
+      }
     }
+    // Token choice may overwrite its rows (guidance, temperature, suppression, filters), so a
+    // group with log-probabilities is chosen in chunks whose raw rows are copied aside first.
+    constexpr size_t kLogprobCopyBytes = size_t{64} << 20;
+    const size_t row_bytes = static_cast<size_t>(vocab) * sizeof(float);
+    logprob_chunk_rows =
+        std::min(logprob_chunk_rows, std::max<size_t>(1, kLogprobCopyBytes / row_bytes));
     if (scratch_bytes > 0) SCULPT_RETURN_IF_ERROR(GrowScratch(choose_scratch_, scratch_bytes));
+    if (logprob_chunk_rows > 0) {
+      SCULPT_RETURN_IF_ERROR(GrowScratch(logprob_rows_, logprob_chunk_rows * row_bytes));
+    }
     size_t done = 0;
+    size_t listed = 0;
     for (const TokenChoiceGroup& group : params.groups) {
       const size_t n_rows = group.positions.size();
       if (n_rows == 0) continue;
@@ -446,7 +483,6 @@ absl::Status CudaBackend::RunChooseTokens(const ChooseTokensParams& params) {
       kernel.uncond_logits = group.uncond_first_row < 0
                                  ? nullptr
                                  : params.logits.f32() + group.uncond_first_row * vocab;
-      kernel.n_rows = static_cast<int32_t>(n_rows);
       kernel.vocab = static_cast<int32_t>(vocab);
       kernel.cfg_scale = group.cfg_scale;
       kernel.temperature = group.temperature;
@@ -462,21 +498,62 @@ absl::Status CudaBackend::RunChooseTokens(const ChooseTokensParams& params) {
       kernel.seed = group.seed;
       kernel.step = group.step;
       SCULPT_ASSIGN_OR_RETURN(void* positions, StageSpan(group.positions));
-      kernel.positions = static_cast<const int32_t*>(positions);
-      kernel.tokens = tokens + done;
-      kernel.confidences = confidences + done;
       if (group.top_p < 1.0 || group.top_k > 0) {
         kernel.scratch = choose_scratch_.data();
         kernel.scratch_bytes = scratch_bytes;
       }
-      SCULPT_RETURN_IF_ERROR(cuda::LaunchChooseTokens(kernel, stream_.get()));
-      // Only the chosen tokens and their confidences come back.
-      SCULPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(group.tokens.data(), kernel.tokens,
-                                                  n_rows * sizeof(int32_t), cudaMemcpyDeviceToHost,
-                                                  stream_.get()));
-      SCULPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(group.confidences.data(), kernel.confidences,
-                                                  n_rows * sizeof(double), cudaMemcpyDeviceToHost,
-                                                  stream_.get()));
+      const bool with_logprobs = group.top_logprobs >= 0;
+      const size_t chunk = with_logprobs ? logprob_chunk_rows : n_rows;
+      const int top_k = std::max(group.top_logprobs, 0);
+      for (size_t first = 0; first < n_rows; first += chunk) {
+        const size_t rows = std::min(chunk, n_rows - first);
+        cuda::ChooseTokensKernelParams part = kernel;
+        part.logits = kernel.logits + first * vocab;
+        if (kernel.uncond_logits != nullptr)
+          part.uncond_logits = kernel.uncond_logits + first * vocab;
+        part.n_rows = static_cast<int32_t>(rows);
+        part.positions = static_cast<const int32_t*>(positions) + first;
+        part.tokens = tokens + done + first;
+        part.confidences = confidences + done + first;
+        if (with_logprobs) {
+          SCULPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(logprob_rows_.data(), part.logits,
+                                                      rows * row_bytes, cudaMemcpyDeviceToDevice,
+                                                      stream_.get()));
+        }
+        SCULPT_RETURN_IF_ERROR(cuda::LaunchChooseTokens(part, stream_.get()));
+        if (!with_logprobs) continue;
+        cuda::TokenLogprobsKernelParams logprob;
+        logprob.cond_logits = static_cast<const float*>(logprob_rows_.data());
+        logprob.uncond_logits = part.uncond_logits;
+        logprob.guidance = static_cast<float>(group.cfg_scale + 1.0);
+        logprob.n_rows = part.n_rows;
+        logprob.vocab = part.vocab;
+        logprob.tokens = part.tokens;
+        logprob.top_k = top_k;
+        logprob.logprobs = logprobs + done + first;
+        logprob.top_ids = top_ids + listed + first * top_k;
+        logprob.top_values = top_values + listed + first * top_k;
+        SCULPT_RETURN_IF_ERROR(cuda::LaunchTokenLogprobs(logprob, stream_.get()));
+      }
+      // Only the chosen tokens, their confidences and log-probabilities come back.
+      const auto to_host = [&](void* host, const void* device, size_t bytes) {
+        return cudaMemcpyAsync(host, device, bytes, cudaMemcpyDeviceToHost, stream_.get());
+      };
+      SCULPT_CUDA_RETURN_IF_ERROR(
+          to_host(group.tokens.data(), tokens + done, n_rows * sizeof(int32_t)));
+      SCULPT_CUDA_RETURN_IF_ERROR(
+          to_host(group.confidences.data(), confidences + done, n_rows * sizeof(double)));
+      if (with_logprobs) {
+        SCULPT_CUDA_RETURN_IF_ERROR(
+            to_host(group.logprobs.data(), logprobs + done, n_rows * sizeof(double)));
+        if (top_k > 0) {
+          SCULPT_CUDA_RETURN_IF_ERROR(
+              to_host(group.top_ids.data(), top_ids + listed, n_rows * top_k * sizeof(int32_t)));
+          SCULPT_CUDA_RETURN_IF_ERROR(to_host(group.top_values.data(), top_values + listed,
+                                              n_rows * top_k * sizeof(double)));
+        }
+        listed += n_rows * top_k;
+      }
       done += n_rows;
     }
     return SynchronizeStream();

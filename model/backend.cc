@@ -203,6 +203,16 @@ absl::Status ValidateOp(const ChooseTokensParams& params) {
                        group.first_row + rows, ") (unconditional from ", group.uncond_first_row,
                        ") lie outside the ", params.logits.rows, " rows of logits"));
     }
+    if (group.top_logprobs >= 0) {
+      const auto listed = static_cast<size_t>(rows) * static_cast<size_t>(group.top_logprobs);
+      if (group.top_logprobs > kMaxTopLogprobs || group.logprobs.size() != group.positions.size() ||
+          group.top_ids.size() != listed || group.top_values.size() != listed) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "choose_tokens: top_logprobs ", group.top_logprobs, " (at most ", kMaxTopLogprobs,
+            ") needs logprobs of one entry per row and top_ids, top_values of top_logprobs "
+            "per row"));
+      }
+    }
     if (group.style != TokenChoiceStyle::kLLaDA && group.style != TokenChoiceStyle::kDream) {
       return absl::InvalidArgumentError(
           absl::StrCat("choose_tokens: unknown style ", static_cast<int>(group.style)));

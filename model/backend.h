@@ -158,6 +158,14 @@ struct TokenChoiceGroup {
   std::span<const int32_t> positions;  // [n], host memory: canvas position of each row (RNG key)
   std::span<int32_t> tokens;           // [n], host memory, written
   std::span<double> confidences;       // [n], host memory, written
+  // Log-probabilities (the API's `logprobs`), or -1 for none: the chosen token's and this many
+  // alternatives' log-softmax of the guided logits, before suppression, temperature and filters
+  // (the model's own distribution), in float64: l[t] - max - log(sum exp(l - max)). The
+  // alternatives are the highest guided logits, ties to the lower id, NaNs skipped.
+  int top_logprobs = -1;
+  std::span<double> logprobs;    // [n], host memory, written when top_logprobs >= 0
+  std::span<int32_t> top_ids;    // [n * top_logprobs], host memory, written
+  std::span<double> top_values;  // [n * top_logprobs], host memory, written
 };
 
 // Picks a token and its confidence for every row of every group, keeping vocabulary-sized data

@@ -76,10 +76,22 @@ absl::StatusOr<int> Denoiser::Step(std::span<Generation* const> generations) {
     group.positions = positions;
     group.tokens = slot.tokens;
     group.confidences = slot.confidences;
+    if (params.logprobs >= 0) {
+      slot.logprobs.resize(count);
+      slot.top_ids.resize(count * params.logprobs);
+      slot.top_values.resize(count * params.logprobs);
+      group.top_logprobs = params.logprobs;
+      group.logprobs = slot.logprobs;
+      group.top_ids = slot.top_ids;
+      group.top_values = slot.top_values;
+    }
   }
   SCULPT_RETURN_IF_ERROR(model_.backend().ChooseTokens({logits, groups_}));
   for (size_t g = 0; g < active_.size(); ++g) {
-    active_[g]->Commit(slots_[g].tokens, slots_[g].confidences);
+    const Slot& slot = slots_[g];
+    const CandidateLogprobs logprobs{slot.logprobs, slot.top_ids, slot.top_values};
+    active_[g]->Commit(slot.tokens, slot.confidences,
+                       active_[g]->params().logprobs >= 0 ? &logprobs : nullptr);
   }
   return static_cast<int>(batch_.size());
 }

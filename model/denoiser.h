@@ -31,8 +31,8 @@ class Denoiser {
  private:
   // Per generation of the step; kept (with their capacity) across steps.
   struct Slot {
-    std::vector<int32_t> logit_rows, unconditional, tokens;
-    std::vector<double> confidences;
+    std::vector<int32_t> logit_rows, unconditional, tokens, top_ids;
+    std::vector<double> confidences, logprobs, top_values;
   };
   Transformer& model_;
   std::vector<Slot> slots_;

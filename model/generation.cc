@@ -70,6 +70,10 @@ absl::Status ValidateGenerationParams(const GenerationParams& params, const Mode
       params.confidence_threshold > 1.0) {
     return invalid("confidence_threshold must be in [0, 1], got ", params.confidence_threshold);
   }
+  if (params.logprobs < -1 || params.logprobs > kMaxTopLogprobs) {
+    return invalid("logprobs must be in [0, ", kMaxTopLogprobs, "] alternatives (or off), got ",
+                   params.logprobs);
+  }
   for (int32_t id : params.stop_token_ids) {
     if (id < 0 || id >= config.embedding_size) {
       return invalid("stop token id ", id, " is outside the vocabulary [0, ", config.embedding_size,
@@ -140,6 +144,7 @@ absl::StatusOr<Generation> Generation::Start(std::vector<int32_t> canvas, int re
   for (size_t i = 0; i < generation.canvas_.size(); ++i) {
     generation.given_[i] = generation.canvas_[i] != config.mask_token_id;
   }
+  if (params.logprobs >= 0) generation.logprobs_.resize(generation.canvas_.size());
   generation.answer_end_ = static_cast<int>(generation.canvas_.size());
   generation.num_blocks_ = params.gen_length / params.block_length;
   generation.steps_per_block_ = params.steps / generation.num_blocks_;
@@ -225,9 +230,14 @@ void Generation::CheckStops() {
 }
 
 const StepEvent& Generation::Commit(std::span<const int32_t> tokens,
-                                    std::span<const double> confidences) {
+                                    std::span<const double> confidences,
+                                    const CandidateLogprobs* logprobs) {
   SCULPT_CHECK(!finished_);
   SCULPT_CHECK(tokens.size() == candidates_.size() && confidences.size() == candidates_.size());
+  const int listed = params_.logprobs;
+  SCULPT_CHECK(listed < 0 || (logprobs != nullptr && logprobs->logprobs.size() == tokens.size() &&
+                              logprobs->top_ids.size() == tokens.size() * listed &&
+                              logprobs->top_values.size() == tokens.size() * listed));
   std::vector<double> model_confidence(confidences.begin(), confidences.end());
   if (params_.confidence_eos_eot_inf) {
     for (size_t i = 0; i < tokens.size(); ++i) {
@@ -256,6 +266,16 @@ const StepEvent& Generation::Commit(std::span<const int32_t> tokens,
   for (size_t index : chosen) {
     canvas_[candidates_[index]] = tokens[index];
     event_.committed.emplace_back(candidates_[index], tokens[index]);
+    if (listed < 0) continue;
+    TokenLogprob& record = event_.committed_logprobs.emplace_back();
+    record.token = tokens[index];
+    record.logprob = logprobs->logprobs[index];
+    record.step = global_step();
+    for (int k = 0; k < listed; ++k) {
+      const int32_t id = logprobs->top_ids[index * listed + k];
+      if (id >= 0) record.top.emplace_back(id, logprobs->top_values[index * listed + k]);
+    }
+    logprobs_[candidates_[index]] = record;
   }
   ++steps_run_;
   ++step_in_block_;
@@ -289,6 +309,9 @@ GenerationResult Generation::Result() const {
   if (stop_match_) result.stop_text = stop_match_->text;
   result.steps = steps_run_;
   result.forward_passes = steps_run_ * (guided() ? 2 : 1);
+  if (params_.logprobs >= 0) {
+    result.logprobs.assign(logprobs_.begin() + region_start_, logprobs_.begin() + answer_end_);
+  }
   return result;
 }
 

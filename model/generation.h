@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "model/config.h"
 #include "model/remasking/remasking.h"
+#include "model/token_choice.h"
 
 namespace sculpt {
 
@@ -39,6 +40,26 @@ struct GenerationParams {
   bool confidence_eos_eot_inf = false;
   // EOS/EoT ids; empty means the model's eos_token_id.
   std::vector<int32_t> stop_token_ids;
+  // -1: off; k >= 0: record every committed token's log-probability with the k most likely
+  // alternatives at the step that committed it (at most kMaxTopLogprobs).
+  int logprobs = -1;
+};
+
+// A committed token's log-probability under the model's distribution at the step that committed
+// it (TokenChoiceGroup::top_logprobs says which distribution), and the most likely alternatives
+// at that step. -inf where the model gave a token no mass.
+struct TokenLogprob {
+  int32_t token = 0;
+  double logprob = 0.0;
+  uint32_t step = 0;
+  std::vector<std::pair<int32_t, double>> top;  // (token, log-probability), most likely first
+};
+
+// A step's token-choice outputs for log-probabilities, one entry (or k) per candidate.
+struct CandidateLogprobs {
+  std::span<const double> logprobs;    // [n]
+  std::span<const int32_t> top_ids;    // [n * k], -1 past a vocabulary smaller than k
+  std::span<const double> top_values;  // [n * k]
 };
 
 // INVALID_ARGUMENT naming the parameter for any combination the references reject or the model
@@ -60,6 +81,9 @@ struct GenerationResult {
   std::optional<std::string> stop_text;  // the answer's text, cut at the stop string
   int steps = 0;
   int forward_passes = 0;  // sequences forwarded; a guided step counts two
+  // With GenerationParams::logprobs >= 0: one per answer token (token_ids), empty where the
+  // token was given (an infill template's kept text).
+  std::vector<std::optional<TokenLogprob>> logprobs;
 };
 
 // What one step did, for streaming drafts.
@@ -74,6 +98,8 @@ struct StepEvent {
   uint32_t step = 0;  // global step index, from 0
   int block = 0;
   std::vector<std::pair<int32_t, int32_t>> committed;  // (canvas position, token)
+  // With GenerationParams::logprobs >= 0: each committed token's, in the order of `committed`.
+  std::vector<TokenLogprob> committed_logprobs;
   // Blocks finished by this step, in order (blocks a stop ended early are not finished).
   std::vector<CompletedBlock> completed_blocks;
   int masks_left = 0;  // in the whole canvas
@@ -121,8 +147,9 @@ class Generation {
   uint32_t global_step() const { return static_cast<uint32_t>(steps_run_); }
 
   // Takes the chosen token and model confidence of every candidate, ranks them with the policy
-  // and commits this step's share.
-  const StepEvent& Commit(std::span<const int32_t> tokens, std::span<const double> confidences);
+  // and commits this step's share. `logprobs` is required when params().logprobs >= 0.
+  const StepEvent& Commit(std::span<const int32_t> tokens, std::span<const double> confidences,
+                          const CandidateLogprobs* logprobs = nullptr);
 
   // The answer: the generated region, trimmed at an early stop or stop string.
   std::span<const int32_t> answer() const;
@@ -159,6 +186,7 @@ class Generation {
   int region_start_ = 0;
   std::vector<int32_t> canvas_;
   std::vector<bool> given_;  // true where the initial canvas held a real token
+  std::vector<std::optional<TokenLogprob>> logprobs_;  // per canvas position, when recorded
   int num_blocks_ = 0;
   int steps_per_block_ = 0;
   int block_ = 0;

@@ -57,6 +57,10 @@ absl::StatusOr<GenerationParams> ReadParams(const GenerationRequest& request,
   params.early_stop = request.early_stop;
   params.logits_eos_inf = request.logits_eos_inf;
   params.confidence_eos_eot_inf = request.confidence_eos_eot_inf;
+  if (request.logprobs) {
+    SCULPT_ASSIGN_OR_RETURN(params.logprobs, Count(request.logprobs, 0, 0, kMaxTopLogprobs,
+                                                   "logprobs", " (alternatives per token)"));
+  }
   return params;
 }
 
@@ -94,13 +98,19 @@ absl::StatusOr<BuiltGeneration> BuildGeneration(const GenerationRequest& request
     SCULPT_RETURN_IF_ERROR(ValidateUtf8(stop, absl::StrCat("stop[", i, "]")));
   }
 
-  const bool infill = request.infill.has_value() || request.infill_ids.has_value();
+  if (request.suffix && !request.prompt) {
+    return Invalid("suffix needs a text prompt (the canvas is prompt + gen_length masks + suffix)");
+  }
+  const bool infill =
+      request.infill.has_value() || request.infill_ids.has_value() || request.suffix.has_value();
   const ModelConfig& config = model.config;
   SCULPT_ASSIGN_OR_RETURN(GenerationParams params, ReadParams(request, config, infill));
   params.stop_token_ids = StopTokenIds(config, tokenizer);
 
   std::vector<int32_t> prompt;
-  if (request.prompt) {
+  if (request.suffix) {
+    // Handled as the infill it is, below.
+  } else if (request.prompt) {
     SCULPT_RETURN_IF_ERROR(ValidateUtf8(*request.prompt, "prompt"));
     SCULPT_ASSIGN_OR_RETURN(prompt, tokenizer->Encode(*request.prompt));
   } else if (request.prompt_ids) {
@@ -126,10 +136,24 @@ absl::StatusOr<BuiltGeneration> BuildGeneration(const GenerationRequest& request
   }
 
   std::vector<int32_t> initial_canvas;
+  int prompt_tokens = 0;  // a suffix infill's given tokens
   absl::StatusOr<Generation> generation = absl::UnknownError("unset");
   if (infill) {
     if (request.infill_ids) {
       initial_canvas = *request.infill_ids;
+    } else if (request.suffix) {
+      SCULPT_RETURN_IF_ERROR(ValidateUtf8(*request.prompt, "prompt"));
+      SCULPT_RETURN_IF_ERROR(ValidateUtf8(*request.suffix, "suffix"));
+      // gen_length is the middle's length here (infill ignores it otherwise).
+      SCULPT_ASSIGN_OR_RETURN(
+          const int middle,
+          Count(request.gen_length, GenerationParams().gen_length, 1, config.max_sequence_length,
+                "gen_length", " (the model's max_sequence_length)"));
+      SCULPT_ASSIGN_OR_RETURN(initial_canvas, BuildInfillCanvas(*tokenizer, config,
+                                                                {{.text = *request.prompt},
+                                                                 {.masks = middle},
+                                                                 {.text = *request.suffix}}));
+      prompt_tokens = static_cast<int>(initial_canvas.size()) - middle;
     } else {
       SCULPT_RETURN_IF_ERROR(ValidateUtf8(*request.infill, "infill"));
       SCULPT_ASSIGN_OR_RETURN(auto segments, ParseInfillTemplate(*request.infill));
@@ -148,10 +172,12 @@ absl::StatusOr<BuiltGeneration> BuildGeneration(const GenerationRequest& request
     SCULPT_ASSIGN_OR_RETURN(StopMatcher matcher, MakeStopStringMatcher(*tokenizer, request.stops));
     generation->set_stop_matcher(std::move(matcher));
   }
-  return BuiltGeneration{.generation = std::move(*generation),
-                         .prompt_tokens = static_cast<int>(prompt.size()),
-                         .infill = infill,
-                         .initial_canvas = std::move(initial_canvas)};
+  return BuiltGeneration{
+      .generation = std::move(*generation),
+      .prompt_tokens = request.suffix ? prompt_tokens : static_cast<int>(prompt.size()),
+      .infill = infill,
+      .suffix = request.suffix.has_value(),
+      .initial_canvas = std::move(initial_canvas)};
 }
 
 }  // namespace sculpt

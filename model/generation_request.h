@@ -26,6 +26,9 @@ struct GenerationRequest {
   std::optional<std::string> infill;               // a template: <|mask:N|> marks N masks
   std::optional<std::vector<int32_t>> infill_ids;  // a template as ids, masks to be filled
   std::optional<std::vector<ChatMessage>> messages;
+  // With a text prompt: infilling between it and this text (prompt + gen_length masks +
+  // suffix); the answer is the filled middle.
+  std::optional<std::string> suffix;
 
   std::optional<int64_t> gen_length;
   std::optional<int64_t> steps;         // default gen_length; infill: one per mask
@@ -34,6 +37,7 @@ struct GenerationRequest {
   std::optional<double> temperature, top_p, alg_temp, confidence_threshold, factor, cfg_scale;
   std::optional<int64_t> top_k;
   std::optional<uint64_t> seed;
+  std::optional<int64_t> logprobs;  // alternatives per committed token; unset: none
   bool early_stop = false;
   bool logits_eos_inf = false;
   bool confidence_eos_eot_inf = false;
@@ -57,6 +61,7 @@ struct BuiltGeneration {
   Generation generation;
   int prompt_tokens = 0;  // infill: 0
   bool infill = false;
+  bool suffix = false;                  // a prompt + suffix infill: the answer is the middle
   std::vector<int32_t> initial_canvas;  // infill: the template's canvas, for the filled spans
 };
 

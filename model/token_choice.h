@@ -23,4 +23,7 @@ enum class ConfidenceKind {
   kNegEntropy,   // sum p log(p + 1e-10)
 };
 
+// The most alternatives a row's log-probabilities list (OpenAI's top_logprobs bound).
+inline constexpr int kMaxTopLogprobs = 20;
+
 }  // namespace sculpt

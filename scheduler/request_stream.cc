@@ -12,6 +12,7 @@ void MergeDraft(DraftEvent& into, DraftEvent&& newer) {
   // merge() leaves keys already present in `into` behind in `newer`; the newer token wins
   // (a position is committed once, but be exact anyway).
   for (auto& [position, token] : newer.committed) into.committed[position] = token;
+  for (auto& [position, record] : newer.logprobs) into.logprobs[position] = std::move(record);
 }
 
 }  // namespace

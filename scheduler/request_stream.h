@@ -38,6 +38,8 @@ struct DraftEvent {
   uint32_t block = 0;
   int masks_left = 0;
   std::map<int32_t, int32_t> committed;  // answer position → token
+  // With GenerationParams::logprobs >= 0: answer position → the committed token's record.
+  std::map<int32_t, TokenLogprob> logprobs;
 };
 
 struct BlockEvent {

@@ -312,8 +312,12 @@ void Scheduler::RunStep() {
     DraftEvent draft{.step = event.step + 1,
                      .block = static_cast<uint32_t>(event.block),
                      .masks_left = event.masks_left};
-    for (const auto& [position, token] : event.committed) {
+    for (size_t c = 0; c < event.committed.size(); ++c) {
+      const auto [position, token] = event.committed[c];
       draft.committed.emplace(position - region, token);
+      if (c < event.committed_logprobs.size()) {
+        draft.logprobs.emplace(position - region, event.committed_logprobs[c]);
+      }
     }
     entry.stream->PushDraft(std::move(draft), generation.finished());
     for (const CompletedBlock& block : event.completed_blocks) {

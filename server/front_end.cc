@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "common/status.h"
 #include "model/text_io.h"
+#include "model/tokenizer/utf8.h"
 
 namespace sculpt {
 std::string NewRequestId() {
@@ -172,7 +173,40 @@ void FrontEnd::FillDraft(const BuiltRequest& built, const DraftEvent& event,
       ++next;
       ++it;
     }
-    FillSpan(built, start, std::move(tokens), *draft.add_changed());
+    v1::Span& span = *draft.add_changed();
+    if (built.logprobs >= 0) {
+      for (int32_t position = start; position < next; ++position) {
+        const auto record = event.logprobs.find(position);
+        if (record != event.logprobs.end()) {
+          FillTokenLogprob(built, record->second, *span.add_logprobs());
+        }
+      }
+    }
+    FillSpan(built, start, std::move(tokens), span);
+  }
+}
+
+std::string FrontEnd::TokenText(int32_t id) const {
+  if (!model_.tokenizer) return "";
+  auto bytes = model_.tokenizer->TokenBytes(id);
+  if (!bytes.ok()) return "";
+  if (ValidateUtf8(*bytes, "token").ok()) return *bytes;
+  std::string escaped = "bytes:";
+  for (unsigned char byte : *bytes) absl::StrAppendFormat(&escaped, "\\x%02x", byte);
+  return escaped;
+}
+
+void FrontEnd::FillTokenLogprob(const BuiltRequest& built, const TokenLogprob& record,
+                                v1::TokenLogprob& out) const {
+  out.set_token_id(record.token);
+  out.set_logprob(record.logprob);
+  out.set_step(record.step + 1);
+  if (built.include_text) out.set_text(TokenText(record.token));
+  for (const auto& [id, value] : record.top) {
+    v1::TopLogprob& top = *out.add_top();
+    top.set_token_id(id);
+    top.set_logprob(value);
+    if (built.include_text) top.set_text(TokenText(id));
   }
 }
 
@@ -188,35 +222,52 @@ void FrontEnd::FillFinal(const BuiltRequest& built, const FinalEvent& event,
   result.set_request_id(built.request_id);
   result.set_model(model_.name);
   result.set_finish_reason(std::string(FinishReasonName(event.result.finish_reason)));
+  std::vector<FilledSpan> filled;
+  if (built.infill) {
+    auto spans = FilledSpans(model_.tokenizer.get(), model_.config().mask_token_id,
+                             built.initial_canvas, event.result.canvas);
+    if (spans.ok()) filled = std::move(*spans);
+  }
+  // The answer: the generated region, or a suffix infill's middle (answer positions from
+  // `first`).
+  std::span<const int32_t> answer = event.result.token_ids;
+  size_t first = 0;
+  if (built.suffix) {
+    first = filled.empty() ? answer.size() : static_cast<size_t>(filled.front().start);
+    answer = filled.empty() ? std::span<const int32_t>() : std::span(filled.front().tokens);
+  }
   if (built.include_text && model_.tokenizer) {
-    if (event.result.stop_text) {
+    if (event.result.stop_text && !built.suffix) {
       result.set_text(*event.result.stop_text);
-    } else if (auto text =
-                   model_.tokenizer->Decode(event.result.token_ids, /*skip_special_tokens=*/true);
+    } else if (auto text = model_.tokenizer->Decode(answer, /*skip_special_tokens=*/true);
                text.ok()) {
       result.set_text(*text);
     }
   }
-  if (built.include_token_ids) {
-    result.mutable_token_ids()->Add(event.result.token_ids.begin(), event.result.token_ids.end());
-  }
-  if (built.infill) {
-    auto spans = FilledSpans(model_.tokenizer.get(), model_.config().mask_token_id,
-                             built.initial_canvas, event.result.canvas);
-    if (spans.ok()) {
-      for (FilledSpan& filled : *spans) {
-        v1::Span& span = *result.add_filled();
-        span.set_position(static_cast<uint32_t>(filled.start));
-        if (built.include_text) span.set_text(filled.text);
-        if (built.include_token_ids) {
-          span.mutable_token_ids()->Add(filled.tokens.begin(), filled.tokens.end());
-        }
+  if (built.include_token_ids) result.mutable_token_ids()->Add(answer.begin(), answer.end());
+  if (built.logprobs >= 0) {
+    for (size_t i = 0; i < answer.size(); ++i) {
+      const size_t position = first + i;
+      v1::TokenLogprob& out = *result.add_logprobs();
+      if (position < event.result.logprobs.size() && event.result.logprobs[position]) {
+        FillTokenLogprob(built, *event.result.logprobs[position], out);
+      } else {  // given by the request
+        out.set_token_id(answer[i]);
+        if (built.include_text) out.set_text(TokenText(answer[i]));
       }
+    }
+  }
+  for (FilledSpan& span_filled : filled) {
+    v1::Span& span = *result.add_filled();
+    span.set_position(static_cast<uint32_t>(span_filled.start));
+    if (built.include_text) span.set_text(span_filled.text);
+    if (built.include_token_ids) {
+      span.mutable_token_ids()->Add(span_filled.tokens.begin(), span_filled.tokens.end());
     }
   }
   v1::Usage& usage = *result.mutable_usage();
   usage.set_prompt_tokens(static_cast<uint32_t>(built.prompt_tokens));
-  usage.set_generated_tokens(static_cast<uint32_t>(event.result.token_ids.size()));
+  usage.set_generated_tokens(static_cast<uint32_t>(answer.size()));
   usage.set_steps(static_cast<uint32_t>(event.result.steps));
   usage.set_forward_passes(static_cast<uint32_t>(event.result.forward_passes));
   v1::Timings& timings = *result.mutable_timings();

@@ -56,6 +56,10 @@ class FrontEnd {
   };
   Response ToResponse(const BuiltRequest& built, const StreamEvent& event) const;
 
+  // A token's text for log-probabilities: its bytes, or "bytes:\xNN..." when they are not
+  // complete UTF-8 on their own (OpenAI's spelling).
+  std::string TokenText(int32_t id) const;
+
   const ServedModel& model() const { return model_; }
   Scheduler& scheduler() { return scheduler_; }
   const FrontEndOptions& options() const { return options_; }
@@ -68,6 +72,8 @@ class FrontEnd {
   void FillAccepted(const BuiltRequest& built, const AcceptedEvent& event,
                     v1::Accepted& accepted) const;
   void FillDraft(const BuiltRequest& built, const DraftEvent& event, v1::StepDraft& draft) const;
+  void FillTokenLogprob(const BuiltRequest& built, const TokenLogprob& record,
+                        v1::TokenLogprob& out) const;
   void FillBlock(const BuiltRequest& built, const BlockEvent& event,
                  v1::BlockCommitted& block) const;
   void FillFinal(const BuiltRequest& built, const FinalEvent& event,

@@ -137,17 +137,6 @@ int64_t UnixSeconds() {
       .count();
 }
 
-// A draft's changed spans as answer position → token, what the OpenAI stream's text follows.
-std::map<int32_t, int32_t> CommittedTokens(const v1::StepDraft& draft) {
-  std::map<int32_t, int32_t> committed;
-  for (const v1::Span& span : draft.changed()) {
-    for (int i = 0; i < span.token_ids_size(); ++i) {
-      committed[static_cast<int32_t>(span.position()) + i] = span.token_ids(i);
-    }
-  }
-  return committed;
-}
-
 // A submitted request whose events a reply carries. Counted while it lives, so that a drain can
 // let every response finish before the server stops.
 class Pending {
@@ -273,66 +262,245 @@ class NativeStreamReply final : public StreamReply {
   }
 };
 
-// OpenAI SSE: text deltas as they become stable, the finish reason, usage when asked, [DONE].
-class OpenAiStreamReply final : public StreamReply {
+// One OpenAI request's samples (n, best_of): each a request of its own in the same steps.
+class OpenAiReply : public DeferredReply {
  public:
-  struct Settings {
-    OpenAiEndpoint endpoint;
-    std::string id;
-    int64_t created;
-    std::string model;
-    bool include_usage;
-  };
-  OpenAiStreamReply(std::unique_ptr<Pending> pending, FrontEnd& front_end, Settings settings,
-                    std::unique_ptr<StableTextStream> stable)
-      : StreamReply(std::move(pending), front_end),
-        settings_(std::move(settings)),
-        stable_(std::move(stable)) {}
+  OpenAiReply(std::vector<std::unique_ptr<Pending>> samples, FrontEnd& front_end,
+              OpenAiReplyContext context, OpenAiRequest request, OpenAiEcho echo)
+      : samples_(std::move(samples)),
+        front_end_(front_end),
+        context_(std::move(context)),
+        request_(std::move(request)),
+        echo_(std::move(echo)) {}
+  void Start(std::function<void()> wake) override {
+    for (auto& sample : samples_) sample->Listen(wake);
+  }
+  void Cancel() override {
+    for (auto& sample : samples_) sample->Cancel();
+  }
+
+ protected:
+  std::vector<std::unique_ptr<Pending>> samples_;
+  FrontEnd& front_end_;
+  const OpenAiReplyContext context_;
+  const OpenAiRequest request_;
+  const OpenAiEcho echo_;
+};
+
+// Answered once every sample has its result: the n of them (best_of: of highest mean
+// log-probability) as choices.
+class OpenAiResultReply final : public OpenAiReply {
+ public:
+  using OpenAiReply::OpenAiReply;
+
+  ReplyProgress Pump() override {
+    ReplyProgress progress;
+    results_.resize(samples_.size());
+    for (size_t i = 0; i < samples_.size(); ++i) {
+      while (!results_[i]) {
+        std::optional<StreamEvent> event = samples_[i]->Next();
+        if (!event) break;
+        if (!std::holds_alternative<FinalEvent>(*event)) continue;
+        FrontEnd::Response response = front_end_.ToResponse(samples_[i]->built(), *event);
+        if (response.terminal) {
+          progress.whole = Error(*response.terminal);
+          return progress;
+        }
+        if (std::get<FinalEvent>(*event).result.finish_reason == FinishReason::kCancelled) {
+          progress.whole = Error(absl::CancelledError("the request was cancelled"));
+          return progress;
+        }
+        results_[i] = response.message.final();
+      }
+    }
+    if (!std::all_of(results_.begin(), results_.end(),
+                     [](const auto& r) { return r.has_value(); })) {
+      return progress;
+    }
+    std::vector<const v1::GenerateResult*> chosen;
+    uint32_t generated = 0;
+    for (const auto& result : results_) {
+      chosen.push_back(&*result);
+      generated += result->usage().generated_tokens();
+    }
+    if (request_.best_of > request_.n) {
+      // Highest mean log-probability first; ties keep sample order.
+      std::stable_sort(chosen.begin(), chosen.end(), [](const auto* a, const auto* b) {
+        return MeanCommittedLogprob(*a) > MeanCommittedLogprob(*b);
+      });
+      chosen.resize(static_cast<size_t>(request_.n));
+    }
+    HttpResponse whole = Json(200, OpenAiResponse(context_, request_, chosen, echo_, generated));
+    SetTimingHeaders(whole, *chosen.front());
+    progress.whole = std::move(whole);
+    return progress;
+  }
 
  private:
-  void Chunk(ReplyProgress& progress, const std::string& delta, const std::string& reason) {
-    const json chunk = OpenAiChunk(settings_.endpoint, settings_.id, settings_.created,
-                                   settings_.model, delta, reason, first_);
-    first_ = false;
+  std::vector<std::optional<v1::GenerateResult>> results_;
+};
+
+// OpenAI SSE: per choice, text deltas as they become stable (with their tokens'
+// log-probabilities when asked), its finish reason; usage when asked, then [DONE].
+class OpenAiStreamReply final : public OpenAiReply {
+ public:
+  OpenAiStreamReply(std::vector<std::unique_ptr<Pending>> samples, FrontEnd& front_end,
+                    OpenAiReplyContext context, OpenAiRequest request, OpenAiEcho echo)
+      : OpenAiReply(std::move(samples), front_end, std::move(context), std::move(request),
+                    std::move(echo)) {
+    const Tokenizer* tokenizer = front_end_.model().tokenizer.get();
+    const std::vector<std::string> stops(request_.generate.stop().begin(),
+                                         request_.generate.stop().end());
+    for (const auto& sample : samples_) {
+      Choice& choice = choices_.emplace_back();
+      const BuiltRequest& built = sample->built();
+      choice.answer_length = built.gen_length;
+      if (built.suffix) {
+        // The middle of prompt + masks + suffix is the answer that streams.
+        const auto& canvas = built.initial_canvas;
+        const int32_t mask = front_end_.model().config().mask_token_id;
+        const auto first = std::find(canvas.begin(), canvas.end(), mask);
+        choice.answer_offset = static_cast<int32_t>(first - canvas.begin());
+        choice.answer_length = static_cast<int>(std::count(canvas.begin(), canvas.end(), mask));
+      }
+      if (tokenizer) {
+        choice.stable = std::make_unique<StableTextStream>(*tokenizer, stops, choice.answer_length);
+      }
+    }
+  }
+
+  ReplyProgress Pump() override {
+    ReplyProgress progress;
+    if (!started_) {
+      progress.stream_head = StreamHead();
+      started_ = true;
+    }
+    for (size_t i = 0; i < samples_.size(); ++i) {
+      while (!choices_[i].done) {
+        std::optional<StreamEvent> event = samples_[i]->Next();
+        if (!event) break;
+        if (!Translate(static_cast<int>(i), front_end_.ToResponse(samples_[i]->built(), *event),
+                       progress)) {
+          progress.data += "data: [DONE]\n\n";
+          progress.done = true;
+          return progress;
+        }
+      }
+    }
+    if (std::all_of(choices_.begin(), choices_.end(), [](const Choice& c) { return c.done; })) {
+      if (request_.include_usage) {
+        progress.data +=
+            SseEvent("", OpenAiUsageChunk(context_, prompt_tokens_, generated_).dump());
+      }
+      progress.data += "data: [DONE]\n\n";
+      progress.done = true;
+    }
+    return progress;
+  }
+
+ private:
+  struct Choice {
+    std::unique_ptr<StableTextStream> stable;
+    int32_t answer_offset = 0;  // canvas position of the answer's first token (suffix infill)
+    int answer_length = 0;
+    bool first = true;
+    bool done = false;
+    std::map<int32_t, v1::TokenLogprob> logprobs;  // answer position → committed token's
+    size_t released = 0;                           // tokens whose log-probabilities were sent
+    size_t released_bytes = 0;                     // their text's bytes
+    size_t text_offset = 0;                        // completions' text_offset of the next token
+  };
+
+  void Chunk(int index, ReplyProgress& progress, const std::string& delta, const json& logprobs,
+             const std::string& reason) {
+    Choice& choice = choices_[index];
+    const json chunk = OpenAiChunk(context_, index, delta, logprobs, reason, choice.first);
+    choice.first = false;
     progress.data += SseEvent("", chunk.dump(-1, ' ', false, json::error_handler_t::replace));
   }
 
-  void Translate(const FrontEnd::Response& response, ReplyProgress& progress) override {
-    const v1::GenerateResponse& message = response.message;
-    if (!response.terminal) {
-      if (message.has_accepted()) {
-        // The role comes first in chat streams, as OpenAI sends it.
-        if (settings_.endpoint == OpenAiEndpoint::kChatCompletions) Chunk(progress, "", "");
-        return;
+  // The log-probabilities of the answer's next tokens whose text has been sent; all that are
+  // left with the final result.
+  json Release(Choice& choice, const v1::GenerateResult* result) {
+    if (!request_.logprobs) return json();
+    std::vector<v1::TokenLogprob> tokens;
+    if (result != nullptr) {
+      for (int i = static_cast<int>(choice.released); i < result->logprobs_size(); ++i) {
+        tokens.push_back(result->logprobs(i));
       }
-      if (message.has_step()) {
-        const std::string delta = stable_ ? stable_->Apply(CommittedTokens(message.step())) : "";
-        if (!delta.empty()) Chunk(progress, delta, "");
-        return;
-      }
-      if (message.has_block()) return;
-    }
-    if (response.terminal) {
-      progress.data += SseEvent("", OpenAiErrorBody(*response.terminal, "").dump());
+      choice.released = static_cast<size_t>(result->logprobs_size());
     } else {
-      const v1::GenerateResult& result = message.final();
-      const std::string rest = stable_ ? stable_->Finish(result.text()) : result.text();
-      if (!rest.empty()) Chunk(progress, rest, "");
-      Chunk(progress, "", result.finish_reason());
-      if (settings_.include_usage) {
-        progress.data +=
-            SseEvent("", OpenAiUsageChunk(settings_.endpoint, settings_.id, settings_.created,
-                                          settings_.model, result.usage())
-                             .dump());
+      const size_t sent = choice.stable ? choice.stable->sent().size() : 0;
+      const Tokenizer* tokenizer = front_end_.model().tokenizer.get();
+      while (true) {
+        const auto it = choice.logprobs.find(static_cast<int32_t>(choice.released));
+        if (it == choice.logprobs.end() || tokenizer == nullptr) break;
+        auto bytes = tokenizer->TokenBytes(it->second.token_id(), /*skip_special_tokens=*/true);
+        const size_t size = bytes.ok() ? bytes->size() : 0;
+        if (choice.released_bytes + size > sent) break;
+        choice.released_bytes += size;
+        tokens.push_back(it->second);
+        ++choice.released;
       }
     }
-    progress.data += "data: [DONE]\n\n";
-    progress.done = true;
+    if (tokens.empty()) return json();
+    json logprobs = OpenAiLogprobs(context_, tokens, request_.top_logprobs, choice.text_offset);
+    for (const auto& token : tokens) choice.text_offset += context_.text_bytes(token.token_id());
+    return logprobs;
   }
 
-  const Settings settings_;
-  std::unique_ptr<StableTextStream> stable_;
-  bool first_ = true;
+  // False when the stream must end now (a failure).
+  bool Translate(int index, const FrontEnd::Response& response, ReplyProgress& progress) {
+    Choice& choice = choices_[index];
+    const v1::GenerateResponse& message = response.message;
+    if (response.terminal) {
+      progress.data += SseEvent("", OpenAiErrorBody(*response.terminal, "").dump());
+      return false;
+    }
+    if (message.has_accepted()) {
+      prompt_tokens_ = message.accepted().prompt_tokens();
+      // The role (chat) or the echoed prompt (completions) comes first, as OpenAI sends it.
+      if (context_.endpoint == OpenAiEndpoint::kChatCompletions) {
+        Chunk(index, progress, "", json(), "");
+      } else if (request_.echo) {
+        json logprobs;
+        if (request_.logprobs) {
+          logprobs = OpenAiLogprobs(context_, echo_.tokens, request_.top_logprobs, 0);
+        }
+        Chunk(index, progress, echo_.text, logprobs, "");
+        choice.text_offset = echo_.text.size();
+      }
+      return true;
+    }
+    if (message.has_step()) {
+      std::map<int32_t, int32_t> committed;
+      for (const v1::Span& span : message.step().changed()) {
+        for (int i = 0; i < span.token_ids_size(); ++i) {
+          const int32_t position = static_cast<int32_t>(span.position()) + i - choice.answer_offset;
+          if (position < 0 || position >= choice.answer_length) continue;
+          committed[position] = span.token_ids(i);
+          if (i < span.logprobs_size()) choice.logprobs[position] = span.logprobs(i);
+        }
+      }
+      const std::string delta = choice.stable ? choice.stable->Apply(committed) : "";
+      if (!delta.empty()) Chunk(index, progress, delta, Release(choice, nullptr), "");
+      return true;
+    }
+    if (message.has_block()) return true;
+    const v1::GenerateResult& result = message.final();
+    const std::string rest = choice.stable ? choice.stable->Finish(result.text()) : result.text();
+    const json logprobs = Release(choice, &result);
+    if (!rest.empty() || !logprobs.is_null()) Chunk(index, progress, rest, logprobs, "");
+    Chunk(index, progress, "", json(), result.finish_reason());
+    generated_ += result.usage().generated_tokens();
+    choice.done = true;
+    return true;
+  }
+
+  std::vector<Choice> choices_;
+  bool started_ = false;
+  uint32_t prompt_tokens_ = 0;
+  uint32_t generated_ = 0;
 };
 
 // Adds headers (CORS) to whatever a reply answers.
@@ -571,33 +739,62 @@ void HttpGateway::Routes() {
       auto parsed = ParseOpenAiRequest(endpoint, *body, &param);
       if (!parsed.ok()) return Error(parsed.status(), param);
       if (parsed->generate.request_id().empty()) parsed->generate.set_request_id(req.request_id);
-      auto submitted = front_end().Submit(parsed->generate, std::nullopt);
-      if (!submitted.ok()) {
-        return Error(submitted.status(), OpenAiFieldAtFault(submitted.status()));
-      }
-      const std::string id =
-          absl::StrCat(endpoint == OpenAiEndpoint::kCompletions ? "cmpl-" : "chatcmpl-",
-                       submitted->built.request_id);
-      const std::string model = parsed->model.empty() ? front_end().model().name : parsed->model;
-      const int64_t created = UnixSeconds();
-      auto pending = std::make_unique<Pending>(std::move(*submitted), open_responses_);
-      if (!parsed->stream) {
-        return std::make_unique<ResultReply>(
-            std::move(pending), front_end(),
-            [endpoint, id, created, model](const v1::GenerateResult& result) {
-              return Json(200, OpenAiResponse(endpoint, id, created, model, result));
-            });
+      // Every sample is submitted before the next step boundary can pass, so they share steps;
+      // a refusal of any refuses the request (the others are cancelled with their handles).
+      std::vector<std::unique_ptr<Pending>> samples;
+      for (int i = 0; i < parsed->best_of; ++i) {
+        auto submitted = front_end().Submit(SampleRequest(*parsed, i), std::nullopt);
+        if (!submitted.ok()) {
+          return Error(submitted.status(), OpenAiFieldAtFault(submitted.status()));
+        }
+        samples.push_back(std::make_unique<Pending>(std::move(*submitted), open_responses_));
       }
       const Tokenizer* tokenizer = front_end().model().tokenizer.get();
-      std::vector<std::string> stops(parsed->generate.stop().begin(),
-                                     parsed->generate.stop().end());
-      auto stable = tokenizer ? std::make_unique<StableTextStream>(*tokenizer, stops,
-                                                                   pending->built().gen_length)
-                              : nullptr;
+      OpenAiReplyContext context;
+      context.endpoint = endpoint;
+      context.id = absl::StrCat(endpoint == OpenAiEndpoint::kCompletions ? "cmpl-" : "chatcmpl-",
+                                samples.front()->built().request_id);
+      context.model = parsed->model.empty() ? front_end().model().name : parsed->model;
+      context.created = UnixSeconds();
+      context.token_bytes = [tokenizer](int32_t id) {
+        if (tokenizer == nullptr) return std::string();
+        auto bytes = tokenizer->TokenBytes(id);
+        return bytes.ok() ? *bytes : std::string();
+      };
+      context.text_bytes = [tokenizer](int32_t id) -> size_t {
+        if (tokenizer == nullptr) return 0;
+        auto bytes = tokenizer->TokenBytes(id, /*skip_special_tokens=*/true);
+        return bytes.ok() ? bytes->size() : 0;
+      };
+      OpenAiEcho echo;
+      if (parsed->echo) {
+        const v1::GenerateRequest& generate = parsed->generate;
+        std::vector<int32_t> ids(generate.prompt_ids().begin(), generate.prompt_ids().end());
+        if (generate.has_prompt()) {
+          echo.text = generate.prompt();
+          if (tokenizer != nullptr) {
+            auto encoded = tokenizer->Encode(generate.prompt());
+            if (encoded.ok()) ids = std::move(*encoded);
+          }
+        } else if (tokenizer != nullptr) {
+          auto decoded = tokenizer->Decode(ids, /*skip_special_tokens=*/true);
+          if (decoded.ok()) echo.text = std::move(*decoded);
+        }
+        if (parsed->logprobs) {
+          for (int32_t id : ids) {
+            v1::TokenLogprob& token = echo.tokens.emplace_back();
+            token.set_token_id(id);
+            token.set_text(front_end().TokenText(id));
+          }
+        }
+      }
+      if (!parsed->stream) {
+        return std::make_unique<OpenAiResultReply>(std::move(samples), front_end(),
+                                                   std::move(context), std::move(*parsed),
+                                                   std::move(echo));
+      }
       return std::make_unique<OpenAiStreamReply>(
-          std::move(pending), front_end(),
-          OpenAiStreamReply::Settings{endpoint, id, created, model, parsed->include_usage},
-          std::move(stable));
+          std::move(samples), front_end(), std::move(context), std::move(*parsed), std::move(echo));
     };
   };
   add("POST", "/v1/completions", openai(OpenAiEndpoint::kCompletions));

@@ -1,11 +1,13 @@
 // See openai_api.h.
 #include "server/openai_api.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "model/token_choice.h"
 
 namespace sculpt {
 namespace {
@@ -85,15 +87,12 @@ absl::Status RefuseUnsupportedFields(OpenAiEndpoint endpoint, const json& body,
                                               "steps", "block_length", "remasking",
                                               "confidence_threshold", "cfg_scale", "early_stop",
                                               "top_k", "priority"};
-  static const std::set<std::string> kReadByCompletions = {"prompt"};
-  static const std::set<std::string> kReadByChat = {"messages", "max_completion_tokens"};
+  static const std::set<std::string> kReadByCompletions = {"prompt", "logprobs", "echo", "best_of",
+                                                           "suffix"};
+  static const std::set<std::string> kReadByChat = {"messages", "max_completion_tokens", "logprobs",
+                                                    "top_logprobs"};
   // OpenAI's fields Sculpt does not implement, with the value that means "off".
-  static const std::map<std::string, json> kNeutral = {{"logprobs", json()},
-                                                       {"top_logprobs", 0},
-                                                       {"echo", false},
-                                                       {"best_of", 1},
-                                                       {"suffix", json()},
-                                                       {"presence_penalty", 0},
+  static const std::map<std::string, json> kNeutral = {{"presence_penalty", 0},
                                                        {"frequency_penalty", 0},
                                                        {"logit_bias", json::object()},
                                                        {"tools", json::array()},
@@ -122,8 +121,7 @@ absl::Status RefuseUnsupportedFields(OpenAiEndpoint endpoint, const json& body,
     }
     const bool off = value.is_null() || value == neutral->second ||
                      (value.is_boolean() && !value.get<bool>()) ||
-                     (value.is_number() && value.get<double>() == 0.0 && field != "best_of" &&
-                      field != "logprobs");
+                     (value.is_number() && value.get<double>() == 0.0);
     if (!off) {
       return Invalid(error_param, field,
                      "is not supported by this server; leave it out (or at its default)");
@@ -132,7 +130,87 @@ absl::Status RefuseUnsupportedFields(OpenAiEndpoint endpoint, const json& body,
   return absl::OkStatus();
 }
 
+// logprobs, top_logprobs, echo, suffix and best_of, as each endpoint spells them.
+absl::Status ReadSampling(OpenAiEndpoint endpoint, const Reader& read, OpenAiRequest& out,
+                          std::string* error_param) {
+  v1::GenerateRequest& request = out.generate;
+  if (endpoint == OpenAiEndpoint::kCompletions) {
+    // Completions: logprobs is the number of alternatives (0: the chosen token's only).
+    int64_t alternatives = -1;
+    SCULPT_OPENAI_RETURN_IF_ERROR(read.Int("logprobs", 0, kMaxTopLogprobs, &alternatives));
+    if (alternatives >= 0) {
+      out.logprobs = true;
+      out.top_logprobs = static_cast<int>(alternatives);
+    }
+    SCULPT_OPENAI_RETURN_IF_ERROR(read.Bool("echo", &out.echo));
+    std::string suffix;
+    bool present = false;
+    SCULPT_OPENAI_RETURN_IF_ERROR(read.String("suffix", &suffix, &present));
+    if (present) {
+      if (!request.has_prompt()) {
+        return Invalid(error_param, "suffix", "needs a text prompt (infill between the two)");
+      }
+      if (out.echo) return Invalid(error_param, "echo", "cannot be combined with suffix");
+      request.set_suffix(suffix);
+    }
+    int64_t best_of = out.n;
+    SCULPT_OPENAI_RETURN_IF_ERROR(read.Int("best_of", 1, kMaxOpenAiSamples, &best_of));
+    if (best_of < out.n) {
+      return Invalid(error_param, "best_of",
+                     absl::StrCat("must be at least n (", out.n, "), got ", best_of));
+    }
+    if (best_of > out.n && out.stream) {
+      return Invalid(error_param, "best_of", "cannot be used with stream");
+    }
+    out.best_of = static_cast<int>(best_of);
+  } else {
+    SCULPT_OPENAI_RETURN_IF_ERROR(read.Bool("logprobs", &out.logprobs));
+    int64_t top = -1;
+    SCULPT_OPENAI_RETURN_IF_ERROR(read.Int("top_logprobs", 0, kMaxTopLogprobs, &top));
+    if (top >= 0) {
+      if (!out.logprobs) {
+        return Invalid(error_param, "top_logprobs", "needs logprobs set to true");
+      }
+      out.top_logprobs = static_cast<int>(top);
+    }
+  }
+  out.best_of = std::max(out.best_of, out.n);
+  if (out.logprobs) request.set_logprobs(out.top_logprobs);
+  return absl::OkStatus();
+}
+
+// -inf (a token without mass) as OpenAI writes it: JSON has no infinities.
+json Logprob(double value) { return std::isfinite(value) ? json(value) : json(-9999.0); }
+
 }  // namespace
+
+v1::GenerateRequest SampleRequest(const OpenAiRequest& request, int index) {
+  v1::GenerateRequest sample = request.generate;
+  if (index > 0) {
+    // SplitMix64 of (seed, index): well-spread seeds that the same request always derives.
+    uint64_t z = request.generate.seed() + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(index);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    sample.set_seed(z ^ (z >> 31));
+    if (!sample.request_id().empty()) {
+      sample.set_request_id(absl::StrCat(sample.request_id(), "-", index));
+    }
+  }
+  // best_of ranks by mean log-probability, so every sample records them.
+  if (request.best_of > request.n && !sample.has_logprobs()) sample.set_logprobs(0);
+  return sample;
+}
+
+double MeanCommittedLogprob(const v1::GenerateResult& result) {
+  double sum = 0.0;
+  int count = 0;
+  for (const v1::TokenLogprob& token : result.logprobs()) {
+    if (!token.has_logprob()) continue;
+    sum += token.logprob();
+    ++count;
+  }
+  return count == 0 ? -INFINITY : sum / count;
+}
 
 absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, const json& body,
                                                  std::string* error_param) {
@@ -148,11 +226,8 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, const 
   request.set_model(out.model);
 
   int64_t n = 1;
-  SCULPT_OPENAI_RETURN_IF_ERROR(read.Int("n", 1, 1 << 20, &n));
-  if (n != 1) {
-    return Invalid(error_param, "n",
-                   "must be 1: each request makes one generation (send several requests)");
-  }
+  SCULPT_OPENAI_RETURN_IF_ERROR(read.Int("n", 1, kMaxOpenAiSamples, &n));
+  out.n = static_cast<int>(n);
   if (endpoint == OpenAiEndpoint::kCompletions) {
     const json* prompt = read.Get("prompt");
     if (prompt == nullptr) return Invalid(error_param, "prompt", "is required");
@@ -263,6 +338,7 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, const 
       return Invalid(error_param, "stop", "must be a string or a list of strings");
     }
   }
+  SCULPT_OPENAI_RETURN_IF_ERROR(ReadSampling(endpoint, read, out, error_param));
   SCULPT_OPENAI_RETURN_IF_ERROR(RefuseUnsupportedFields(endpoint, body, error_param));
   // Drafts feed the stream's stable prefix; a non-streaming request needs only the result.
   request.mutable_stream_options()->set_mode(out.stream ? v1::StreamOptions::STEPS
@@ -332,63 +408,126 @@ json OpenAiErrorBody(const absl::Status& status, const std::string& param) {
             {"code", code.empty() ? json() : json(code)}}}};
 }
 
-json OpenAiResponse(OpenAiEndpoint endpoint, const std::string& id, int64_t created,
-                    const std::string& model, const v1::GenerateResult& result) {
-  const v1::Usage& usage = result.usage();
-  json choice = {{"index", 0}, {"finish_reason", result.finish_reason()}};
-  if (endpoint == OpenAiEndpoint::kCompletions) {
-    choice["text"] = result.text();
-    choice["logprobs"] = nullptr;
-  } else {
-    choice["message"] = {{"role", "assistant"}, {"content", result.text()}};
-    choice["logprobs"] = nullptr;
+json OpenAiLogprobs(const OpenAiReplyContext& context, std::span<const v1::TokenLogprob> tokens,
+                    int top_logprobs, size_t text_offset) {
+  if (context.endpoint == OpenAiEndpoint::kCompletions) {
+    json texts = json::array(), values = json::array(), tops = json::array(),
+         offsets = json::array();
+    for (const v1::TokenLogprob& token : tokens) {
+      texts.push_back(token.text());
+      values.push_back(token.has_logprob() ? Logprob(token.logprob()) : json());
+      if (!token.has_logprob()) {
+        tops.push_back(nullptr);
+      } else {
+        json top = json::object();
+        for (int i = 0; i < std::min(top_logprobs, token.top_size()); ++i) {
+          // Two alternatives that print alike keep the likelier (listed first).
+          if (!top.contains(token.top(i).text())) {
+            top[token.top(i).text()] = Logprob(token.top(i).logprob());
+          }
+        }
+        tops.push_back(top);
+      }
+      offsets.push_back(text_offset);
+      text_offset +=
+          context.text_bytes ? context.text_bytes(token.token_id()) : token.text().size();
+    }
+    return {{"tokens", texts},
+            {"token_logprobs", values},
+            {"top_logprobs", tops},
+            {"text_offset", offsets}};
   }
-  return {
-      {"id", id},
-      {"object", endpoint == OpenAiEndpoint::kCompletions ? "text_completion" : "chat.completion"},
-      {"created", created},
-      {"model", model},
-      {"choices", json::array({choice})},
-      {"usage",
-       {{"prompt_tokens", usage.prompt_tokens()},
-        {"completion_tokens", usage.generated_tokens()},
-        {"total_tokens", usage.prompt_tokens() + usage.generated_tokens()}}}};
+  const auto bytes = [&](int32_t id) {
+    json list = json::array();
+    if (context.token_bytes) {
+      for (unsigned char byte : context.token_bytes(id)) list.push_back(byte);
+    }
+    return list;
+  };
+  json content = json::array();
+  for (const v1::TokenLogprob& token : tokens) {
+    json top = json::array();
+    for (int i = 0; i < std::min(top_logprobs, token.top_size()); ++i) {
+      top.push_back({{"token", token.top(i).text()},
+                     {"logprob", Logprob(token.top(i).logprob())},
+                     {"bytes", bytes(token.top(i).token_id())}});
+    }
+    content.push_back({{"token", token.text()},
+                       {"logprob", token.has_logprob() ? Logprob(token.logprob()) : json()},
+                       {"bytes", bytes(token.token_id())},
+                       {"top_logprobs", top}});
+  }
+  return {{"content", content}};
 }
 
-json OpenAiChunk(OpenAiEndpoint endpoint, const std::string& id, int64_t created,
-                 const std::string& model, const std::string& delta,
-                 const std::string& finish_reason, bool first) {
-  json choice = {{"index", 0},
-                 {"finish_reason", finish_reason.empty() ? json() : json(finish_reason)}};
-  if (endpoint == OpenAiEndpoint::kCompletions) {
+json OpenAiResponse(const OpenAiReplyContext& context, const OpenAiRequest& request,
+                    std::span<const v1::GenerateResult* const> results, const OpenAiEcho& echo,
+                    uint32_t generated_tokens) {
+  const bool completions = context.endpoint == OpenAiEndpoint::kCompletions;
+  json choices = json::array();
+  uint32_t prompt_tokens = 0;
+  for (size_t index = 0; index < results.size(); ++index) {
+    const v1::GenerateResult& result = *results[index];
+    prompt_tokens = result.usage().prompt_tokens();
+    json choice = {{"index", index}, {"finish_reason", result.finish_reason()}};
+    json logprobs;
+    if (request.logprobs) {
+      std::vector<v1::TokenLogprob> tokens = echo.tokens;
+      tokens.insert(tokens.end(), result.logprobs().begin(), result.logprobs().end());
+      logprobs = OpenAiLogprobs(context, tokens, request.top_logprobs, 0);
+    }
+    if (completions) {
+      choice["text"] = echo.text + result.text();
+    } else {
+      choice["message"] = {{"role", "assistant"}, {"content", result.text()}};
+    }
+    choice["logprobs"] = logprobs;
+    choices.push_back(std::move(choice));
+  }
+  return {{"id", context.id},
+          {"object", completions ? "text_completion" : "chat.completion"},
+          {"created", context.created},
+          {"model", context.model},
+          {"choices", choices},
+          {"usage",
+           {{"prompt_tokens", prompt_tokens},
+            {"completion_tokens", generated_tokens},
+            {"total_tokens", prompt_tokens + generated_tokens}}}};
+}
+
+json OpenAiChunk(const OpenAiReplyContext& context, int index, const std::string& delta,
+                 const json& logprobs, const std::string& finish_reason, bool first) {
+  const bool completions = context.endpoint == OpenAiEndpoint::kCompletions;
+  json choice = {{"index", index},
+                 {"finish_reason", finish_reason.empty() ? json() : json(finish_reason)},
+                 {"logprobs", logprobs}};
+  if (completions) {
     choice["text"] = delta;
-    choice["logprobs"] = nullptr;
   } else {
     json message_delta = json::object();
     if (first) message_delta["role"] = "assistant";
     if (!delta.empty() || finish_reason.empty()) message_delta["content"] = delta;
     choice["delta"] = message_delta;
   }
-  return {{"id", id},
-          {"object",
-           endpoint == OpenAiEndpoint::kCompletions ? "text_completion" : "chat.completion.chunk"},
-          {"created", created},
-          {"model", model},
+  return {{"id", context.id},
+          {"object", completions ? "text_completion" : "chat.completion.chunk"},
+          {"created", context.created},
+          {"model", context.model},
           {"choices", json::array({choice})}};
 }
 
-json OpenAiUsageChunk(OpenAiEndpoint endpoint, const std::string& id, int64_t created,
-                      const std::string& model, const v1::Usage& usage) {
-  return {{"id", id},
-          {"object",
-           endpoint == OpenAiEndpoint::kCompletions ? "text_completion" : "chat.completion.chunk"},
-          {"created", created},
-          {"model", model},
+json OpenAiUsageChunk(const OpenAiReplyContext& context, uint32_t prompt_tokens,
+                      uint32_t generated_tokens) {
+  return {{"id", context.id},
+          {"object", context.endpoint == OpenAiEndpoint::kCompletions ? "text_completion"
+                                                                      : "chat.completion.chunk"},
+          {"created", context.created},
+          {"model", context.model},
           {"choices", json::array()},
           {"usage",
-           {{"prompt_tokens", usage.prompt_tokens()},
-            {"completion_tokens", usage.generated_tokens()},
-            {"total_tokens", usage.prompt_tokens() + usage.generated_tokens()}}}};
+           {{"prompt_tokens", prompt_tokens},
+            {"completion_tokens", generated_tokens},
+            {"total_tokens", prompt_tokens + generated_tokens}}}};
 }
 
 }  // namespace sculpt

@@ -51,6 +51,8 @@ GenerationRequest ReadGeneration(const v1::GenerateRequest& message) {
     request.prompt_ids.emplace(message.prompt_ids().begin(), message.prompt_ids().end());
   }
   if (message.has_infill()) request.infill = message.infill();
+  if (message.has_suffix()) request.suffix = message.suffix();
+  if (message.has_logprobs()) request.logprobs = message.logprobs();
   if (message.messages_size() > 0) {
     auto& messages = request.messages.emplace();
     for (const auto& message_i : message.messages()) {
@@ -98,6 +100,8 @@ absl::StatusOr<BuildResult> BuildRequest(const v1::GenerateRequest& message,
                       limits.generation));
   BuiltRequest built;
   built.infill = generation.infill;
+  built.suffix = generation.suffix;
+  built.logprobs = generation.generation.params().logprobs;
   built.initial_canvas = std::move(generation.initial_canvas);
   SCULPT_ASSIGN_OR_RETURN(StreamSettings stream,
                           ReadStreamOptions(message.stream_options(), limits));

@@ -27,6 +27,8 @@ struct BuiltRequest {
   int planned_steps = 0;  // Generation::planned_steps()
   int prompt_tokens = 0;
   bool infill = false;
+  bool suffix = false;                  // prompt + suffix: the answer is the filled middle
+  int logprobs = -1;                    // GenerationParams::logprobs
   std::vector<int32_t> initial_canvas;  // infill: the template's canvas, for the filled spans
   bool include_text = true;
   bool include_token_ids = true;

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <deque>
@@ -393,20 +394,39 @@ TokenChoiceGroup GroupFor(const TokenChoiceCase& c, const TokenChoiceInputs& in,
   return group;
 }
 
+// Log-probabilities ride along with the choice: the chosen token's and k alternatives', from
+// the guided logits whatever temperature, filters and suppression do to the choice; the float64
+// normalizer is summed in another order on each backend.
+constexpr Comparison kLogprobComparison{.relative = 1e-12, .absolute = 1e-12};
+
 // The case's rows in one tensor of logits: the conditional rows, then the unconditional ones.
+// `top_logprobs` -1 asks for no log-probabilities.
 void ChooseTokensCall(OpRun& run, const TokenChoiceCase& c, const TokenChoiceInputs& in,
-                      const std::string& name) {
+                      const std::string& name, int top_logprobs = -1) {
   std::vector<float> logits = in.cond;
   if (c.guided) logits.insert(logits.end(), in.uncond.begin(), in.uncond.end());
   const int64_t rows = static_cast<int64_t>(logits.size()) / c.vocab;
   const TensorView view = run.Input(logits, rows, c.vocab);
   std::vector<int32_t> tokens(c.n_rows, -1);
   std::vector<double> confidences(c.n_rows, -1.0);
+  std::vector<double> logprobs(c.n_rows, 1.0);
+  std::vector<int32_t> top_ids(static_cast<size_t>(c.n_rows) * std::max(top_logprobs, 0), -2);
+  std::vector<double> top_values(top_ids.size(), 1.0);
   TokenChoiceGroup group = GroupFor(c, in, tokens, confidences);
   if (c.guided) group.uncond_first_row = c.n_rows;
+  if (top_logprobs >= 0) {
+    group.top_logprobs = top_logprobs;
+    group.logprobs = logprobs;
+    group.top_ids = top_ids;
+    group.top_values = top_values;
+  }
   run.Ok(run.backend().ChooseTokens({view, {&group, 1}}), name);
   run.Record(name + " tokens", std::vector<double>(tokens.begin(), tokens.end()), kBitwise);
   run.Record(name + " confidences", confidences, ConfidenceComparison(c));
+  if (top_logprobs < 0) return;
+  run.Record(name + " logprobs", logprobs, kLogprobComparison);
+  run.Record(name + " top ids", std::vector<double>(top_ids.begin(), top_ids.end()), kBitwise);
+  run.Record(name + " top logprobs", top_values, kLogprobComparison);
 }
 
 void ChooseTokensEveryOption(OpRun& run, int n_rows, int vocab) {
@@ -492,6 +512,28 @@ void ChooseTokensManyGroups(OpRun& run) {
   }
 }
 
+// Every option with 0, 5 and 20 alternatives; a vocabulary smaller than 20 pads the list; ties
+// at +-1e4.
+void ChooseTokensLogprobs(OpRun& run) {
+  uint32_t seed = 3000;
+  int k_index = 0;
+  for (const TokenChoiceCase& c : testing::EveryOption(9, 211)) {
+    const int k = std::array{0, 5, 20}[k_index++ % 3];
+    ChooseTokensCall(run, c, testing::MakeInputs(c, seed++),
+                     absl::StrCat(c.Name(), " logprobs ", k), k);
+  }
+  for (const TokenChoiceCase& c : testing::EveryOption(3, 7)) {
+    ChooseTokensCall(run, c, testing::MakeInputs(c, seed++, /*extreme=*/true),
+                     c.Name() + " extreme logprobs 20", 20);
+  }
+}
+
+// LLaDA's vocabulary, guided, with more rows than the device copies aside at once.
+void ChooseTokensLargeVocabularyLogprobs(OpRun& run) {
+  TokenChoiceCase large{.n_rows = 140, .vocab = 126464, .guided = true};
+  ChooseTokensCall(run, large, testing::MakeInputs(large, 4000), large.Name() + " logprobs 5", 5);
+}
+
 void ChooseTokensRefusals(OpRun& run) {
   const int vocab = 10;
   const TensorView logits = run.Input(RandomFloats(2 * vocab, 1), 2, vocab);
@@ -514,6 +556,17 @@ void ChooseTokensRefusals(OpRun& run) {
   group.top_k = 0;
   group.tokens = std::span(tokens).first(1);
   run.Refused(run.backend().ChooseTokens({logits, {&group, 1}}), "fewer tokens than positions");
+  group.tokens = std::span(tokens).first(2);
+  std::vector<double> logprobs(2);
+  std::vector<int32_t> top_ids(2 * 21);
+  std::vector<double> top_values(2 * 21);
+  group.top_logprobs = 21;
+  group.logprobs = logprobs;
+  group.top_ids = top_ids;
+  group.top_values = top_values;
+  run.Refused(run.backend().ChooseTokens({logits, {&group, 1}}), "more than 20 alternatives");
+  group.top_logprobs = 3;
+  run.Refused(run.backend().ChooseTokens({logits, {&group, 1}}), "alternatives of another size");
 }
 
 std::string Label(int64_t value) { return absl::StrCat(value); }
@@ -592,6 +645,9 @@ std::vector<OpCase> OpCases() {
   }
   add_unweighted("ChooseTokens_ExtremeLogits", ChooseTokensExtremeLogits);
   add_unweighted("ChooseTokens_ManyGroupsInOneCall", ChooseTokensManyGroups);
+  add_unweighted("ChooseTokens_Logprobs", ChooseTokensLogprobs);
+  add_unweighted("ChooseTokens_LargeVocabulary_Logprobs_140x126464",
+                 ChooseTokensLargeVocabularyLogprobs);
   add_unweighted("ChooseTokens_refusals", ChooseTokensRefusals);
   return cases;
 }

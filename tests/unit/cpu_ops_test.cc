@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 #include <random>
 #include <span>
 #include <vector>
@@ -226,6 +227,69 @@ TEST_F(CpuOpsTest, ChooseTokensArgmaxConfidenceGuidanceAndGumbel) {
       if (score > best_score) best_score = score, sampled = v;
     }
     EXPECT_EQ(tokens[r], sampled) << r;
+  }
+}
+
+// Log-probabilities against a long-double log-softmax of the guided row written here: the
+// chosen token's and the alternatives (highest first, ties to the lower id), untouched by the
+// temperature, filters and suppression that shape the choice; a vocabulary smaller than the
+// list pads it with id -1.
+TEST_F(CpuOpsTest, ChooseTokensLogprobsAreTheGuidedLogSoftmax) {
+  const int vocab = 13;
+  std::vector<float> original = RandomFloats(4 * vocab, 23);
+  original[5] = original[9] = 6.0f;  // a tie at the top of row 0's conditional logits
+  const float* cond = original.data();
+  const float* uncond = original.data() + 2 * vocab;
+  const std::vector<int32_t> positions = {2, 8};
+  const std::vector<int32_t> suppressed = {5};
+  for (const bool guided : {false, true}) {
+    for (const int k : {0, 4, 20}) {
+      std::vector<float> logits = original;
+      std::vector<int32_t> tokens(2), top_ids(2 * k);
+      std::vector<double> confidences(2), logprobs(2), top_values(2 * k);
+      TokenChoiceGroup group{.uncond_first_row = guided ? 2 : -1,
+                             .cfg_scale = guided ? 1.5 : 0.0,
+                             .temperature = 0.7,
+                             .top_p = 0.8,
+                             .style = TokenChoiceStyle::kDream,
+                             .suppressed_tokens = suppressed,
+                             .seed = 4,
+                             .positions = positions,
+                             .tokens = tokens,
+                             .confidences = confidences,
+                             .top_logprobs = k,
+                             .logprobs = logprobs,
+                             .top_ids = top_ids,
+                             .top_values = top_values};
+      ASSERT_TRUE(backend_->ChooseTokens({View(logits, 4, vocab), {&group, 1}}).ok());
+      for (int r = 0; r < 2; ++r) {
+        std::vector<long double> row(vocab);
+        for (int v = 0; v < vocab; ++v) {
+          const float c = cond[r * vocab + v], u = uncond[r * vocab + v];
+          row[v] = guided ? u + 2.5f * (c - u) : c;
+        }
+        long double total = 0.0L;
+        const long double max = *std::max_element(row.begin(), row.end());
+        for (long double l : row) total += std::exp(l - max);
+        const auto logprob = [&](int v) {
+          return static_cast<double>(row[v] - max - std::log(total));
+        };
+        EXPECT_NE(tokens[r], 5) << "a suppressed token was chosen";
+        EXPECT_NEAR(logprobs[r], logprob(tokens[r]), 1e-12) << guided << " " << k << " " << r;
+        std::vector<int> order(vocab);
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return row[a] > row[b]; });
+        for (int i = 0; i < k; ++i) {
+          if (i < vocab) {
+            EXPECT_EQ(top_ids[r * k + i], order[i]) << guided << " " << k << " " << r << " " << i;
+            EXPECT_NEAR(top_values[r * k + i], logprob(order[i]), 1e-12);
+          } else {
+            EXPECT_EQ(top_ids[r * k + i], -1);
+            EXPECT_EQ(top_values[r * k + i], -INFINITY);
+          }
+        }
+      }
+    }
   }
 }
 

@@ -6,6 +6,7 @@ same server, which the gRPC tests compare with `sculpt generate`.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import unittest
@@ -17,6 +18,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from sculpt_server import TINY_TEXT_MODEL, Server, pb
 
 MODEL = TINY_TEXT_MODEL.name
+
+
+def derived_seed(seed: int, index: int) -> int:
+    """Sample `index`'s seed of an n > 1 request: SplitMix64 of (seed, index), written here from
+    its definition."""
+    if index == 0:
+        return seed
+    mask = (1 << 64) - 1
+    z = (seed + 0x9E3779B97F4A7C15 * index) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
 
 
 def metric_samples(text: str) -> dict:
@@ -105,7 +118,7 @@ class HttpGatewayTest(unittest.TestCase):
 
     def test_errors_surface_as_the_sdks_typed_exceptions(self):
         with self.assertRaises(openai.BadRequestError) as error:
-            self.client.completions.create(model=MODEL, prompt="x", n=2)
+            self.client.completions.create(model=MODEL, prompt="x", n=17)
         self.assertEqual(error.exception.body["param"], "n")
         with self.assertRaises(openai.BadRequestError) as error:
             self.client.completions.create(model=MODEL, prompt="x", max_tokens=16,
@@ -124,9 +137,9 @@ class HttpGatewayTest(unittest.TestCase):
         self.assertIn("gen_length", error.exception.message)
 
     def test_unsupported_fields_are_refused_by_name_unless_neutral(self):
-        for field, value in [("logprobs", 2), ("echo", True), ("best_of", 3), ("suffix", "}"),
-                             ("presence_penalty", 0.5), ("logit_bias", {"5": 10}),
-                             ("made_up_field", 1)]:
+        for field, value in [("presence_penalty", 0.5), ("logit_bias", {"5": 10}),
+                             ("made_up_field", 1), ("logprobs", 21), ("best_of", 17),
+                             ("top_logprobs", 2)]:
             with self.subTest(field=field):
                 with self.assertRaises(openai.BadRequestError) as error:
                     self.client.completions.create(model=MODEL, prompt="x", max_tokens=4,
@@ -144,6 +157,114 @@ class HttpGatewayTest(unittest.TestCase):
             model=MODEL, prompt="x", max_tokens=4, echo=False, best_of=1, presence_penalty=0,
             frequency_penalty=0, logit_bias={}, logprobs=None, suffix=None)
         self.assertEqual(reply.choices[0].finish_reason, "length")
+
+    def test_n_samples_are_requests_with_derived_seeds(self):
+        extra = dict(steps=12, block_length=12)
+        reply = self.client.completions.create(model=MODEL, prompt="def f(x):", max_tokens=12,
+                                               n=3, temperature=0.9, seed=11, extra_body=extra)
+        self.assertEqual([c.index for c in reply.choices], [0, 1, 2])
+        texts = [c.text for c in reply.choices]
+        for index, text in enumerate(texts):
+            expected = self.grpc_result(prompt="def f(x):", gen_length=12, temperature=0.9,
+                                        seed=derived_seed(11, index), **extra)
+            self.assertEqual(text, expected.text, f"choice {index}")
+        self.assertGreater(len(set(texts)), 1, "the samples are not separate sequences")
+        self.assertEqual(reply.usage.completion_tokens, 36)
+        self.assertEqual(reply.usage.prompt_tokens, expected.usage.prompt_tokens)
+        # Streamed, each choice's deltas add up to its text.
+        streamed = {}
+        for chunk in self.client.completions.create(model=MODEL, prompt="def f(x):",
+                                                    max_tokens=12, n=3, temperature=0.9, seed=11,
+                                                    extra_body=extra, stream=True):
+            for choice in chunk.choices:
+                streamed[choice.index] = streamed.get(choice.index, "") + choice.text
+        self.assertEqual([streamed[i] for i in range(3)], texts)
+
+    def test_logprobs_in_both_shapes_streamed_or_not(self):
+        extra = dict(steps=16, block_length=16, remasking="low_confidence")
+        reply = self.client.completions.create(model=MODEL, prompt="def add(a, b):",
+                                               max_tokens=16, logprobs=3, extra_body=extra)
+        choice = reply.choices[0]
+        logprobs = choice.logprobs
+        self.assertEqual("".join(logprobs.tokens), choice.text)
+        self.assertEqual(len(logprobs.tokens), 16)
+        offsets = [sum(len(t) for t in logprobs.tokens[:i]) for i in range(16)]
+        self.assertEqual(logprobs.text_offset, offsets)
+        for value, top in zip(logprobs.token_logprobs, logprobs.top_logprobs):
+            self.assertLessEqual(value, 0.0)
+            self.assertLessEqual(len(top), 3)
+            # Temperature 0 commits the argmax: the token is the likeliest alternative.
+            self.assertAlmostEqual(value, max(top.values()), places=12)
+            self.assertLessEqual(sum(math.exp(v) for v in top.values()), 1.0 + 1e-9)
+        # The native result: one record per token, each committed at a step of the run.
+        native = self.grpc_result(prompt="def add(a, b):", gen_length=16, logprobs=3, **extra)
+        self.assertEqual([t.token_id for t in native.logprobs], list(native.token_ids))
+        self.assertEqual([t.logprob for t in native.logprobs], logprobs.token_logprobs)
+        steps = [t.step for t in native.logprobs]
+        self.assertTrue(all(1 <= step <= native.usage.steps for step in steps), steps)
+        self.assertGreater(len(set(steps)), 1)
+
+        messages = [{"role": "user", "content": "Say hi"}]
+        chat = self.client.chat.completions.create(model=MODEL, messages=messages, max_tokens=8,
+                                                   logprobs=True, top_logprobs=2)
+        content = chat.choices[0].logprobs.content
+        self.assertEqual("".join(t.token for t in content), chat.choices[0].message.content)
+        for token in content:
+            self.assertEqual(bytes(token.bytes).decode(), token.token)
+            self.assertEqual(len(token.top_logprobs), 2)
+            self.assertGreaterEqual(token.top_logprobs[0].logprob, token.top_logprobs[1].logprob)
+        streamed = []
+        for chunk in self.client.chat.completions.create(model=MODEL, messages=messages,
+                                                         max_tokens=8, logprobs=True,
+                                                         top_logprobs=2, stream=True):
+            for c in chunk.choices:
+                if c.logprobs is not None:
+                    streamed.extend(c.logprobs.content)
+        self.assertEqual([(t.token, t.logprob) for t in streamed],
+                         [(t.token, t.logprob) for t in content])
+
+    def test_best_of_returns_the_sample_of_highest_mean_logprob(self):
+        extra = dict(steps=10, block_length=10)
+        reply = self.client.completions.create(model=MODEL, prompt="x =", max_tokens=10,
+                                               best_of=4, temperature=1.0, seed=5,
+                                               extra_body=extra)
+        self.assertEqual(len(reply.choices), 1)
+        self.assertIsNone(reply.choices[0].logprobs)
+        samples = [self.grpc_result(prompt="x =", gen_length=10, temperature=1.0,
+                                    seed=derived_seed(5, i), logprobs=0, **extra)
+                   for i in range(4)]
+        means = [sum(t.logprob for t in s.logprobs) / len(s.logprobs) for s in samples]
+        self.assertEqual(reply.choices[0].text, samples[means.index(max(means))].text)
+        self.assertEqual(reply.usage.completion_tokens, 40)
+        for fields in [dict(n=3, best_of=2), dict(best_of=2, stream=True)]:
+            with self.subTest(**fields):
+                with self.assertRaises(openai.BadRequestError) as error:
+                    self.client.completions.create(model=MODEL, prompt="x", max_tokens=4,
+                                                   **fields)
+                self.assertEqual(error.exception.body["param"], "best_of")
+
+    def test_echo_and_suffix(self):
+        reply = self.client.completions.create(model=MODEL, prompt="y = 2", max_tokens=8,
+                                               echo=True, logprobs=0)
+        expected = self.grpc_result(prompt="y = 2", gen_length=8)
+        self.assertEqual(reply.choices[0].text, "y = 2" + expected.text)
+        prompt_part = [v for v in reply.choices[0].logprobs.token_logprobs if v is None]
+        self.assertEqual(len(prompt_part), expected.usage.prompt_tokens)
+        self.assertEqual(reply.choices[0].logprobs.text_offset[len(prompt_part)], len("y = 2"))
+
+        reply = self.client.completions.create(model=MODEL, prompt="def f(", max_tokens=6,
+                                               suffix="):\n    return 1")
+        infill = self.grpc_result(infill="def f(<|mask:6|>):\n    return 1")
+        self.assertEqual(reply.choices[0].text, infill.filled[0].text)
+        self.assertEqual(reply.usage.completion_tokens, 6)
+        streamed = "".join(
+            c.text for chunk in self.client.completions.create(
+                model=MODEL, prompt="def f(", max_tokens=6, suffix="):\n    return 1",
+                stream=True) for c in chunk.choices)
+        self.assertEqual(streamed, infill.filled[0].text)
+        with self.assertRaises(openai.BadRequestError) as error:
+            self.client.completions.create(model=MODEL, prompt=[1, 2], max_tokens=4, suffix="x")
+        self.assertEqual(error.exception.body["param"], "suffix")
 
     def test_models_health_version(self):
         models = self.client.models.list()

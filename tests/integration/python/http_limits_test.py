@@ -123,7 +123,7 @@ class HttpLimitsTest(unittest.TestCase):
             for i in range(150):
                 body = {"prompt": "x", "max_tokens": 2}
                 if i % 3 != 2:
-                    body["echo"] = True  # refused at once
+                    body["presence_penalty"] = 1  # refused at once
                 reply = http.post("/v1/completions", json=body)
                 self.assertEqual(reply.status_code, 200 if i % 3 == 2 else 400, (i, reply.text))
 
