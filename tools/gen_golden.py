@@ -7,7 +7,8 @@
 Fixtures: rng.json (Philox draws), forward.json + forward_<model>.safetensors (per-layer
 activations), generate.json (token ids of full LLaDA generate() runs and how close each came to a
 tie), policies.json (every remasking policy, filter and stop option on tiny LLaDA and Dream models,
-plus exact references for what is random by design).
+plus exact references for what is random by design), cache.json (the prefix and dual KV caches
+under the policies users combine them with, on both families).
 """
 
 from __future__ import annotations
@@ -159,6 +160,54 @@ POLICY_DEFAULTS = dict(
     stop_ids=None,
 )
 
+# cache.json: Fast-dLLM's approximate caches (llada_reference.generate, `cache`). Two blocks, so
+# that a second refresh replaces the first block's cache; each case must commit something else
+# than the same case without the cache, or it would not show that the cache is used.
+CACHE_DEFAULTS = dict(POLICY_DEFAULTS, cache="none")
+# fmt: off
+CACHE_MATRIX = [
+    ("low_conf", dict(remasking="low_confidence"), ()),
+    ("threshold0.5", dict(remasking="threshold", confidence_threshold=0.5), ("parallel",)),
+    ("threshold0.9", dict(remasking="threshold", confidence_threshold=0.9), ()),
+    ("factor1", dict(remasking="factor", factor=1.0), ("parallel",)),
+]
+CACHE_DREAM_MATRIX = [
+    ("maskgit_plus", dict(remasking="maskgit_plus"), ()),
+    ("entropy", dict(remasking="entropy"), ()),
+]
+CACHE_EXTRA = [
+    ("threshold0.5_cfg1", dict(remasking="threshold", confidence_threshold=0.5, cfg_scale=1.0)),
+    ("low_conf_temp0.8", dict(remasking="low_confidence", temperature=0.8, seed=204)),
+    ("threshold0.5_4blocks", dict(remasking="threshold", confidence_threshold=0.5,
+     gen_length=32, steps=16, block_length=8)),
+]
+# fmt: on
+
+
+def cache_cases() -> list[dict]:
+    cases = []
+    for family, model in POLICY_FAMILIES.items():
+        matrix = CACHE_MATRIX + (CACHE_DREAM_MATRIX if family == "dream" else [])
+        extra = [(label, settings, ()) for label, settings in CACHE_EXTRA]
+        for label, settings, require in matrix + extra:
+            for cache in ("prefix", "dual"):
+                index = len(cases)
+                case = dict(
+                    name=f"{family}_{label}_{cache}",
+                    model=model,
+                    prompt_len=6 + index % 7,
+                    prompt_seed=8000 + 100 * index,
+                    gen_length=16,
+                    steps=8,
+                    block_length=8,
+                    cache=cache,
+                    require=require + ("varied", "cache_changes_result"),
+                )
+                case.update(settings)
+                cases.append(case)
+    return cases
+
+
 # What a policy case must show besides its margins, so that it tests what its name says.
 REQUIREMENTS = {
     # Not a near-constant answer (a few prompts make the tiny models repeat one token), which every
@@ -169,6 +218,9 @@ REQUIREMENTS = {
     # Early stop fired and saved at least one step.
     "finished_early": lambda case, result, run: result.finished_early
     and result.steps < run(dict(case, early_stop=False)).steps,
+    # The KV cache changes the answer (the tiny models' predictions move a lot with the canvas).
+    "cache_changes_result": lambda case, result, run: result.token_ids
+    != run(dict(case, cache="none")).token_ids,
     # The stop-id flag changes the answer.
     "flag_changes_result": lambda case, result, run: result.token_ids
     != run(dict(case, logits_eos_inf=False, confidence_eos_eot_inf=False)).token_ids,
@@ -340,9 +392,11 @@ def policy_cases() -> list[dict]:
     return cases
 
 
-def run_policy_case(model: ref.Transformer, case: dict) -> dict:
-    settings = dict(POLICY_DEFAULTS)
-    settings.update({k: case[k] for k in POLICY_DEFAULTS if k in case})
+def run_policy_case(
+    model: ref.Transformer, case: dict, defaults: dict = POLICY_DEFAULTS
+) -> dict:
+    settings = dict(defaults)
+    settings.update({k: case[k] for k in defaults if k in case})
     shape = dict(
         gen_length=case["gen_length"], steps=case["steps"], block_length=case["block_length"]
     )
@@ -352,7 +406,7 @@ def run_policy_case(model: ref.Transformer, case: dict) -> dict:
         prompt = prompt_ids(model.config, case["prompt_len"], prompt_seed)
 
         def run(variant: dict, margins: list[float] | None = None) -> ref.GenerateResult:
-            params = ref.GenerateParams(**shape, **{k: variant[k] for k in POLICY_DEFAULTS})
+            params = ref.GenerateParams(**shape, **{k: variant[k] for k in defaults})
             with torch.inference_mode():
                 return ref.generate(model, prompt, params, margins=margins)
 
@@ -433,7 +487,8 @@ def dump_cases(key: str, items: list[dict], extra: dict | None = None) -> str:
 def build_all(model_dir: pathlib.Path) -> dict[str, object]:
     """Every fixture file, by name: JSON text for .json, a tensor dict for .safetensors."""
     cases = policy_cases()
-    names = {c["model"] for c in FORWARD_CASES + GENERATE_CASES + cases + [FIRST_PICK]}
+    cached = cache_cases()
+    names = {c["model"] for c in FORWARD_CASES + GENERATE_CASES + cases + cached + [FIRST_PICK]}
     models = {name: ref.Transformer(model_dir / name) for name in sorted(names)}
     rng = build_rng()
     files: dict[str, object] = {
@@ -457,6 +512,14 @@ def build_all(model_dir: pathlib.Path) -> dict[str, object]:
         policies.append(result)
     extra = {"alg_temp_first_pick": build_first_pick(models), "dream_timesteps": build_timesteps()}
     files["policies.json"] = dump_cases("cases", policies, extra)
+    for model in models.values():
+        ref.check_kv_window(model)
+    cache = []
+    for case in cached:
+        result = run_policy_case(models[case["model"]], case, CACHE_DEFAULTS)
+        print(f"{case['name']:44s} min_margin {result['min_margin']:.3e}", file=sys.stderr)
+        cache.append(result)
+    files["cache.json"] = dump_cases("cases", cache)
     return files
 
 

@@ -201,14 +201,36 @@ class Transformer:
     def linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return F.linear(x, self.w[name + ".weight"], self.w.get(name + ".bias"))
 
-    def forward(self, ids: torch.Tensor, trace: dict | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        ids: torch.Tensor,
+        trace: dict | None = None,
+        *,
+        kv: list | None = None,
+        window: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
         """ids [B, T] -> logits [B, T, embedding_size], row t computed at position t (unshifted;
-        see predict). `trace` (B == 1) gets named activations."""
+        see predict). `trace` (B == 1) gets named activations.
+
+        The approximate KV cache: without `window`, a `kv` list is filled with every layer's keys
+        and values ([B, T, kv_heads, head_dim], keys after RoPE). With `window = (r0, r1)`, only
+        canvas rows r0..r1-1 are computed: their queries attend to `kv`'s keys and values with
+        rows r0..r1-1 replaced by their fresh ones (the cache itself is left as it was), and the
+        logits of those rows come back [B, r1 - r0, embedding_size]."""
         cfg = self.config
         B, T = ids.shape
         hd = cfg.head_dim
         n_rep = cfg.n_heads // cfg.n_kv_heads
         cos, sin = self.rope_tables(T)
+        if window is not None:
+            r0, r1 = window
+            if kv is None or not 0 <= r0 < r1 <= T:
+                raise ValueError(f"a window {window} needs a cache of the {T}-row canvas")
+            ids = ids[:, r0:r1]
+            cos, sin = cos[r0:r1], sin[r0:r1]
+            T = r1 - r0
+        elif kv is not None:
+            kv.clear()
 
         def record(name: str, value: torch.Tensor) -> None:
             if trace is not None:
@@ -228,6 +250,12 @@ class Transformer:
             record(f"layers.{i}.q", q)
             record(f"layers.{i}.k", k)
             record(f"layers.{i}.v", v)
+            if window is not None:
+                cached_k, cached_v = kv[i]
+                k = torch.cat([cached_k[:, :r0], k, cached_k[:, r1:]], dim=1)
+                v = torch.cat([cached_v[:, :r0], v, cached_v[:, r1:]], dim=1)
+            elif kv is not None:
+                kv.append((k, v))
             # Query head j reads kv head j // n_rep.
             q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, heads, T, hd]
             k = k.repeat_interleave(n_rep, dim=1)
@@ -255,16 +283,46 @@ class Transformer:
         record("logits", logits)
         return logits
 
-    def predict(self, ids: torch.Tensor) -> torch.Tensor:
+    def predict(
+        self, ids: torch.Tensor, *, kv: list | None = None, window: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         """ids [B, T] -> the logits that predict each canvas position [B, T, embedding_size].
 
         Dream was trained autoregressively before diffusion, so row t predicts position t + 1: the
         prediction for position p is row max(p - 1, 0). LLaDA predicts each position in place.
-        """
-        logits = self.forward(ids)
-        if self.config.family == "dream":
-            logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
-        return logits
+
+        With a cache (see forward): no window fills `kv`; `window = (p0, p1)` predicts positions
+        p0..p1-1 only [B, p1 - p0, embedding_size]. For Dream the rows computed are then
+        max(p0 - 1, 0)..p1-1: one row before the window is recomputed too, so that position p0's
+        prediction is the row before it, as without the cache, and every row of the window is
+        fresh (its own token may have changed)."""
+        dream = self.config.family == "dream"
+        if window is None:
+            logits = self.forward(ids, kv=kv)
+            if dream:
+                logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+            return logits
+        p0, p1 = window
+        if not dream:
+            return self.forward(ids, kv=kv, window=window)
+        r0 = max(p0 - 1, 0)
+        logits = self.forward(ids, kv=kv, window=(r0, p1))  # rows r0..p1-1
+        if p0 == 0:
+            return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+        return logits[:, :-1]  # row p - 1 for every position p of the window
+
+
+def check_kv_window(model: Transformer, length: int = 24) -> None:
+    """A window computed against the cache of an unchanged canvas is the full forward's rows (to
+    float32 rounding): what makes the cached steps approximate is only the canvas changing."""
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, model.config.mask_token_id, (2, length), generator=generator)
+    kv: list = []
+    with torch.inference_mode():
+        full = model.predict(ids, kv=kv)
+        for window in ((0, 8), (5, 13), (5, length), (1, length)):
+            part = model.predict(ids, kv=kv, window=window)
+            torch.testing.assert_close(part, full[:, window[0] : window[1]], rtol=1e-5, atol=1e-5)
 
 
 # bench/torch_reference.py loads every family through this name.
@@ -309,6 +367,10 @@ class GenerateParams:
     logits_eos_inf: bool = False
     confidence_eos_eot_inf: bool = False
     stop_ids: list[int] | None = None  # None: [eos_token_id]
+    # Fast-dLLM's approximate KV cache: "none", "prefix" or "dual". The first step of every block
+    # is a full forward that also fills the cache; the block's later steps recompute only the
+    # window (cache_window) against it.
+    cache: str = "none"
 
 
 @dataclass
@@ -501,14 +563,32 @@ def select_factor(confidence: torch.Tensor, factor: float) -> tuple[list[int], l
     return order[:top_i], margins
 
 
-def guided_logits(model: Transformer, x: torch.Tensor, params: GenerateParams, prompt_index):
-    """The float32 prediction for every canvas position [T, V] and the sequences forwarded."""
+def guided_logits(
+    model: Transformer,
+    x: torch.Tensor,
+    params: GenerateParams,
+    prompt_index,
+    kv: list | None = None,
+    window: tuple[int, int] | None = None,
+):
+    """The float32 prediction for every canvas position [T, V] (for the window's positions only
+    when there is one) and the sequences forwarded. With guidance the unconditional canvas is a
+    second sequence of the batch, so it has a cache of its own."""
     if params.cfg_scale > 0:
         un_x = x.clone()
         un_x[prompt_index] = model.config.mask_token_id
-        cond, un = model.predict(torch.cat([x, un_x]))
+        cond, un = model.predict(torch.cat([x, un_x]), kv=kv, window=window)
         return un + (params.cfg_scale + 1) * (cond - un), 2
-    return model.predict(x)[0], 1
+    return model.predict(x, kv=kv, window=window)[0], 1
+
+
+CACHE_MODES = ("none", "prefix", "dual")
+
+
+def cache_window(cache: str, block_start: int, block_end: int, canvas_length: int):
+    """The positions a cached step predicts: prefix recomputes the block and everything after it,
+    dual only the block."""
+    return (block_start, canvas_length if cache == "prefix" else block_end)
 
 
 def generate(
@@ -527,6 +607,8 @@ def generate(
     policy = POLICY_ALIASES.get(p.remasking, p.remasking)
     if policy not in LLADA_STYLE + DREAM_STYLE:
         raise ValueError(f"unsupported remasking {p.remasking!r}")
+    if p.cache not in CACHE_MODES:
+        raise ValueError(f"unsupported cache {p.cache!r}")
     if p.gen_length % p.block_length:
         raise ValueError("gen_length must be a multiple of block_length")
     num_blocks = p.gen_length // p.block_length
@@ -571,7 +653,19 @@ def generate(
                 and not (x[0, block_start:block_end] == mask_id).any()
             ):
                 break
-            logits, passes = guided_logits(model, x, p, prompt_index)
+            if p.cache == "none":
+                logits, passes = guided_logits(model, x, p, prompt_index)
+            elif i == 0:  # the block's refresh: a full forward that fills the cache
+                kv: list = []
+                logits, passes = guided_logits(model, x, p, prompt_index, kv=kv)
+            else:
+                window = cache_window(p.cache, block_start, block_end, x.shape[1])
+                logits = torch.full(
+                    (x.shape[1], model.head.shape[0]), math.nan, dtype=torch.float32
+                )  # positions outside the window are never read
+                logits[window[0] : window[1]], passes = guided_logits(
+                    model, x, p, prompt_index, kv=kv, window=window
+                )
             forward_passes += passes
             if p.logits_eos_inf:
                 logits[:, stop_ids] = -math.inf
