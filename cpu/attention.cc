@@ -1,4 +1,5 @@
-// Non-causal attention over a packed batch: each sequence attends to all of its own rows. Work
+// Non-causal attention over a packed batch: each sequence attends to all of its own rows, or to
+// the rows of k and v that kv_rows gives it (a KV cache). Work
 // items are (sequence, head, block of query rows), each run on one thread: the scores of the
 // block against every key tile, a softmax, and the weighted values accumulated tile by tile.
 #include "cpu/attention.h"
@@ -142,13 +143,22 @@ absl::Status AttentionRunner::Run(const AttentionParams& params) {
   if (!kernels_or.ok()) return kernels_or.status();
   Kernels& kernels = **kernels_or;
   const int threads = std::max(1, omp_get_max_threads());
+  // Sequence s's keys: rows [KeyBegin(s), KeyBegin(s) + KeyCount(s)) of k and v; none without
+  // queries.
+  const auto key_begin = [&](int32_t s) -> int64_t {
+    return params.kv_rows.empty() ? offsets[s] : params.kv_rows[s].first;
+  };
+  const auto key_count = [&](int32_t s) -> int64_t {
+    if (offsets[s + 1] == offsets[s]) return 0;
+    return params.kv_rows.empty() ? offsets[s + 1] - offsets[s] : params.kv_rows[s].count;
+  };
 
   // Keys and values per (sequence, kv head), each [padded length, head_dim], zero-padded.
   std::vector<int64_t>& staged = staged_;
   staged.assign(1, 0);
   int64_t longest = 0;
   for (int32_t s = 0; s < num_sequences; ++s) {
-    const int64_t padded = CeilDiv(offsets[s + 1] - offsets[s], kKeyTile) * kKeyTile;
+    const int64_t padded = CeilDiv(key_count(s), kKeyTile) * kKeyTile;
     longest = std::max(longest, padded);
     staged.push_back(staged.back() + padded * params.n_kv_heads * head_dim);
   }
@@ -156,7 +166,7 @@ absl::Status AttentionRunner::Run(const AttentionParams& params) {
 #pragma omp parallel for schedule(static) num_threads(threads) collapse(2)
   for (int32_t s = 0; s < num_sequences; ++s) {
     for (int kv_head = 0; kv_head < params.n_kv_heads; ++kv_head) {
-      const int64_t length = offsets[s + 1] - offsets[s];
+      const int64_t length = key_count(s);
       const int64_t padded = CeilDiv(length, kKeyTile) * kKeyTile;
       float* keys = keys_.data() + staged[s] + kv_head * padded * head_dim;
       float* values = values_.data() + staged[s] + kv_head * padded * head_dim;
@@ -164,7 +174,7 @@ absl::Status AttentionRunner::Run(const AttentionParams& params) {
         float* key = keys + j * head_dim;
         float* value = values + j * head_dim;
         if (j < length) {
-          const int64_t source = (offsets[s] + j) * kv_stride + kv_head * head_dim;
+          const int64_t source = (key_begin(s) + j) * kv_stride + kv_head * head_dim;
           std::memcpy(key, params.k.f32() + source, head_dim * sizeof(float));
           std::memcpy(value, params.v.f32() + source, head_dim * sizeof(float));
         } else {
@@ -196,7 +206,8 @@ absl::Status AttentionRunner::Run(const AttentionParams& params) {
       const WorkItem& item = items[i];
       const int64_t begin = offsets[item.sequence];
       const int64_t length = offsets[item.sequence + 1] - begin;
-      const int64_t key_tiles = CeilDiv(length, kKeyTile);
+      const int64_t keys_count = key_count(item.sequence);
+      const int64_t key_tiles = CeilDiv(keys_count, kKeyTile);
       const int64_t padded = key_tiles * kKeyTile;
       const int64_t rows = std::min<int64_t>(kQueryTile, length - item.first_row);
       const int kv_head = item.head / group;
@@ -226,7 +237,7 @@ absl::Status AttentionRunner::Run(const AttentionParams& params) {
                         bindings.scratchpad);
         }
         // A softmax over each row's real keys, in key order; padded keys get no weight.
-        const int64_t last_keys = length - (key_tiles - 1) * kKeyTile;
+        const int64_t last_keys = keys_count - (key_tiles - 1) * kKeyTile;
         for (int64_t r = 0; r < kQueryTile; ++r) {
           float max_score = -std::numeric_limits<float>::infinity();
           for (int64_t t = 0; t < key_tiles; ++t) {

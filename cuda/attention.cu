@@ -122,6 +122,9 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const AttentionKerne
   const int head = blockIdx.y;
   const int32_t begin = params.sequence_offsets[sequence];
   const int length = params.sequence_offsets[sequence + 1] - begin;
+  const int2 key_rows =
+      params.kv_rows != nullptr ? params.kv_rows[sequence] : make_int2(begin, length);
+  const int key_count = key_rows.y;
   const int head_dim = Config::kExact ? Config::kHeadDim : params.head_dim;
   const int padded_dim = RoundUp4(head_dim);
   const int stride = SharedRowStride(head_dim);
@@ -129,8 +132,8 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const AttentionKerne
   const int64_t q_ld = int64_t{params.n_heads} * head_dim;
   const int64_t kv_ld = int64_t{params.n_kv_heads} * head_dim;
   const float* q = params.q + begin * q_ld + head * head_dim;
-  const float* k = params.k + begin * kv_ld + kv_head * head_dim;
-  const float* v = params.v + begin * kv_ld + kv_head * head_dim;
+  const float* k = params.k + int64_t{key_rows.x} * kv_ld + kv_head * head_dim;
+  const float* v = params.v + int64_t{key_rows.x} * kv_ld + kv_head * head_dim;
   float* out = params.out + begin * q_ld + head * head_dim;
 
   extern __shared__ float4 shared[];
@@ -143,7 +146,7 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const AttentionKerne
   const int row_group = threadIdx.x / kColumnThreads;
   // Scores live in the log2 domain so that each probability is one exp2.
   const float scale_log2 = params.softmax_scale * kLog2e;
-  const int kv_tiles = (length + kBlockN - 1) / kBlockN;
+  const int kv_tiles = (key_count + kBlockN - 1) / kBlockN;
 
   for (int first_row = blockIdx.x * kBlockM; first_row < length; first_row += gridDim.x * kBlockM) {
     __syncthreads();  // the previous query tile is done with every shared buffer
@@ -151,9 +154,9 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const AttentionKerne
     // "all but the newest group" is always the buffer about to be read.
     LoadTileAsync<Config, kBlockM>(q_tile, q + first_row * q_ld, q_ld, length - first_row, head_dim,
                                    stride);
-    LoadTileAsync<Config, kBlockN>(k_tile, k, kv_ld, length, head_dim, stride);
+    LoadTileAsync<Config, kBlockN>(k_tile, k, kv_ld, key_count, head_dim, stride);
     __pipeline_commit();
-    LoadTileAsync<Config, kBlockN>(v_tile, v, kv_ld, length, head_dim, stride);
+    LoadTileAsync<Config, kBlockN>(v_tile, v, kv_ld, key_count, head_dim, stride);
     __pipeline_commit();
 
     float acc[kRows][kChunks][4] = {};  // unnormalized output, [row][chunk][lane of float4]
@@ -167,7 +170,7 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const AttentionKerne
 
     for (int tile = 0; tile < kv_tiles; ++tile) {
       const int first_key = tile * kBlockN;
-      const int valid_keys = length - first_key;
+      const int valid_keys = key_count - first_key;
       __pipeline_wait_prior(1);
       __syncthreads();  // K_tile (and Q) landed for every thread
 

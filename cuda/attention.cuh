@@ -17,10 +17,13 @@ namespace sculpt::cuda {
 // it is bit-identical whatever else is in the batch.
 struct AttentionKernelParams {
   const float* q;  // [n_tokens, n_heads * head_dim], device, read
-  const float* k;  // [n_tokens, n_kv_heads * head_dim], device, read
-  const float* v;  // [n_tokens, n_kv_heads * head_dim], device, read
+  const float* k;  // [n_tokens or more (kv_rows), n_kv_heads * head_dim], device, read
+  const float* v;  // [like k], device, read
   float* out;      // [n_tokens, n_heads * head_dim], device, written; no overlap with k, v
   const int32_t* sequence_offsets;  // [num_sequences + 1], device, read (cu_seqlens)
+  // [num_sequences] (first row, row count) of each sequence's keys in k and v, device, read; null:
+  // the rows of its queries. Then k and v may have more rows than q.
+  const int2* kv_rows;
   int num_sequences;
   // The longest sequence (the host knows it). It only sizes the grid: a smaller positive value
   // stays correct, just slower; 0 means every sequence is empty.

@@ -246,6 +246,14 @@ class CudaBackend final : public Backend {
       kernel.v = params.v.f32();
       kernel.out = params.out.f32();
       kernel.sequence_offsets = layout->offsets;
+      if (!params.kv_rows.empty()) {
+        static_assert(sizeof(RowRange) == 2 * sizeof(int32_t));
+        SCULPT_ASSIGN_OR_RETURN(void* kv_rows,
+                                StageSpan(std::span<const int32_t>(
+                                    reinterpret_cast<const int32_t*>(params.kv_rows.data()),
+                                    2 * params.kv_rows.size())));
+        kernel.kv_rows = static_cast<const int2*>(kv_rows);
+      }
       kernel.num_sequences = params.layout.num_sequences();
       kernel.max_sequence_length = layout->max_sequence_length;
       kernel.n_heads = params.n_heads;

@@ -153,15 +153,36 @@ absl::Status ValidateOp(const AttentionParams& params) {
         params.n_kv_heads, ") and head_dim (", params.head_dim, ") positive"));
   }
   const int64_t rows = params.q.rows;
+  const int64_t kv_rows = params.kv_rows.empty() ? rows : params.k.rows;
   const int64_t q_width = int64_t{params.n_heads} * params.head_dim;
   const int64_t kv_width = int64_t{params.n_kv_heads} * params.head_dim;
-  for (const auto& [name, view, width] :
-       {std::tuple{"q", &params.q, q_width}, std::tuple{"k", &params.k, kv_width},
-        std::tuple{"v", &params.v, kv_width}, std::tuple{"out", &params.out, q_width}}) {
+  for (const auto& [name, view, height, width] :
+       {std::tuple{"q", &params.q, rows, q_width}, std::tuple{"k", &params.k, kv_rows, kv_width},
+        std::tuple{"v", &params.v, kv_rows, kv_width},
+        std::tuple{"out", &params.out, rows, q_width}}) {
     SCULPT_RETURN_IF_ERROR(RequireF32("attention", name, *view));
-    SCULPT_RETURN_IF_ERROR(RequireShape("attention", name, *view, rows, width));
+    SCULPT_RETURN_IF_ERROR(RequireShape("attention", name, *view, height, width));
   }
-  return RequireLayout("attention", params.layout, rows);
+  SCULPT_RETURN_IF_ERROR(RequireLayout("attention", params.layout, rows));
+  if (params.kv_rows.empty()) return absl::OkStatus();
+  const int32_t sequences = params.layout.num_sequences();
+  if (std::ssize(params.kv_rows) != sequences) {
+    return absl::InvalidArgumentError(absl::StrCat("attention: kv_rows has ", params.kv_rows.size(),
+                                                   " ranges for ", sequences, " sequences"));
+  }
+  for (int32_t s = 0; s < sequences; ++s) {
+    const RowRange& range = params.kv_rows[s];
+    const bool has_queries =
+        params.layout.sequence_offsets[s + 1] > params.layout.sequence_offsets[s];
+    if (range.first < 0 || range.count < (has_queries ? 1 : 0) ||
+        int64_t{range.first} + range.count > kv_rows) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("attention: sequence ", s, "'s keys, rows [", range.first, ", ",
+                       int64_t{range.first} + range.count, "), must be inside k's ", kv_rows,
+                       " rows and not empty when it has queries"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ValidateOp(const SwiGluParams& params) {

@@ -107,15 +107,25 @@ struct RopeParams {
 // Non-causal attention confined to each sequence of the packed batch: every row attends to
 // all rows of its own sequence and none of another's. Grouped-query: query head h reads kv
 // head h / (n_heads / n_kv_heads).
+// Rows [first, first + count) of a tensor.
+struct RowRange {
+  int32_t first = 0;
+  int32_t count = 0;
+};
+
+// Sequence s's queries are rows `layout` gives it; its keys and values the same rows of k and v,
+// or, with `kv_rows`, rows kv_rows[s] of k and v: then k and v may hold other rows too (a KV
+// cache holding every sequence's keys, of which a step recomputes only some queries).
 struct AttentionParams {
   TensorView q;    // [n_tokens, n_heads * head_dim], read
-  TensorView k;    // [n_tokens, n_kv_heads * head_dim], read
-  TensorView v;    // [n_tokens, n_kv_heads * head_dim], read
+  TensorView k;    // [n_tokens or n_kv_rows, n_kv_heads * head_dim], read
+  TensorView v;    // [like k], read
   TensorView out;  // [n_tokens, n_heads * head_dim], written
   PackedLayout layout;
   int n_heads = 0;
   int n_kv_heads = 0;
   int head_dim = 0;
+  std::span<const RowRange> kv_rows;  // [num_sequences] or empty, host memory
 };
 
 // out = silu(gate) * up, elementwise.

@@ -338,6 +338,26 @@ void AttentionCase(OpRun& run, Heads heads, const std::vector<int32_t>& lengths,
   run.Read("out", out, {.of_scale = 2e-4});
 }
 
+// A KV-cached step: `query_lengths[s]` query rows of sequence s against its `kv_rows[s]` in a
+// cache of `cache_rows` rows that holds every sequence's keys.
+void CachedAttentionCase(OpRun& run, Heads heads, const std::vector<int32_t>& query_lengths,
+                         const std::vector<RowRange>& kv_rows, int cache_rows) {
+  std::vector<int32_t> offsets = {0};
+  for (int32_t length : query_lengths) offsets.push_back(offsets.back() + length);
+  const int64_t n = offsets.back();
+  const int q_width = heads.n_heads * heads.head_dim;
+  const int kv_width = heads.n_kv_heads * heads.head_dim;
+  const TensorView q = run.Input(RandomFloats(n * q_width, 4), n, q_width);
+  const TensorView k = run.Input(RandomFloats(cache_rows * kv_width, 5), cache_rows, kv_width);
+  const TensorView v = run.Input(RandomFloats(cache_rows * kv_width, 6), cache_rows, kv_width);
+  const TensorView out = run.Output(n, q_width);
+  AttentionParams params{
+      q,      k, v, out, PackedLayout{offsets}, heads.n_heads, heads.n_kv_heads, heads.head_dim,
+      kv_rows};
+  run.Ok(run.backend().Attention(params), "cached attention");
+  run.Read("out", out, {.of_scale = 2e-4});
+}
+
 void AttentionRefusals(OpRun& run) {
   const std::vector<int32_t> offsets = {0, 4};
   const TensorView q = run.Input(RandomFloats(4 * 96, 1), 4, 96);
@@ -354,6 +374,18 @@ void AttentionRefusals(OpRun& run) {
   run.Refused(
       run.backend().Attention({q, one_head, one_head, out, PackedLayout{decreasing}, 3, 1, 32}),
       "decreasing offsets");
+  const TensorView cache = run.Input(RandomFloats(10 * 64, 1), 10, 64);
+  const std::vector<RowRange> outside = {{6, 5}};
+  run.Refused(
+      run.backend().Attention({q, cache, cache, out, PackedLayout{offsets}, 3, 2, 32, outside}),
+      "keys past the cache");
+  const std::vector<RowRange> empty = {{2, 0}};
+  run.Refused(
+      run.backend().Attention({q, cache, cache, out, PackedLayout{offsets}, 3, 2, 32, empty}),
+      "queries without keys");
+  const std::vector<RowRange> two = {{0, 4}, {4, 4}};
+  run.Refused(run.backend().Attention({q, cache, cache, out, PackedLayout{offsets}, 3, 2, 32, two}),
+              "a range per sequence");
 }
 
 using testing::TokenChoiceCase;
@@ -634,6 +666,18 @@ std::vector<OpCase> OpCases() {
       AttentionCase(r, shape.heads, shape.lengths, shape.qk_scale, shape.offset);
     });
   }
+  // Prefix-cache-like (block + suffix of a long canvas), dual-cache-like (a block of 32 of 1200
+  // keys), an empty sequence, ranges out of order and overlapping, unaligned widths.
+  add_unweighted("CachedAttention_Dim64Gqa4", [](OpRun& r) {
+    CachedAttentionCase(r, {8, 2, 64}, {32, 0, 96, 1}, {{0, 160}, {0, 0}, {160, 1200}, {100, 61}},
+                        1400);
+  });
+  add_unweighted("CachedAttention_Dim128Gqa8", [](OpRun& r) {
+    CachedAttentionCase(r, {8, 1, 128}, {32, 32}, {{700, 300}, {0, 1000}}, 1000);
+  });
+  add_unweighted("CachedAttention_Dim24OneKey", [](OpRun& r) {
+    CachedAttentionCase(r, {3, 1, 24}, {5, 17}, {{9, 1}, {3, 7}}, 10);
+  });
   add_unweighted("Attention_refusals", AttentionRefusals);
   for (auto [rows, vocab] : {std::pair{1, 1}, std::pair{7, 2}, std::pair{33, 997}}) {
     add_unweighted(absl::StrCat("ChooseTokens_EveryOption_", rows, "x", vocab),

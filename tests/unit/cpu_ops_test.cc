@@ -110,6 +110,80 @@ TEST_F(CpuOpsTest, AttentionIsConfinedToEachSequenceWithGroupedHeads) {
   ExpectNear(out, expected, 1e-5);
 }
 
+// Queries that are a few rows of each sequence against its keys in a cache holding every
+// sequence's rows in any order (what a KV-cached step runs): the float64 formula over exactly the
+// given key rows; and a range equal to the sequence's own rows is bitwise the plain attention.
+TEST_F(CpuOpsTest, AttentionReadsEachSequencesKeysFromItsCacheRows) {
+  const int n_heads = 4, n_kv_heads = 2, head_dim = 40;
+  const std::vector<int32_t> offsets = {0, 3, 3, 11};  // 3, 0 and 8 query rows
+  const std::vector<RowRange> kv_rows = {{50, 70}, {0, 0}, {3, 45}};
+  const int n = offsets.back(), cache_rows = 130;
+  std::vector<float> q = RandomFloats(n * n_heads * head_dim, 1, 2.0f);
+  std::vector<float> k = RandomFloats(cache_rows * n_kv_heads * head_dim, 2, 2.0f);
+  std::vector<float> v = RandomFloats(cache_rows * n_kv_heads * head_dim, 3);
+  std::vector<float> out(n * n_heads * head_dim);
+  AttentionParams params{View(q, n, n_heads * head_dim),
+                         View(k, cache_rows, n_kv_heads * head_dim),
+                         View(v, cache_rows, n_kv_heads * head_dim),
+                         View(out, n, n_heads * head_dim),
+                         PackedLayout{offsets},
+                         n_heads,
+                         n_kv_heads,
+                         head_dim,
+                         kv_rows};
+  ASSERT_TRUE(backend_->Attention(params).ok());
+
+  std::vector<double> expected(out.size());
+  for (size_t s = 0; s + 1 < offsets.size(); ++s) {
+    const int first = kv_rows[s].first, last = first + kv_rows[s].count;
+    for (int i = offsets[s]; i < offsets[s + 1]; ++i) {
+      for (int h = 0; h < n_heads; ++h) {
+        const int kv = h / (n_heads / n_kv_heads);
+        std::vector<double> weights;
+        double max_score = -INFINITY;
+        for (int j = first; j < last; ++j) {
+          double score = 0.0;
+          for (int c = 0; c < head_dim; ++c) {
+            score += double(q[(i * n_heads + h) * head_dim + c]) *
+                     k[(j * n_kv_heads + kv) * head_dim + c];
+          }
+          weights.push_back(score / std::sqrt(double(head_dim)));
+          max_score = std::max(max_score, weights.back());
+        }
+        double total = 0.0;
+        for (double& w : weights) total += (w = std::exp(w - max_score));
+        for (int c = 0; c < head_dim; ++c) {
+          double sum = 0.0;
+          for (int j = first; j < last; ++j) {
+            sum += weights[j - first] * v[(j * n_kv_heads + kv) * head_dim + c];
+          }
+          expected[(i * n_heads + h) * head_dim + c] = sum / total;
+        }
+      }
+    }
+  }
+  ExpectNear(out, expected, 1e-5);
+
+  // The sequences' own rows as ranges: the same bits as without ranges.
+  std::vector<float> own_k(k.begin(), k.begin() + n * n_kv_heads * head_dim);
+  std::vector<float> own_v(v.begin(), v.begin() + n * n_kv_heads * head_dim);
+  std::vector<float> plain(out.size()), ranged(out.size());
+  AttentionParams own{View(q, n, n_heads * head_dim),
+                      View(own_k, n, n_kv_heads * head_dim),
+                      View(own_v, n, n_kv_heads * head_dim),
+                      View(plain, n, n_heads * head_dim),
+                      PackedLayout{offsets},
+                      n_heads,
+                      n_kv_heads,
+                      head_dim};
+  ASSERT_TRUE(backend_->Attention(own).ok());
+  const std::vector<RowRange> own_rows = {{0, 3}, {3, 0}, {3, 8}};
+  own.out = View(ranged, n, n_heads * head_dim);
+  own.kv_rows = own_rows;
+  ASSERT_TRUE(backend_->Attention(own).ok());
+  EXPECT_EQ(0, std::memcmp(plain.data(), ranged.data(), plain.size() * sizeof(float)));
+}
+
 TEST_F(CpuOpsTest, RopeRotatesHalvesByPositionWithinEachSequence) {
   const int head_dim = 10, n_heads = 3;
   const double theta = 500000.0;
