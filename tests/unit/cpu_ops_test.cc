@@ -32,6 +32,44 @@ void ExpectNear(const std::vector<float>& actual, const std::vector<double>& exp
   }
 }
 
+// softmax(q kᵀ / sqrt(head_dim)) v in float64, sequence s's queries (rows offsets[s]..) against
+// its keys, rows kv_rows[s] of k and v.
+std::vector<double> NaiveAttention(const std::vector<float>& q, const std::vector<float>& k,
+                                   const std::vector<float>& v, const std::vector<int32_t>& offsets,
+                                   const std::vector<RowRange>& kv_rows, int n_heads,
+                                   int n_kv_heads, int head_dim) {
+  std::vector<double> expected(static_cast<size_t>(offsets.back()) * n_heads * head_dim);
+  for (size_t s = 0; s + 1 < offsets.size(); ++s) {
+    const int first = kv_rows[s].first, last = first + kv_rows[s].count;
+    for (int i = offsets[s]; i < offsets[s + 1]; ++i) {
+      for (int h = 0; h < n_heads; ++h) {
+        const int kv = h / (n_heads / n_kv_heads);
+        std::vector<double> weights;
+        double max_score = -INFINITY;
+        for (int j = first; j < last; ++j) {
+          double score = 0.0;
+          for (int c = 0; c < head_dim; ++c) {
+            score += double(q[(i * n_heads + h) * head_dim + c]) *
+                     k[(j * n_kv_heads + kv) * head_dim + c];
+          }
+          weights.push_back(score / std::sqrt(double(head_dim)));
+          max_score = std::max(max_score, weights.back());
+        }
+        double total = 0.0;
+        for (double& w : weights) total += (w = std::exp(w - max_score));
+        for (int c = 0; c < head_dim; ++c) {
+          double sum = 0.0;
+          for (int j = first; j < last; ++j) {
+            sum += weights[j - first] * v[(j * n_kv_heads + kv) * head_dim + c];
+          }
+          expected[(i * n_heads + h) * head_dim + c] = sum / total;
+        }
+      }
+    }
+  }
+  return expected;
+}
+
 class CpuOpsTest : public ::testing::Test {
  protected:
   std::unique_ptr<Backend> backend_ = MakeCpuBackend();
@@ -79,34 +117,12 @@ TEST_F(CpuOpsTest, AttentionIsConfinedToEachSequenceWithGroupedHeads) {
                                PackedLayout{offsets}, n_heads, n_kv_heads, head_dim})
                   .ok());
 
-  std::vector<double> expected(out.size());
+  std::vector<RowRange> own_rows;
   for (size_t s = 0; s + 1 < offsets.size(); ++s) {
-    for (int i = offsets[s]; i < offsets[s + 1]; ++i) {
-      for (int h = 0; h < n_heads; ++h) {
-        const int kv = h / (n_heads / n_kv_heads);
-        std::vector<double> weights;
-        double max_score = -INFINITY;
-        for (int j = offsets[s]; j < offsets[s + 1]; ++j) {
-          double score = 0.0;
-          for (int c = 0; c < head_dim; ++c) {
-            score += double(q[(i * n_heads + h) * head_dim + c]) *
-                     k[(j * n_kv_heads + kv) * head_dim + c];
-          }
-          weights.push_back(score / std::sqrt(double(head_dim)));
-          max_score = std::max(max_score, weights.back());
-        }
-        double total = 0.0;
-        for (double& w : weights) total += (w = std::exp(w - max_score));
-        for (int c = 0; c < head_dim; ++c) {
-          double sum = 0.0;
-          for (int j = offsets[s]; j < offsets[s + 1]; ++j) {
-            sum += weights[j - offsets[s]] * v[(j * n_kv_heads + kv) * head_dim + c];
-          }
-          expected[(i * n_heads + h) * head_dim + c] = sum / total;
-        }
-      }
-    }
+    own_rows.push_back({offsets[s], offsets[s + 1] - offsets[s]});
   }
+  const std::vector<double> expected =
+      NaiveAttention(q, k, v, offsets, own_rows, n_heads, n_kv_heads, head_dim);
   ExpectNear(out, expected, 1e-5);
 }
 
@@ -133,35 +149,8 @@ TEST_F(CpuOpsTest, AttentionReadsEachSequencesKeysFromItsCacheRows) {
                          kv_rows};
   ASSERT_TRUE(backend_->Attention(params).ok());
 
-  std::vector<double> expected(out.size());
-  for (size_t s = 0; s + 1 < offsets.size(); ++s) {
-    const int first = kv_rows[s].first, last = first + kv_rows[s].count;
-    for (int i = offsets[s]; i < offsets[s + 1]; ++i) {
-      for (int h = 0; h < n_heads; ++h) {
-        const int kv = h / (n_heads / n_kv_heads);
-        std::vector<double> weights;
-        double max_score = -INFINITY;
-        for (int j = first; j < last; ++j) {
-          double score = 0.0;
-          for (int c = 0; c < head_dim; ++c) {
-            score += double(q[(i * n_heads + h) * head_dim + c]) *
-                     k[(j * n_kv_heads + kv) * head_dim + c];
-          }
-          weights.push_back(score / std::sqrt(double(head_dim)));
-          max_score = std::max(max_score, weights.back());
-        }
-        double total = 0.0;
-        for (double& w : weights) total += (w = std::exp(w - max_score));
-        for (int c = 0; c < head_dim; ++c) {
-          double sum = 0.0;
-          for (int j = first; j < last; ++j) {
-            sum += weights[j - first] * v[(j * n_kv_heads + kv) * head_dim + c];
-          }
-          expected[(i * n_heads + h) * head_dim + c] = sum / total;
-        }
-      }
-    }
-  }
+  const std::vector<double> expected =
+      NaiveAttention(q, k, v, offsets, kv_rows, n_heads, n_kv_heads, head_dim);
   ExpectNear(out, expected, 1e-5);
 
   // The sequences' own rows as ranges: the same bits as without ranges.
