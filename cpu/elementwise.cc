@@ -117,7 +117,8 @@ absl::Status GatherRows(const GatherRowsParams& params) {
     if (row < 0 || row >= params.x.rows) {
       return absl::InternalError(absl::StrCat("gather row ", row, " out of range ", params.x.rows));
     }
-    std::memcpy(params.out.f32() + i * d, params.x.f32() + row * d, d * sizeof(float));
+    const int64_t out_row = params.out_rows.empty() ? static_cast<int64_t>(i) : params.out_rows[i];
+    std::memcpy(params.out.f32() + out_row * d, params.x.f32() + row * d, d * sizeof(float));
   }
   return absl::OkStatus();
 }

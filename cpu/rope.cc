@@ -29,7 +29,7 @@ absl::Status Rope(const RopeParams& params) {
     const int32_t end = offsets[s + 1];
 #pragma omp parallel for schedule(static)
     for (int32_t row = begin; row < end; ++row) {
-      const float position = static_cast<float>(row - begin);
+      const auto position = static_cast<float>(params.layout.position(s, row));
       float* x = params.x.f32() + static_cast<int64_t>(row) * width;
       for (int j = 0; j < half; ++j) {
         const float angle = position * inverse_frequency[j];

@@ -283,9 +283,14 @@ class CudaBackend final : public Backend {
     SCULPT_RETURN_IF_ERROR(Bind());
     return Check([&]() -> absl::Status {
       SCULPT_ASSIGN_OR_RETURN(void* rows, StageSpan(params.rows));
+      const int32_t* out_rows = nullptr;
+      if (!params.out_rows.empty()) {
+        SCULPT_ASSIGN_OR_RETURN(void* staged, StageSpan(params.out_rows));
+        out_rows = static_cast<const int32_t*>(staged);
+      }
       return cuda::LaunchGatherRows(
           {params.x.f32(), static_cast<const int32_t*>(rows), params.out.f32(),
-           static_cast<int64_t>(params.rows.size()), params.x.cols},
+           static_cast<int64_t>(params.rows.size()), params.x.cols, out_rows},
           stream_.get());
     }());
   }
@@ -306,7 +311,7 @@ class CudaBackend final : public Backend {
   // The host layout's offsets and per-row positions on the device; reused while the same
   // layout comes back (every layer of a forward) and the staging ring has not wrapped.
   struct StagedLayout {
-    std::vector<int32_t> host_offsets;
+    std::vector<int32_t> host_offsets, host_first_positions;
     std::vector<int32_t> host_positions;  // reused storage
     uint64_t staging_epoch = 0;
     const int32_t* offsets = nullptr;
@@ -368,9 +373,12 @@ class CudaBackend final : public Backend {
 
   absl::StatusOr<const StagedLayout*> StageLayout(const PackedLayout& layout) {
     const auto& offsets = layout.sequence_offsets;
+    const auto& first_positions = layout.first_positions;
     if (layout_.offsets != nullptr && layout_.staging_epoch == staging_epoch_ &&
         std::equal(offsets.begin(), offsets.end(), layout_.host_offsets.begin(),
-                   layout_.host_offsets.end())) {
+                   layout_.host_offsets.end()) &&
+        std::equal(first_positions.begin(), first_positions.end(),
+                   layout_.host_first_positions.begin(), layout_.host_first_positions.end())) {
       return &layout_;
     }
     std::vector<int32_t>& positions = layout_.host_positions;
@@ -378,11 +386,14 @@ class CudaBackend final : public Backend {
     int max_length = 0;
     for (int32_t s = 0; s < layout.num_sequences(); ++s) {
       max_length = std::max(max_length, offsets[s + 1] - offsets[s]);
-      for (int32_t row = offsets[s]; row < offsets[s + 1]; ++row) positions[row] = row - offsets[s];
+      for (int32_t row = offsets[s]; row < offsets[s + 1]; ++row) {
+        positions[row] = layout.position(s, row);
+      }
     }
     SCULPT_ASSIGN_OR_RETURN(void* device_offsets, StageSpan(offsets));
     SCULPT_ASSIGN_OR_RETURN(void* device_positions, StageSpan(std::span<const int32_t>(positions)));
     layout_.host_offsets.assign(offsets.begin(), offsets.end());
+    layout_.host_first_positions.assign(first_positions.begin(), first_positions.end());
     layout_.staging_epoch = staging_epoch_;
     layout_.offsets = static_cast<const int32_t*>(device_offsets);
     layout_.positions = static_cast<const int32_t*>(device_positions);

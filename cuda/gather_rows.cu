@@ -6,7 +6,8 @@ namespace {
 
 __global__ void GatherRowsKernel(GatherRowsKernelParams params) {
   const float* source = params.x + static_cast<int64_t>(params.rows[blockIdx.x]) * params.cols;
-  float* out = params.out + static_cast<int64_t>(blockIdx.x) * params.cols;
+  const int64_t out_row = params.out_rows == nullptr ? blockIdx.x : params.out_rows[blockIdx.x];
+  float* out = params.out + out_row * params.cols;
   for (int64_t j = threadIdx.x; j < params.cols; j += blockDim.x) out[j] = source[j];
 }
 

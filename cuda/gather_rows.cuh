@@ -1,5 +1,6 @@
 // Row gather on the device: out[i] = x[rows[i]], fp32 (the hidden states of the positions whose
-// logits a step needs).
+// logits a step needs), or with out_rows the scatter out[out_rows[i]] = x[rows[i]] (fresh keys
+// and values into a KV cache).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -16,6 +17,7 @@ struct GatherRowsKernelParams {
   float* out = nullptr;           // [n_out, cols], device, written
   int64_t n_out = 0;
   int64_t cols = 0;
+  const int32_t* out_rows = nullptr;  // [n_out] distinct rows of out, device, read; or null
 };
 
 // The caller checks the row indices (they come from the host); the kernel trusts them.

@@ -94,6 +94,19 @@ absl::Status RequireLayout(const char* op, const PackedLayout& layout, int64_t r
     return absl::InvalidArgumentError(absl::StrCat(op, ": the layout holds ", layout.num_tokens(),
                                                    " tokens, the tensor ", rows, " rows"));
   }
+  if (!layout.first_positions.empty()) {
+    if (std::ssize(layout.first_positions) != layout.num_sequences()) {
+      return absl::InvalidArgumentError(absl::StrCat(op, ": first_positions has ",
+                                                     layout.first_positions.size(), " entries for ",
+                                                     layout.num_sequences(), " sequences"));
+    }
+    for (int32_t position : layout.first_positions) {
+      if (position < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(op, ": a sequence's first position is ", position, ", below 0"));
+      }
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -198,8 +211,20 @@ absl::Status ValidateOp(const AddParams& params) {
 absl::Status ValidateOp(const GatherRowsParams& params) {
   SCULPT_RETURN_IF_ERROR(RequireF32("gather_rows", "x", params.x));
   SCULPT_RETURN_IF_ERROR(RequireF32("gather_rows", "out", params.out));
-  SCULPT_RETURN_IF_ERROR(RequireShape("gather_rows", "out", params.out,
-                                      static_cast<int64_t>(params.rows.size()), params.x.cols));
+  if (params.out_rows.empty()) {
+    SCULPT_RETURN_IF_ERROR(RequireShape("gather_rows", "out", params.out,
+                                        static_cast<int64_t>(params.rows.size()), params.x.cols));
+  } else {
+    SCULPT_RETURN_IF_ERROR(
+        RequireShape("gather_rows", "out", params.out, params.out.rows, params.x.cols));
+    if (params.out_rows.size() != params.rows.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("gather_rows: ", params.out_rows.size(),
+                                                     " destination rows for ", params.rows.size(),
+                                                     " source rows"));
+    }
+    SCULPT_RETURN_IF_ERROR(
+        RequireIndices("gather_rows", "destination row", params.out_rows, params.out.rows));
+  }
   return RequireIndices("gather_rows", "row", params.rows, params.x.rows);
 }
 

@@ -27,6 +27,11 @@ struct TensorView {
   int64_t num_elements() const { return rows * cols; }
   size_t byte_size() const { return static_cast<size_t>(num_elements()) * DTypeSize(dtype); }
   float* f32() const { return static_cast<float*>(data); }
+  // Rows [first, first + count) of this view.
+  TensorView Rows(int64_t first, int64_t count) const {
+    return {static_cast<char*>(data) + static_cast<size_t>(first * cols) * DTypeSize(dtype), dtype,
+            count, cols};
+  }
 };
 
 // Owns one allocation of a backend; frees it on destruction.
@@ -56,9 +61,16 @@ class DeviceBuffer {
 };
 
 // The packed variable-length batch: sequence s owns token rows
-// [sequence_offsets[s], sequence_offsets[s + 1]) (FlashAttention's cu_seqlens).
+// [sequence_offsets[s], sequence_offsets[s + 1]) (FlashAttention's cu_seqlens). Its first row
+// sits at position first_positions[s] of its canvas (0 when empty): a step that recomputes
+// only a window of a cached canvas packs the window's rows alone.
 struct PackedLayout {
   std::span<const int32_t> sequence_offsets;  // [num_sequences + 1], host memory
+  std::span<const int32_t> first_positions;   // [num_sequences] or empty, host memory
+  int32_t position(int32_t sequence, int32_t row) const {
+    return row - sequence_offsets[sequence] +
+           (first_positions.empty() ? 0 : first_positions[sequence]);
+  }
   int32_t num_sequences() const { return static_cast<int32_t>(sequence_offsets.size()) - 1; }
   int32_t num_tokens() const { return sequence_offsets.empty() ? 0 : sequence_offsets.back(); }
 };
@@ -96,7 +108,7 @@ struct GemmParams {
 };
 
 // NeoX-style (rotate-half) rotary embedding applied in place to every head of x; the angle
-// of row r is position_in_sequence(r) * theta^(-2j/head_dim).
+// of row r of sequence s is layout.position(s, r) * theta^(-2j/head_dim).
 struct RopeParams {
   TensorView x;  // [n_tokens, n_heads * head_dim], read and written
   PackedLayout layout;
@@ -142,11 +154,13 @@ struct AddParams {
   TensorView out;  // [n, d], written (may alias a)
 };
 
-// out[i] = x[rows[i]].
+// out[i] = x[rows[i]]; with out_rows, out[out_rows[i]] = x[rows[i]] (a scatter: the fresh keys
+// of a step's rows into their sequences' KV cache rows), the other rows of out left as they are.
 struct GatherRowsParams {
-  std::span<const int32_t> rows;  // [n_out], host memory
-  TensorView x;                   // [n, d], read
-  TensorView out;                 // [n_out, d], written
+  std::span<const int32_t> rows;      // [n_copied], host memory
+  TensorView x;                       // [n, d], read
+  TensorView out;                     // [n_copied, d], or [any, d] with out_rows; written
+  std::span<const int32_t> out_rows;  // [n_copied] distinct rows of out, or empty; host memory
 };
 
 // One generation's share of a step's token choice: its rows of logits and its own settings.

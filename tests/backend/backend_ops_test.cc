@@ -236,6 +236,12 @@ void RopeCase(OpRun& run, int head_dim) {
   run.Ok(run.backend().Rope({x, PackedLayout{offsets}, head_dim, 10000.0}), "rope");
   // cos/sin of angles up to ~1000 rad: a few ulp of the angle's magnitude.
   run.Read("x", x, {.of_scale = 1e-4});
+  // Windows of cached canvases: each sequence's rows start deeper into its canvas.
+  const std::vector<int32_t> first_positions = {0, 5, 1200, 31};
+  const TensorView window = run.Input(RandomFloats(rows * width, 5), rows, width);
+  run.Ok(run.backend().Rope({window, PackedLayout{offsets, first_positions}, head_dim, 10000.0}),
+         "rope of windows");
+  run.Read("window", window, {.of_scale = 1e-4});
 }
 
 void RopeRefusals(OpRun& run) {
@@ -248,6 +254,11 @@ void RopeRefusals(OpRun& run) {
   const TensorView y = run.Input(RandomFloats(2 * 8, 4), 2, 8);
   run.Refused(run.backend().Rope({y, PackedLayout{short_layout}, 4, 10000.0}),
               "layout shorter than the tensor");
+  const std::vector<int32_t> two_firsts = {0, 3}, negative_first = {-1};
+  run.Refused(run.backend().Rope({y, PackedLayout{offsets, two_firsts}, 4, 10000.0}),
+              "a first position for a sequence that is not there");
+  run.Refused(run.backend().Rope({y, PackedLayout{offsets, negative_first}, 4, 10000.0}),
+              "a negative first position");
 }
 
 void ElementwiseCase(OpRun& run) {
@@ -281,6 +292,16 @@ void GatherRowsCase(OpRun& run) {
   run.Read("out", out, kBitwise);
   const std::vector<int32_t> outside = {0, 37};
   run.Refused(run.backend().GatherRows({outside, x, run.Output(2, cols)}), "row outside x");
+  // The scatter into a KV cache: the rows not written keep what they held.
+  const TensorView cache = run.Input(RandomFloats(50 * cols, 6), 50, cols);
+  const std::vector<int32_t> sources = {3, 4, 5, 36}, destinations = {49, 0, 20, 21};
+  run.Ok(run.backend().GatherRows({sources, x, cache, destinations}), "scatter");
+  run.Read("cache", cache, kBitwise);
+  const std::vector<int32_t> two_sources = {0, 1}, past_the_cache = {0, 50};
+  run.Refused(run.backend().GatherRows({two_sources, x, cache, past_the_cache}),
+              "destination row outside out");
+  run.Refused(run.backend().GatherRows({sources, x, cache, past_the_cache}),
+              "fewer destinations than sources");
 }
 
 struct GemmShape {

@@ -178,28 +178,34 @@ TEST_F(CpuOpsTest, RopeRotatesHalvesByPositionWithinEachSequence) {
   const double theta = 500000.0;
   const std::vector<int32_t> offsets = {0, 5, 12};
   const int n = offsets.back();
-  std::vector<float> x = RandomFloats(n * n_heads * head_dim, 4);
-  const std::vector<float> original = x;
-  ASSERT_TRUE(
-      backend_->Rope({View(x, n, n_heads * head_dim), PackedLayout{offsets}, head_dim, theta})
-          .ok());
-  std::vector<double> expected(x.size());
-  const int half = head_dim / 2;
-  for (size_t s = 0; s + 1 < offsets.size(); ++s) {
-    for (int row = offsets[s]; row < offsets[s + 1]; ++row) {
-      const int position = row - offsets[s];
-      for (int h = 0; h < n_heads; ++h) {
-        const float* in = original.data() + (row * n_heads + h) * head_dim;
-        double* out = expected.data() + (row * n_heads + h) * head_dim;
-        for (int j = 0; j < half; ++j) {
-          const double angle = position * std::pow(theta, -2.0 * j / head_dim);
-          out[j] = in[j] * std::cos(angle) - in[j + half] * std::sin(angle);
-          out[j + half] = in[j + half] * std::cos(angle) + in[j] * std::sin(angle);
+  // Without first positions every sequence starts at 0; with them (windows of cached canvases)
+  // deeper into its canvas.
+  for (const std::vector<int32_t>& first_positions :
+       {std::vector<int32_t>{}, std::vector<int32_t>{40, 3}}) {
+    std::vector<float> x = RandomFloats(n * n_heads * head_dim, 4);
+    const std::vector<float> original = x;
+    ASSERT_TRUE(backend_
+                    ->Rope({View(x, n, n_heads * head_dim), PackedLayout{offsets, first_positions},
+                            head_dim, theta})
+                    .ok());
+    std::vector<double> expected(x.size());
+    const int half = head_dim / 2;
+    for (size_t s = 0; s + 1 < offsets.size(); ++s) {
+      for (int row = offsets[s]; row < offsets[s + 1]; ++row) {
+        const int position = row - offsets[s] + (first_positions.empty() ? 0 : first_positions[s]);
+        for (int h = 0; h < n_heads; ++h) {
+          const float* in = original.data() + (row * n_heads + h) * head_dim;
+          double* out = expected.data() + (row * n_heads + h) * head_dim;
+          for (int j = 0; j < half; ++j) {
+            const double angle = position * std::pow(theta, -2.0 * j / head_dim);
+            out[j] = in[j] * std::cos(angle) - in[j + half] * std::sin(angle);
+            out[j + half] = in[j + half] * std::cos(angle) + in[j] * std::sin(angle);
+          }
         }
       }
     }
+    ExpectNear(x, expected, 1e-5);
   }
-  ExpectNear(x, expected, 1e-5);
 }
 
 TEST_F(CpuOpsTest, RmsNormGemmSwiGluAdd) {
