@@ -1,7 +1,9 @@
 #include "model/denoiser.h"
 
 #include <algorithm>
+#include <optional>
 
+#include "absl/strings/str_cat.h"
 #include "common/status.h"
 
 namespace sculpt {
@@ -37,10 +39,26 @@ absl::StatusOr<int> Denoiser::Step(std::span<Generation* const> generations) {
     if (shifted) {
       for (int32_t& row : slot.logit_rows) row = std::max(row - 1, 0);
     }
-    batch_.push_back({generation.canvas(), slot.logit_rows});
+    SequenceInput input{generation.canvas(), slot.logit_rows};
+    input.cache = generation.next_cache_use();
+    if (input.cache != KvCacheUse::kNone) {
+      if (!generation.holds_kv_cache()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "a generation with cache ", std::string(KvCacheModeName(generation.params().cache)),
+            " holds no KV cache rows"));
+      }
+      input.kv_rows = generation.kv_rows(0);
+      const auto [first, last] = generation.cache_window();
+      // Dream's prediction for the window's first position is the row before it.
+      input.window_begin = shifted ? std::max(first - 1, 0) : first;
+      input.window_end = last;
+    }
+    batch_.push_back(input);
     if (generation.guided()) {
       generation.UnconditionalCanvas(slot.unconditional);
-      batch_.push_back({slot.unconditional, slot.logit_rows});
+      input.tokens = slot.unconditional;
+      if (input.cache != KvCacheUse::kNone) input.kv_rows = generation.kv_rows(1);
+      batch_.push_back(input);
     }
   }
   if (batch_.empty()) return 0;
@@ -100,11 +118,26 @@ absl::StatusOr<GenerationResult> RunToCompletion(Transformer& model, Generation&
                                                  const StepObserver& observer) {
   Generation* const batch[] = {&generation};
   SCULPT_RETURN_IF_ERROR(model.Reserve(WorkspaceFor(batch)));
-  Denoiser denoiser(model);
-  while (!generation.finished()) {
-    SCULPT_RETURN_IF_ERROR(denoiser.Step(batch).status());
-    if (observer) observer(generation.last_event(), generation.canvas());
+  // Alone on the model, the generation may have the whole arena (grown to its needs).
+  const int32_t cache_rows = generation.kv_cache_rows_needed();
+  std::optional<KvRowAllocator> arena;
+  if (cache_rows > 0 && !generation.holds_kv_cache()) {
+    if (model.kv_cache_rows() < cache_rows) {
+      SCULPT_RETURN_IF_ERROR(model.ReserveKvCache(cache_rows));
+    }
+    arena.emplace(model.kv_cache_rows());
+    generation.AttachKvCache(KvCacheLease(&*arena, *arena->Allocate(cache_rows)));
   }
+  const absl::Status status = [&]() -> absl::Status {
+    Denoiser denoiser(model);
+    while (!generation.finished()) {
+      SCULPT_RETURN_IF_ERROR(denoiser.Step(batch).status());
+      if (observer) observer(generation.last_event(), generation.canvas());
+    }
+    return absl::OkStatus();
+  }();
+  if (arena) generation.ReleaseKvCache();  // before the allocator it leases from goes
+  SCULPT_RETURN_IF_ERROR(status);
   return generation.Result();
 }
 

@@ -3,7 +3,9 @@
 #include "model/dense_transformer.h"
 
 #include <algorithm>
+#include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -37,11 +39,25 @@ class DenseTransformer final : public Transformer {
   absl::Status Load(const WeightLoader& load_tensor);
   void KeepWeightSource(std::shared_ptr<const void> source) { weight_source_ = std::move(source); }
   absl::Status Reserve(const WorkspaceLimits& limits) override;
+  int64_t kv_cache_row_bytes() const override {
+    return 2 * int64_t{config_.n_layers} * kv_width() * static_cast<int64_t>(sizeof(float));
+  }
+  absl::Status ReserveKvCache(int64_t rows) override;
+  int64_t kv_cache_rows() const override { return kv_cache_rows_; }
   absl::StatusOr<TensorView> Forward(std::span<const SequenceInput> batch,
                                      const ForwardObserver* observer) override;
 
  private:
   absl::Status ReserveActivations(int64_t n_tokens, int64_t n_logit_rows);
+  // Packs the batch's rows into the host vectors below: sequences without a cache first.
+  absl::Status PackBatch(std::span<const SequenceInput> batch);
+  int64_t kv_width() const { return int64_t{config_.n_kv_heads} * config_.head_dim(); }
+  // Layer `layer`'s cached keys (which = 0) or values (which = 1), one row per arena row.
+  TensorView KvCacheView(int layer, int which) const {
+    const int64_t rows = kv_cache_rows_;
+    return Activation(kv_cache_, 2 * int64_t{config_.n_layers} * rows, kv_width())
+        .Rows((2 * int64_t{layer} + which) * rows, rows);
+  }
   TensorView Weight(const DeviceBuffer& buffer, int64_t rows, int64_t cols) const {
     return buffer.view(backend_.weight_dtype(), rows, cols);
   }
@@ -56,8 +72,18 @@ class DenseTransformer final : public Transformer {
   DeviceBuffer wte_, ln_f_, lm_head_;
   std::vector<LayerWeights> layers_;
   Workspace workspace_;
-  // The packed batch's host-side description, rebuilt by each forward in reused storage.
-  std::vector<int32_t> offsets_, tokens_, logit_rows_;
+  DeviceBuffer kv_cache_;  // [n_layers][keys, values][kv_cache_rows_, kv_width]
+  int64_t kv_cache_rows_ = 0;
+  // The packed batch's host-side description, rebuilt by each forward in reused storage. The
+  // first `uncached_sequences_` sequences (`uncached_tokens_` rows) keep their keys to
+  // themselves; the others read theirs from the arena (`cached_offsets_` rebased to their first
+  // row, `cached_kv_rows_`), into which their fresh rows (`fresh_rows_`) are scattered
+  // (`fresh_cache_rows_`) first.
+  std::vector<int32_t> offsets_, first_positions_, tokens_, logit_rows_, packed_begin_;
+  std::vector<int32_t> cached_offsets_, fresh_rows_, fresh_cache_rows_;
+  std::vector<RowRange> cached_kv_rows_;
+  int32_t uncached_sequences_ = 0;
+  int64_t uncached_tokens_ = 0;
 };
 
 absl::Status DenseTransformer::Load(const WeightLoader& load_tensor) {
@@ -108,8 +134,16 @@ absl::Status DenseTransformer::Reserve(const WorkspaceLimits& limits) {
     return absl::InvalidArgumentError("workspace limits must not be negative");
   }
   SCULPT_RETURN_IF_ERROR(ReserveActivations(limits.tokens, limits.logit_rows));
-  offsets_.reserve(static_cast<size_t>(limits.sequences) + 1);
-  tokens_.reserve(static_cast<size_t>(limits.tokens));
+  const auto sequences = static_cast<size_t>(limits.sequences);
+  const auto tokens = static_cast<size_t>(limits.tokens);
+  for (std::vector<int32_t>* per_sequence :
+       {&first_positions_, &packed_begin_, &offsets_, &cached_offsets_}) {
+    per_sequence->reserve(sequences + 1);
+  }
+  cached_kv_rows_.reserve(sequences);
+  for (std::vector<int32_t>* per_token : {&tokens_, &fresh_rows_, &fresh_cache_rows_}) {
+    per_token->reserve(tokens);
+  }
   logit_rows_.reserve(static_cast<size_t>(limits.logit_rows));
   return backend_.Reserve({.limits = limits,
                            .n_heads = config_.n_heads,
@@ -151,27 +185,96 @@ absl::Status DenseTransformer::ReserveActivations(int64_t n_tokens, int64_t n_lo
   return absl::OkStatus();
 }
 
+absl::Status DenseTransformer::ReserveKvCache(int64_t rows) {
+  if (rows < 0 || rows > std::numeric_limits<int32_t>::max()) {
+    return absl::InvalidArgumentError(absl::StrCat("a KV cache of ", rows, " rows"));
+  }
+  if (rows == kv_cache_rows_) return absl::OkStatus();
+  kv_cache_ = DeviceBuffer();  // the old arena goes before the new one is allocated
+  kv_cache_rows_ = 0;
+  if (rows == 0) return absl::OkStatus();
+  SCULPT_ASSIGN_OR_RETURN(kv_cache_,
+                          backend_.Allocate(static_cast<size_t>(rows * kv_cache_row_bytes())));
+  kv_cache_rows_ = rows;
+  return absl::OkStatus();
+}
+
+absl::Status DenseTransformer::PackBatch(std::span<const SequenceInput> batch) {
+  offsets_.assign(1, 0);
+  first_positions_.clear();
+  tokens_.clear();
+  logit_rows_.clear();
+  packed_begin_.resize(batch.size());
+  cached_offsets_.assign(1, 0);
+  cached_kv_rows_.clear();
+  fresh_rows_.clear();
+  fresh_cache_rows_.clear();
+  // The canvas rows a sequence forwards: a window, or all of it.
+  const auto rows_of = [](const SequenceInput& sequence) {
+    return sequence.cache == KvCacheUse::kWindow
+               ? std::pair{sequence.window_begin, sequence.window_end}
+               : std::pair{0, static_cast<int32_t>(sequence.tokens.size())};
+  };
+  for (const bool cached : {false, true}) {
+    for (size_t s = 0; s < batch.size(); ++s) {
+      const SequenceInput& sequence = batch[s];
+      if ((sequence.cache != KvCacheUse::kNone) != cached) continue;
+      const auto length = static_cast<int32_t>(sequence.tokens.size());
+      const auto [first, last] = rows_of(sequence);
+      if (cached) {
+        const RowRange range = sequence.kv_rows;
+        if (range.count != length || range.first < 0 ||
+            int64_t{range.first} + range.count > kv_cache_rows_) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "a cached sequence of ", length, " tokens holds KV cache rows [", range.first, ", ",
+              int64_t{range.first} + range.count, ") of an arena of ", kv_cache_rows_,
+              ": it needs one row per token, inside the arena"));
+        }
+        if (first < 0 || first >= last || last > length) {
+          return absl::InvalidArgumentError(absl::StrCat("the window [", first, ", ", last,
+                                                         ") is not a non-empty part of a sequence "
+                                                         "of length ",
+                                                         length));
+        }
+      }
+      const int32_t begin = offsets_.back();
+      packed_begin_[s] = begin;
+      tokens_.insert(tokens_.end(), sequence.tokens.begin() + first,
+                     sequence.tokens.begin() + last);
+      offsets_.push_back(begin + last - first);
+      first_positions_.push_back(first);
+      if (!cached) continue;
+      cached_offsets_.push_back(offsets_.back() - static_cast<int32_t>(uncached_tokens_));
+      cached_kv_rows_.push_back(sequence.kv_rows);
+      for (int32_t position = first; position < last; ++position) {
+        fresh_rows_.push_back(begin + position - first);
+        fresh_cache_rows_.push_back(sequence.kv_rows.first + position);
+      }
+    }
+    if (!cached) {
+      uncached_sequences_ = static_cast<int32_t>(offsets_.size()) - 1;
+      uncached_tokens_ = offsets_.back();
+    }
+  }
+  for (size_t s = 0; s < batch.size(); ++s) {
+    const auto [first, last] = rows_of(batch[s]);
+    for (int32_t position : batch[s].logit_positions) {
+      if (position < first || position >= last) {
+        return absl::InvalidArgumentError(absl::StrCat("logit position ", position,
+                                                       " is outside the rows [", first, ", ", last,
+                                                       ") the sequence forwards"));
+      }
+      logit_rows_.push_back(packed_begin_[s] + position - first);
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<TensorView> DenseTransformer::Forward(std::span<const SequenceInput> batch,
                                                      const ForwardObserver* observer) {
-  std::vector<int32_t>& offsets = offsets_;
-  std::vector<int32_t>& tokens = tokens_;
-  std::vector<int32_t>& logit_rows = logit_rows_;
-  offsets.assign(1, 0);
-  tokens.clear();
-  logit_rows.clear();
-  for (const SequenceInput& sequence : batch) {
-    const int32_t begin = offsets.back();
-    const auto length = static_cast<int32_t>(sequence.tokens.size());
-    for (int32_t position : sequence.logit_positions) {
-      if (position < 0 || position >= length) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("logit position ", position, " is outside a sequence of length ", length));
-      }
-      logit_rows.push_back(begin + position);
-    }
-    tokens.insert(tokens.end(), sequence.tokens.begin(), sequence.tokens.end());
-    offsets.push_back(begin + length);
-  }
+  SCULPT_RETURN_IF_ERROR(PackBatch(batch));
+  const std::vector<int32_t>& tokens = tokens_;
+  const std::vector<int32_t>& logit_rows = logit_rows_;
   const int64_t n = static_cast<int64_t>(tokens.size());
   const int64_t m = static_cast<int64_t>(logit_rows.size());
   SCULPT_RETURN_IF_ERROR(ReserveActivations(n, m));
@@ -183,7 +286,14 @@ absl::StatusOr<TensorView> DenseTransformer::Forward(std::span<const SequenceInp
   const int64_t hidden = config_.mlp_hidden_size;
   const int64_t vocab = config_.embedding_size;
   const auto eps = static_cast<float>(config_.rms_norm_eps);
-  const PackedLayout layout{offsets};
+  const PackedLayout layout{offsets_, first_positions_};
+  // Attention runs once over the sequences without a cache, once over those with one.
+  const int64_t u = uncached_tokens_;
+  const int64_t cached_tokens = n - u;
+  const PackedLayout uncached_layout{
+      std::span<const int32_t>(offsets_).first(static_cast<size_t>(uncached_sequences_) + 1)};
+  const PackedLayout cached_layout{cached_offsets_};
+  const bool any_cached = cached_layout.num_sequences() > 0;
   const Workspace& ws = workspace_;
   const TensorView x = Activation(ws.x, n, d);
   const TensorView normed = Activation(ws.normed, n, d);
@@ -224,8 +334,20 @@ absl::StatusOr<TensorView> DenseTransformer::Forward(std::span<const SequenceInp
     observe("q", q, i);
     observe("k", k, i);
     observe("v", v, i);
-    SCULPT_RETURN_IF_ERROR(backend_.Attention(
-        {q, k, v, attention, layout, config_.n_heads, config_.n_kv_heads, head_dim}));
+    if (uncached_layout.num_sequences() > 0 || !any_cached) {
+      SCULPT_RETURN_IF_ERROR(
+          backend_.Attention({q.Rows(0, u), k.Rows(0, u), v.Rows(0, u), attention.Rows(0, u),
+                              uncached_layout, config_.n_heads, config_.n_kv_heads, head_dim}));
+    }
+    if (any_cached) {
+      const TensorView cached_k = KvCacheView(i, 0);
+      const TensorView cached_v = KvCacheView(i, 1);
+      SCULPT_RETURN_IF_ERROR(backend_.GatherRows({fresh_rows_, k, cached_k, fresh_cache_rows_}));
+      SCULPT_RETURN_IF_ERROR(backend_.GatherRows({fresh_rows_, v, cached_v, fresh_cache_rows_}));
+      SCULPT_RETURN_IF_ERROR(backend_.Attention(
+          {q.Rows(u, cached_tokens), cached_k, cached_v, attention.Rows(u, cached_tokens),
+           cached_layout, config_.n_heads, config_.n_kv_heads, head_dim, cached_kv_rows_}));
+    }
     observe("attn", attention, i);
     SCULPT_RETURN_IF_ERROR(
         backend_.Gemm({attention, Weight(layer.attn_out, d, q_width), {}, projected}));

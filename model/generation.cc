@@ -187,9 +187,33 @@ void Generation::StartBlock() {
   UpdateCandidates();
 }
 
+int32_t Generation::kv_cache_rows_needed() const {
+  if (params_.cache == KvCacheMode::kNone) return 0;
+  return static_cast<int32_t>(canvas_.size()) * (guided() ? 2 : 1);
+}
+
+RowRange Generation::kv_rows(int copy) const {
+  const auto length = static_cast<int32_t>(canvas_.size());
+  return {kv_cache_.rows().first + copy * length, length};
+}
+
+KvCacheUse Generation::next_cache_use() const {
+  if (params_.cache == KvCacheMode::kNone) return KvCacheUse::kNone;
+  return step_in_block_ == 0 ? KvCacheUse::kFill : KvCacheUse::kWindow;
+}
+
+std::pair<int32_t, int32_t> Generation::cache_window() const {
+  return {block_begin(), params_.cache == KvCacheMode::kPrefix
+                             ? static_cast<int32_t>(canvas_.size())
+                             : block_end()};
+}
+
 void Generation::UpdateCandidates() {
   candidates_.clear();
-  for (int32_t position = 0; position < block_end(); ++position) {
+  // A windowed step has predictions for its window only; masks an earlier block left (a model
+  // that keeps predicting the mask token) wait for the next block's full forward.
+  const int32_t first = next_cache_use() == KvCacheUse::kWindow ? cache_window().first : 0;
+  for (int32_t position = first; position < block_end(); ++position) {
     if (canvas_[position] == mask_id_) candidates_.push_back(position);
   }
 }
@@ -298,6 +322,7 @@ const StepEvent& Generation::Commit(std::span<const int32_t> tokens,
   }
   event_.masks_left = static_cast<int>(std::count(canvas_.begin(), canvas_.end(), mask_id_));
   event_.finished = finished_;
+  if (finished_) kv_cache_.reset();  // a finished generation's rows go back at once
   return event_;
 }
 

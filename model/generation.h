@@ -13,8 +13,10 @@
 
 #include "absl/status/statusor.h"
 #include "model/config.h"
+#include "model/kv_cache.h"
 #include "model/remasking/remasking.h"
 #include "model/token_choice.h"
+#include "model/transformer.h"
 
 namespace sculpt {
 
@@ -43,6 +45,9 @@ struct GenerationParams {
   // -1: off; k >= 0: record every committed token's log-probability with the k most likely
   // alternatives at the step that committed it (at most kMaxTopLogprobs).
   int logprobs = -1;
+  // Fast-dLLM's approximate KV cache (KvCacheMode): the first step of every block forwards the
+  // whole canvas and caches its keys and values; the block's later steps forward a window.
+  KvCacheMode cache = KvCacheMode::kNone;
 };
 
 // A committed token's log-probability under the model's distribution at the step that committed
@@ -142,8 +147,23 @@ class Generation {
   // The canvas with the given (prompt) tokens masked: classifier-free guidance's input.
   // Writes into `out` (reused storage).
   void UnconditionalCanvas(std::vector<int32_t>& out) const;
-  // Canvas positions this step may commit: masked and before the current block's end.
+  // Canvas positions this step may commit: masked and before the current block's end (and, in
+  // a step that forwards a window, inside it).
   const std::vector<int32_t>& candidate_positions() const { return candidates_; }
+
+  // The approximate KV cache. Rows the generation needs in the model's arena: one per canvas
+  // position and sequence (two sequences when guided), 0 with cache none.
+  int32_t kv_cache_rows_needed() const;
+  // The rows it holds, until it finishes or is destroyed; needed before stepping with a cache.
+  void AttachKvCache(KvCacheLease lease) { kv_cache_ = std::move(lease); }
+  void ReleaseKvCache() { kv_cache_.reset(); }
+  bool holds_kv_cache() const { return kv_cache_.held(); }
+  // Sequence `copy`'s rows (0: the canvas, 1: the unconditional canvas).
+  RowRange kv_rows(int copy) const;
+  // How the next step uses the cache, and with KvCacheUse::kWindow the canvas positions
+  // [first, second) whose predictions it computes.
+  KvCacheUse next_cache_use() const;
+  std::pair<int32_t, int32_t> cache_window() const;
   uint32_t global_step() const { return static_cast<uint32_t>(steps_run_); }
 
   // Takes the chosen token and model confidence of every candidate, ranks them with the policy
@@ -201,6 +221,7 @@ class Generation {
   std::optional<StopMatch> stop_match_;
   StopMatcher stop_matcher_;
   StepEvent event_;
+  KvCacheLease kv_cache_;
 };
 
 }  // namespace sculpt

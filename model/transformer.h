@@ -12,9 +12,22 @@
 
 namespace sculpt {
 
+// How a sequence of a forward uses the model's KV cache arena (Transformer::ReserveKvCache).
+enum class KvCacheUse {
+  kNone,    // the whole canvas, its keys and values kept nowhere
+  kFill,    // the whole canvas, every position's keys and values written to the sequence's rows
+  kWindow,  // canvas positions [window_begin, window_end) only, against the sequence's rows,
+            // which the window's fresh keys and values overwrite first
+};
+
 struct SequenceInput {
   std::span<const int32_t> tokens;           // the whole sequence (canvas)
-  std::span<const int32_t> logit_positions;  // positions (within the sequence) needing logits
+  std::span<const int32_t> logit_positions;  // positions (within the sequence) needing logits;
+                                             // inside the window with KvCacheUse::kWindow
+  KvCacheUse cache = KvCacheUse::kNone;
+  RowRange kv_rows;  // with a cache: the arena's rows of this sequence, one per canvas position
+  int32_t window_begin = 0;
+  int32_t window_end = 0;
 };
 
 // Sees every named intermediate of a forward (`embed`, `layers.{i}.q`, ..., `ln_f`, `logits`),
@@ -32,9 +45,16 @@ class Transformer {
   // the workspace.
   virtual absl::Status Reserve(const WorkspaceLimits& limits) = 0;
 
+  // The approximate KV cache: an arena of rows in backend memory, each holding one canvas
+  // position's keys and values in every layer (fp32). Bytes one row takes:
+  virtual int64_t kv_cache_row_bytes() const = 0;
+  // Sizes the arena to `rows`, dropping what it holds: call it before any sequence uses rows.
+  virtual absl::Status ReserveKvCache(int64_t rows) = 0;
+  virtual int64_t kv_cache_rows() const = 0;
+
   // One forward for all sequences at once, each attending only to itself. Returns the logits
   // [total logit positions, embedding_size] in batch order, in backend memory that stays valid
-  // until the next call.
+  // until the next call. A sequence's logits depend on its own tokens and cache rows alone.
   virtual absl::StatusOr<TensorView> Forward(std::span<const SequenceInput> batch,
                                              const ForwardObserver* observer = nullptr) = 0;
 };

@@ -670,6 +670,10 @@ def generate(
             if p.logits_eos_inf:
                 logits[:, stop_ids] = -math.inf
             candidates = torch.nonzero(x[0, :block_end] == mask_id)[:, 0]  # ascending positions
+            if p.cache != "none" and i > 0:
+                # A window has predictions for its own positions only: masks an earlier block
+                # left (a model that keeps predicting the mask token) wait for a refresh.
+                candidates = candidates[candidates >= block_start]
             positions = candidates.numpy().astype(np.uint64)
             choice = choose(logits[candidates], p, policy, step, positions)
             confidence = choice.confidence.clone()

@@ -17,21 +17,10 @@
 namespace sculpt {
 namespace {
 
-class PolicyModels {
- public:
-  Transformer* Get(const std::string& name) {
-    if (!models_.count(name)) models_[name] = testing::LoadTestModel(name);
-    return models_[name].model.get();
-  }
-
- private:
-  std::map<std::string, testing::LoadedModel> models_;
-};
-
 TEST(PoliciesGoldenTest, EveryPolicyMatchesTheReferenceOnBothFamilies) {
   const nlohmann::json fixture = testing::LoadJsonFixture("tests/golden/data/policies.json");
   ASSERT_GE(fixture["cases"].size(), 50u);
-  PolicyModels models;
+  testing::TestModels models;
   std::map<std::string, int> families;
   for (const nlohmann::json& c : fixture["cases"]) {
     const std::string name = c["name"];
@@ -53,7 +42,7 @@ TEST(PoliciesGoldenTest, EveryPolicyMatchesTheReferenceOnBothFamilies) {
 
 TEST(PoliciesGoldenTest, SameRequestAndSeedTwiceGivesTheSameOutput) {
   const nlohmann::json fixture = testing::LoadJsonFixture("tests/golden/data/policies.json");
-  PolicyModels models;
+  testing::TestModels models;
   int sampled = 0;
   for (const nlohmann::json& c : fixture["cases"]) {
     if (c["temperature"].get<double>() == 0.0 && c["alg_temp"].get<double>() == 0.0) continue;
@@ -71,7 +60,7 @@ TEST(PoliciesGoldenTest, SameRequestAndSeedTwiceGivesTheSameOutput) {
 TEST(PoliciesGoldenTest, AlgTempDrawsPositionsWithTheReferenceProbabilities) {
   const nlohmann::json fixture = testing::LoadJsonFixture("tests/golden/data/policies.json");
   const nlohmann::json& pick = fixture["alg_temp_first_pick"];
-  PolicyModels models;
+  testing::TestModels models;
   Transformer* model = models.Get(pick["model"]);
   ASSERT_NE(model, nullptr);
   nlohmann::json params_json = pick["params"];

@@ -28,6 +28,7 @@ inline GenerationParams ParamsFromFixture(const nlohmann::json& c) {
   params.logits_eos_inf = c.value("logits_eos_inf", false);
   params.confidence_eos_eot_inf = c.value("confidence_eos_eot_inf", false);
   params.stop_token_ids = c.value("stop_ids", std::vector<int32_t>());
+  params.cache = *ParseKvCacheMode(c.value("cache", std::string("none")));
   return params;
 }
 

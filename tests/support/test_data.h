@@ -54,4 +54,16 @@ inline LoadedModel LoadTestModel(const std::string& name, const CpuBackendOption
   return loaded;
 }
 
+// The test models a fixture names, each loaded once (fp32 weights).
+class TestModels {
+ public:
+  Transformer* Get(const std::string& name) {
+    if (!models_.count(name)) models_[name] = LoadTestModel(name);
+    return models_[name].model.get();
+  }
+
+ private:
+  std::map<std::string, LoadedModel> models_;
+};
+
 }  // namespace sculpt::testing
