@@ -10,6 +10,7 @@
 #include "cpu/attention.h"
 #include "cpu/cpu_ops.h"
 #include "cpu/gemm.h"
+#include "cpu/host_memory.h"
 
 namespace sculpt {
 namespace {
@@ -38,6 +39,7 @@ class CpuBackend final : public Backend {
     gemm_.Forget(data);
     std::free(data);
   }
+  size_t AvailableMemory() const override { return HostAvailableMemory(); }
 
   absl::Status CopyToDevice(void* dst, const void* src, size_t bytes) override {
     std::memcpy(dst, src, bytes);

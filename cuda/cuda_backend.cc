@@ -117,6 +117,11 @@ class CudaBackend final : public Backend {
     return DeviceBuffer(this, static_cast<char*>(arena_.get()) + *offset, bytes);
   }
 
+  size_t AvailableMemory() const override {
+    std::lock_guard<std::mutex> lock(allocator_mutex_);
+    return allocator_->largest_free_range();
+  }
+
   void Free(void* data) override {
     std::lock_guard<std::mutex> lock(allocator_mutex_);
     allocator_->Free(

@@ -241,6 +241,9 @@ class Backend {
 
   virtual absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) = 0;
   virtual void Free(void* data) = 0;
+  // Bytes Allocate could still give in one piece (what a memory budget given as a fraction is a
+  // fraction of): the host's available memory, or the largest free range of a device arena.
+  virtual size_t AvailableMemory() const = 0;
   virtual absl::Status CopyToDevice(void* dst, const void* src, size_t bytes) = 0;
   virtual absl::Status CopyToHost(void* dst, const void* src, size_t bytes) = 0;
   // Converts `count` host elements of `src_dtype` into the backend's weight dtype at `dst`.

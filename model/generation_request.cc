@@ -27,8 +27,13 @@ absl::StatusOr<int> Count(const std::optional<int64_t>& value, int default_value
 
 // The parameters with GenerationParams' defaults for what the request leaves out.
 absl::StatusOr<GenerationParams> ReadParams(const GenerationRequest& request,
-                                            const ModelConfig& config, bool infill) {
+                                            const ModelConfig& config, bool infill,
+                                            KvCacheMode default_cache) {
   GenerationParams params;
+  params.cache = default_cache;
+  if (request.cache) {
+    SCULPT_ASSIGN_OR_RETURN(params.cache, ParseKvCacheMode(*request.cache));
+  }
   // Infill: the answer region is the template's canvas, whatever gen_length says.
   if (!infill) {
     SCULPT_ASSIGN_OR_RETURN(params.gen_length, Count(request.gen_length, params.gen_length, 1,
@@ -104,7 +109,8 @@ absl::StatusOr<BuiltGeneration> BuildGeneration(const GenerationRequest& request
   const bool infill =
       request.infill.has_value() || request.infill_ids.has_value() || request.suffix.has_value();
   const ModelConfig& config = model.config;
-  SCULPT_ASSIGN_OR_RETURN(GenerationParams params, ReadParams(request, config, infill));
+  SCULPT_ASSIGN_OR_RETURN(GenerationParams params,
+                          ReadParams(request, config, infill, limits.default_cache));
   params.stop_token_ids = StopTokenIds(config, tokenizer);
 
   std::vector<int32_t> prompt;

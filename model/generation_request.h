@@ -37,7 +37,8 @@ struct GenerationRequest {
   std::optional<double> temperature, top_p, alg_temp, confidence_threshold, factor, cfg_scale;
   std::optional<int64_t> top_k;
   std::optional<uint64_t> seed;
-  std::optional<int64_t> logprobs;  // alternatives per committed token; unset: none
+  std::optional<int64_t> logprobs;   // alternatives per committed token; unset: none
+  std::optional<std::string> cache;  // none, prefix or dual; unset: GenerationLimits' default
   bool early_stop = false;
   bool logits_eos_inf = false;
   bool confidence_eos_eot_inf = false;
@@ -47,6 +48,8 @@ struct GenerationRequest {
 struct GenerationLimits {
   int max_stop_strings = 16;
   int max_stop_string_bytes = 256;
+  // What a request that does not say gets (the server's --cache).
+  KvCacheMode default_cache = KvCacheMode::kNone;
 };
 
 // What a request is built against: the model's shape and its text side.

@@ -5,11 +5,11 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <optional>
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "common/range_allocator.h"
 #include "model/backend.h"
 
 namespace sculpt {
@@ -23,24 +23,30 @@ std::string_view KvCacheModeName(KvCacheMode mode);
 // "none", "prefix" or "dual"; INVALID_ARGUMENT naming them otherwise.
 absl::StatusOr<KvCacheMode> ParseKvCacheMode(std::string_view name);
 
-// First-fit allocation of contiguous row ranges in [0, capacity): each sequence's cached rows
-// are one range, which the attention op reads as that sequence's keys (AttentionParams::kv_rows).
-// Deterministic, so a copy that plans admissions allocates exactly what the original then does.
+// The KV cache arena's rows for a memory budget (`--kv-cache-memory`): "auto" (as many rows as
+// `useful_rows`, the most a step can use, within half of `available_bytes`), a fraction in
+// (0, 1) of `available_bytes` ("0.3"), or bytes ("0" = no cache, "1073741824", "512MiB",
+// "4GiB", "2GB"). Never more than `useful_rows`. INVALID_ARGUMENT saying what is accepted.
+absl::StatusOr<int64_t> KvCacheRowsFor(std::string_view budget, int64_t row_bytes,
+                                       uint64_t available_bytes, int64_t useful_rows);
+
+// First-fit allocation of contiguous row ranges in [0, capacity) (RangeAllocator counting
+// rows): each sequence's cached rows are one range, which the attention op reads as that
+// sequence's keys (AttentionParams::kv_rows). Deterministic, so a copy that plans admissions
+// allocates exactly what the original then does.
 class KvRowAllocator {
  public:
   explicit KvRowAllocator(int64_t capacity = 0);
 
-  int64_t capacity() const { return capacity_; }
-  int64_t used() const { return used_; }
+  int64_t capacity() const { return static_cast<int64_t>(rows_.capacity()); }
+  int64_t used() const { return static_cast<int64_t>(rows_.bytes_in_use()); }
   // The lowest free range of `count` rows (count >= 1), or nullopt when none is that long.
   std::optional<RowRange> Allocate(int32_t count);
   // Returns a range Allocate gave out; neighbouring free ranges merge.
   void Free(RowRange range);
 
  private:
-  int64_t capacity_ = 0;
-  int64_t used_ = 0;
-  std::map<int64_t, int64_t> free_;  // first row -> rows, disjoint and never adjacent
+  RangeAllocator rows_;
 };
 
 // Rows of an allocator held by one generation, returned when the lease is destroyed or reset.

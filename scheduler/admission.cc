@@ -16,7 +16,8 @@ int64_t EffectivePriority(const WaitingRequest& request, const Budgets& budgets)
 }
 
 std::vector<size_t> PlanAdmission(std::span<const RunningRequest> running,
-                                  std::span<const WaitingRequest> waiting, const Budgets& budgets) {
+                                  std::span<const WaitingRequest> waiting, const Budgets& budgets,
+                                  KvRowAllocator kv_cache) {
   int64_t seqs = static_cast<int64_t>(running.size());
   int64_t tokens = 0;
   for (const RunningRequest& request : running) tokens += request.tokens_per_step;
@@ -34,7 +35,8 @@ std::vector<size_t> PlanAdmission(std::span<const RunningRequest> running,
   for (size_t index : order) {
     const WaitingRequest& request = waiting[index];
     if (seqs + 1 > budgets.max_num_seqs ||
-        tokens + request.tokens_per_step > budgets.max_num_batched_tokens) {
+        tokens + request.tokens_per_step > budgets.max_num_batched_tokens ||
+        (request.kv_cache_rows > 0 && !kv_cache.Allocate(request.kv_cache_rows))) {
       break;
     }
     ++seqs;

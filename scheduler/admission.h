@@ -6,6 +6,8 @@
 #include <span>
 #include <vector>
 
+#include "model/kv_cache.h"
+
 namespace sculpt {
 
 struct Budgets {
@@ -25,14 +27,18 @@ struct WaitingRequest {
   uint64_t arrival = 0;  // submission order, unique
   double waited_s = 0;
   int tokens_per_step = 0;
+  int kv_cache_rows = 0;  // rows of the KV cache arena it needs (0 without a cache)
 };
 
 // The waiting requests to admit, as indices into `waiting`, in the order they are admitted.
 // Order: effective priority (priority plus aging) descending, then arrival. Admission stops at
 // the first request that does not fit, so a large request is never overtaken by smaller ones
-// (no starvation within a priority); budgets are never exceeded.
+// (no starvation within a priority); budgets are never exceeded. A request with a KV cache fits
+// only if `kv_cache` (a copy of the arena's allocator as it stands) can give it its rows: the
+// rows are planned in admission order, so the real allocator then gives the same ones.
 std::vector<size_t> PlanAdmission(std::span<const RunningRequest> running,
-                                  std::span<const WaitingRequest> waiting, const Budgets& budgets);
+                                  std::span<const WaitingRequest> waiting, const Budgets& budgets,
+                                  KvRowAllocator kv_cache = KvRowAllocator());
 
 // Priority plus one per priority_aging_s waited.
 int64_t EffectivePriority(const WaitingRequest& request, const Budgets& budgets);

@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
 #include "model/denoiser.h"
 
 namespace sculpt {
@@ -55,7 +56,7 @@ WorkspaceLimits WorkspaceFor(const Budgets& budgets) {
 }
 
 Scheduler::Scheduler(Transformer& model, SchedulerOptions options)
-    : model_(model), options_(options), denoiser_(model) {
+    : model_(model), options_(options), denoiser_(model), kv_cache_(model.kv_cache_rows()) {
   engine_ = std::thread([this] { EngineLoop(); });
 }
 
@@ -85,6 +86,15 @@ absl::StatusOr<std::unique_ptr<RequestHandle>> Scheduler::Submit(Request request
         "the request needs ", tokens, " tokens per step (canvas",
         request.generation.guided() ? " x2 for cfg_scale" : "",
         ") but the server's max_num_batched_tokens is ", options_.budgets.max_num_batched_tokens));
+  }
+  const int cache_rows = request.generation.kv_cache_rows_needed();
+  if (cache_rows > kv_cache_.capacity()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cache ", std::string(KvCacheModeName(request.generation.params().cache)), " needs ",
+        cache_rows, " KV cache rows (one per canvas token",
+        request.generation.guided() ? ", x2 for cfg_scale" : "", ", ",
+        cache_rows * model_.kv_cache_row_bytes(), " bytes) but the server's KV cache holds ",
+        kv_cache_.capacity(), " (--kv-cache-memory); use cache none or a shorter request"));
   }
   auto cancelled = std::make_shared<std::atomic<bool>>(false);
   auto stream = std::make_shared<RequestStream>(request.stream);
@@ -142,6 +152,9 @@ SchedulerStats Scheduler::stats() const {
   stats.free_slots = std::max(0, options_.budgets.max_num_seqs - running_count_);
   stats.steps_total = steps_total_;
   stats.forward_passes_total = forward_passes_total_;
+  stats.kv_cache_rows = kv_cache_.capacity();
+  stats.kv_cache_rows_used = kv_cache_rows_used_;
+  stats.kv_cache_row_bytes = model_.kv_cache_row_bytes();
   if (!recent_step_ms_.empty()) {
     stats.recent_step_ms = std::accumulate(recent_step_ms_.begin(), recent_step_ms_.end(), 0.0) /
                            static_cast<double>(recent_step_ms_.size());
@@ -210,11 +223,18 @@ void Scheduler::Admit(Clock::time_point now) {
     waiting.push_back({.priority = entry->request.priority,
                        .arrival = entry->arrival,
                        .waited_s = std::chrono::duration<double>(now - entry->submitted).count(),
-                       .tokens_per_step = TokensPerStep(entry->request.generation)});
+                       .tokens_per_step = TokensPerStep(entry->request.generation),
+                       .kv_cache_rows = entry->request.generation.kv_cache_rows_needed()});
   }
-  const std::vector<size_t> admitted = PlanAdmission(running, waiting, options_.budgets);
+  const std::vector<size_t> admitted = PlanAdmission(running, waiting, options_.budgets, kv_cache_);
   if (admitted.empty()) return;
   for (size_t index : admitted) {
+    Generation& generation = queue_[index]->request.generation;
+    if (const int rows = generation.kv_cache_rows_needed(); rows > 0) {
+      const std::optional<RowRange> range = kv_cache_.Allocate(rows);
+      SCULPT_CHECK(range.has_value());  // planned on a copy of this allocator
+      generation.AttachKvCache(KvCacheLease(&kv_cache_, *range));
+    }
     queue_[index]->state = RequestState::kDenoising;
     queue_[index]->admitted = now;
     running_.push_back(std::move(queue_[index]));
@@ -245,11 +265,15 @@ void Scheduler::EngineLoop() {
       const bool cancel_all = cancel_all_.load();
       for (auto& entry : running_) {
         const bool expired = entry->request.deadline && *entry->request.deadline <= now;
-        if (cancel_all || entry->cancelled->load() || expired) finished.push_back(std::move(entry));
+        if (cancel_all || entry->cancelled->load() || expired) {
+          entry->request.generation.ReleaseKvCache();  // its rows serve the admissions below
+          finished.push_back(std::move(entry));
+        }
       }
       std::erase(running_, nullptr);
       Admit(now);
       running_count_ = static_cast<int>(running_.size());
+      kv_cache_rows_used_ = kv_cache_.used();
       if (cancel_all && queue_.empty()) cancel_all_.store(false);
     }
     for (auto& entry : finished) {
@@ -263,6 +287,7 @@ void Scheduler::EngineLoop() {
     {
       std::lock_guard lock(mutex_);
       running_count_ = static_cast<int>(running_.size());
+      kv_cache_rows_used_ = kv_cache_.used();
       idle = queue_.empty() && running_.empty();
     }
     if (idle) idle_.notify_all();

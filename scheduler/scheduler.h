@@ -68,6 +68,9 @@ struct SchedulerStats {
   uint64_t steps_total = 0;
   uint64_t forward_passes_total = 0;
   double recent_step_ms = 0;  // mean of the last steps
+  int64_t kv_cache_rows = 0;  // the model's KV cache arena
+  int64_t kv_cache_rows_used = 0;
+  int64_t kv_cache_row_bytes = 0;
 };
 
 class Scheduler;
@@ -104,7 +107,8 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   // Queues a request. RESOURCE_EXHAUSTED when the queue is full, UNAVAILABLE while draining,
-  // INVALID_ARGUMENT when one step of it alone exceeds max_num_batched_tokens,
+  // INVALID_ARGUMENT when one step of it alone exceeds max_num_batched_tokens or its KV cache
+  // the whole arena (Transformer::ReserveKvCache, sized before the scheduler starts),
   // DEADLINE_EXCEEDED when its deadline has passed or cannot be met at the recent step rate.
   absl::StatusOr<std::unique_ptr<RequestHandle>> Submit(Request request);
 
@@ -136,6 +140,8 @@ class Scheduler {
   Transformer& model_;
   const SchedulerOptions options_;
   Denoiser denoiser_;  // engine thread
+  // The arena's rows; the engine thread allocates and frees them (running requests' leases).
+  KvRowAllocator kv_cache_;
 
   mutable std::mutex mutex_;  // guards queue_, stop_, and the stats below
   std::condition_variable wake_;
@@ -146,6 +152,7 @@ class Scheduler {
   uint64_t next_arrival_ = 0;
   uint64_t steps_total_ = 0;
   uint64_t forward_passes_total_ = 0;
+  int64_t kv_cache_rows_used_ = 0;  // kv_cache_.used(), mirrored for stats()
   std::deque<double> recent_step_ms_;
   bool stop_ = false;
   std::atomic<bool> draining_{false};

@@ -109,6 +109,12 @@ v1::ServerInfo FrontEnd::ServerInfo() const {
   response.set_steps_total(stats.steps_total);
   response.set_recent_step_ms(stats.recent_step_ms);
   response.set_device(model_.device);
+  response.set_kv_cache_bytes(
+      static_cast<uint64_t>(stats.kv_cache_rows * stats.kv_cache_row_bytes));
+  response.set_kv_cache_bytes_used(
+      static_cast<uint64_t>(stats.kv_cache_rows_used * stats.kv_cache_row_bytes));
+  response.set_default_cache(
+      std::string(KvCacheModeName(options_.limits.generation.default_cache)));
   v1::Limits& limits = *response.mutable_limits();
   const SchedulerOptions& options = scheduler_.options();
   limits.set_max_num_seqs(static_cast<uint32_t>(options.budgets.max_num_seqs));

@@ -54,6 +54,9 @@ FlagSet GenerateFlags() {
   flags.Add("alg-temp", "T", "0", "Dream policies: draw positions from softmax(confidence / T)");
   flags.Add("confidence-threshold", "C", "0.9", "threshold policy: commit every confidence >= C");
   flags.Add("factor", "F", "1", "factor policy: Fast-dLLM's dynamic factor");
+  flags.Add("cache", "MODE", "none",
+            "approximate KV cache: none, prefix or dual (Fast-dLLM's; faster, and the answer may "
+            "differ from none's)");
   flags.Add("cfg-scale", "S", "0",
             "classifier-free guidance scale (0 = off; > 0 doubles the forwards)");
   flags.Add("seed", "N", "0", "seed of the counter-based RNG");
@@ -105,6 +108,7 @@ absl::StatusOr<GenerationRequest> ReadRequest(const FlagSet& flags) {
   SCULPT_RETURN_IF_ERROR(read_int("block-length", request.block_length));
   SCULPT_RETURN_IF_ERROR(read_int("top-k", request.top_k));
   if (flags.Has("remasking")) request.remasking = flags.GetString("remasking");
+  if (flags.Has("cache")) request.cache = flags.GetString("cache");
   SCULPT_RETURN_IF_ERROR(read_double("temperature", request.temperature));
   SCULPT_RETURN_IF_ERROR(read_double("top-p", request.top_p));
   SCULPT_RETURN_IF_ERROR(read_double("alg-temp", request.alg_temp));

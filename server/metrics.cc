@@ -191,6 +191,19 @@ std::string Metrics::Render(const SchedulerStats& stats) const {
   absl::StrAppend(&out, "sculpt_num_requests_running{", m, "} ", stats.running, "\n");
   Header(out, "sculpt_num_requests_waiting", "gauge", "Requests waiting in the admission queue.");
   absl::StrAppend(&out, "sculpt_num_requests_waiting{", m, "} ", stats.waiting, "\n");
+  Header(out, "sculpt_kv_cache_bytes", "gauge", "Bytes of the KV cache arena (--kv-cache-memory).");
+  absl::StrAppend(&out, "sculpt_kv_cache_bytes{", m, "} ",
+                  stats.kv_cache_rows * stats.kv_cache_row_bytes, "\n");
+  Header(out, "sculpt_kv_cache_bytes_used", "gauge",
+         "Bytes of the KV cache arena that running requests hold.");
+  absl::StrAppend(&out, "sculpt_kv_cache_bytes_used{", m, "} ",
+                  stats.kv_cache_rows_used * stats.kv_cache_row_bytes, "\n");
+  Header(out, "sculpt_kv_cache_usage_ratio", "gauge", "Share of the KV cache arena in use.");
+  absl::StrAppend(&out, "sculpt_kv_cache_usage_ratio{", m, "} ",
+                  stats.kv_cache_rows > 0 ? static_cast<double>(stats.kv_cache_rows_used) /
+                                                static_cast<double>(stats.kv_cache_rows)
+                                          : 0.0,
+                  "\n");
 
   Header(out, "sculpt_request_success_total", "counter",
          "Requests that finished normally, by finish reason.");

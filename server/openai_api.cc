@@ -86,7 +86,7 @@ absl::Status RefuseUnsupportedFields(OpenAiEndpoint endpoint, const json& body,
                                               // the diffusion parameters, as extra fields
                                               "steps", "block_length", "remasking",
                                               "confidence_threshold", "cfg_scale", "early_stop",
-                                              "top_k", "priority"};
+                                              "top_k", "priority", "cache"};
   static const std::set<std::string> kReadByCompletions = {"prompt", "logprobs", "echo", "best_of",
                                                            "suffix"};
   static const std::set<std::string> kReadByChat = {"messages", "max_completion_tokens", "logprobs",
@@ -318,6 +318,8 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, const 
   std::string text;
   SCULPT_OPENAI_RETURN_IF_ERROR(read.String("remasking", &text, &present));
   if (present) request.set_remasking(text);
+  SCULPT_OPENAI_RETURN_IF_ERROR(read.String("cache", &text, &present));
+  if (present) request.set_cache(text);
   bool flag = false;
   SCULPT_OPENAI_RETURN_IF_ERROR(read.Bool("early_stop", &flag));
   request.set_early_stop(flag);

@@ -63,6 +63,7 @@ GenerationRequest ReadGeneration(const v1::GenerateRequest& message) {
   if (message.has_steps()) request.steps = message.steps();
   if (message.has_block_length()) request.block_length = message.block_length();
   if (!message.remasking().empty()) request.remasking = message.remasking();
+  if (!message.cache().empty()) request.cache = message.cache();
   if (message.has_confidence_threshold()) {
     request.confidence_threshold = message.confidence_threshold();
   }

@@ -20,6 +20,7 @@
 #include "common/logging.h"
 #include "common/status.h"
 #include "cpu/threads.h"
+#include "model/kv_cache.h"
 #include "scheduler/scheduler.h"
 #include "server/access_log.h"
 #include "server/commands.h"
@@ -56,6 +57,13 @@ FlagSet ServeFlags() {
   flags.Add("max-num-seqs", "N", "16", "sequences denoised together in one step at most");
   flags.Add("max-num-batched-tokens", "N", "8192",
             "tokens one step may forward, summed over its sequences (cfg counts twice)");
+  flags.Add("cache", "MODE", "none",
+            "KV cache of requests that do not choose one: none, prefix or dual (Fast-dLLM's "
+            "approximate caches: faster, and answers may differ from none's; docs/generation.md)");
+  flags.Add("kv-cache-memory", "SIZE", "auto",
+            "memory of the KV cache arena: auto (what max-num-batched-tokens can use, within half "
+            "of the free memory), a fraction of the free memory (0.3) or bytes (0 = no cache, "
+            "512MiB, 4GiB); a request whose cache does not fit waits");
   flags.Add("max-queued-requests", "N", "256",
             "requests waiting for a slot at most; beyond, RESOURCE_EXHAUSTED");
   flags.Add("max-request-bytes", "N", "4194304",
@@ -122,6 +130,12 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
   service_options.max_request_bytes = static_cast<uint64_t>(max_request_bytes);
   SCULPT_ASSIGN_OR_RETURN(service_options.limits.generation.max_stop_strings,
                           flags.GetIntInRange("max-stop-strings", 0, 1024));
+  {
+    auto cache = ParseKvCacheMode(flags.GetString("cache"));
+    if (!cache.ok())
+      return absl::InvalidArgumentError(absl::StrCat("--", cache.status().message()));
+    service_options.limits.generation.default_cache = *cache;
+  }
   service_options.version = SCULPT_VERSION;
   SCULPT_ASSIGN_OR_RETURN(int port, flags.GetIntInRange("grpc-port", 0, 65535));
   HttpOptions http_options;
@@ -199,6 +213,24 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
         scheduler_options.budgets.max_num_batched_tokens, " and --max-num-seqs ",
         scheduler_options.budgets.max_num_seqs, ": ", reserved.message(), "; lower them"));
   }
+
+  // The KV cache never needs more rows than one step forwards tokens.
+  Transformer& transformer = *model->transformer;
+  SCULPT_ASSIGN_OR_RETURN(
+      const int64_t kv_cache_rows,
+      KvCacheRowsFor(flags.GetString("kv-cache-memory"), transformer.kv_cache_row_bytes(),
+                     transformer.backend().AvailableMemory(),
+                     scheduler_options.budgets.max_num_batched_tokens));
+  if (absl::Status reserved = transformer.ReserveKvCache(kv_cache_rows); !reserved.ok()) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot allocate the KV cache (--kv-cache-memory ",
+                     flags.GetString("kv-cache-memory"), ", ", kv_cache_rows, " rows of ",
+                     transformer.kv_cache_row_bytes(), " bytes): ", reserved.message()));
+  }
+  spdlog::info("KV cache: {} rows of {} bytes ({:.1f} MiB); requests without a cache field use {}",
+               kv_cache_rows, transformer.kv_cache_row_bytes(),
+               static_cast<double>(kv_cache_rows * transformer.kv_cache_row_bytes()) / (1 << 20),
+               KvCacheModeName(service_options.limits.generation.default_cache));
 
   Metrics metrics(model->name);
   scheduler_options.observer = &metrics;

@@ -77,6 +77,24 @@ TEST(KvCacheModeTest, ParsesTheThreeModesAndNamesTheChoicesOtherwise) {
   EXPECT_NE(bad.status().message().find("none, prefix or dual"), std::string::npos);
 }
 
+TEST(KvCacheRowsForTest, ReadsAutoFractionsAndBytesAndNeverExceedsWhatAStepCanUse) {
+  const int64_t row = 1024;
+  const uint64_t available = 100 << 20;  // 100 MiB
+  EXPECT_EQ(*KvCacheRowsFor("auto", row, available, 8192), 8192);
+  EXPECT_EQ(*KvCacheRowsFor("auto", row, 4 << 20, 8192), 2048);  // half of 4 MiB
+  EXPECT_EQ(*KvCacheRowsFor("0.01", row, available, 1 << 20), 1024);
+  EXPECT_EQ(*KvCacheRowsFor("0", row, available, 8192), 0);
+  EXPECT_EQ(*KvCacheRowsFor("4MiB", row, available, 8192), 4096);
+  EXPECT_EQ(*KvCacheRowsFor("2GB", row, available, 8192), 8192);
+  EXPECT_EQ(*KvCacheRowsFor("1048576", row, available, 8192), 1024);
+  EXPECT_EQ(*KvCacheRowsFor("1.5KiB", row, available, 8192), 1);
+  for (const char* bad : {"", "-1", "1.0", "0.0", "half", "4 GiB", "4gib", "1.2.3", "MiB"}) {
+    const auto refused = KvCacheRowsFor(bad, row, available, 8192);
+    ASSERT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(refused.status().message().find("--kv-cache-memory"), std::string::npos);
+  }
+}
+
 class CachedForwardTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {

@@ -32,6 +32,32 @@ TEST(AdmissionTest, CountsRunningRequestsAgainstBothBudgets) {
   EXPECT_TRUE(PlanAdmission(full, waiting, budgets).empty());
 }
 
+TEST(AdmissionTest, ARequestWhoseKvCacheDoesNotFitWaitsAndHoldsTheLineBehindIt) {
+  const Budgets budgets{.max_num_seqs = 8, .max_num_batched_tokens = 1 << 20};
+  // An arena of 100 rows of which running requests hold [0, 30) and [60, 80).
+  KvRowAllocator arena(100);
+  const auto first = arena.Allocate(30);
+  const auto middle = arena.Allocate(30);
+  const auto last = arena.Allocate(20);
+  ASSERT_TRUE(first && middle && last);
+  arena.Free(*middle);
+  std::vector<WaitingRequest> waiting = {Waiting(0, 25), Waiting(1, 25), Waiting(2, 10),
+                                         Waiting(3, 10)};
+  waiting[0].kv_cache_rows = 25;  // fits in [30, 60)
+  waiting[1].kv_cache_rows = 25;  // 5 + 20 rows are left, in two pieces: waits
+  waiting[2].kv_cache_rows = 0;   // no cache, but behind the one that waits
+  EXPECT_EQ(PlanAdmission({}, waiting, budgets, arena), (std::vector<size_t>{0}));
+  // The plan ran on a copy: the arena itself is unchanged, and gives the planned rows.
+  EXPECT_EQ(arena.used(), 50);
+  EXPECT_EQ(arena.Allocate(25)->first, 30);
+  // Once a running request's rows come back, the rest fit.
+  arena.Free(*first);
+  EXPECT_EQ(PlanAdmission({}, std::span(waiting).subspan(1), budgets, arena),
+            (std::vector<size_t>{0, 1, 2}));
+  // Without an arena a request that needs rows never fits.
+  EXPECT_TRUE(PlanAdmission({}, waiting, budgets).empty());
+}
+
 TEST(AdmissionTest, HigherPriorityFirstThenArrival) {
   const Budgets budgets{.max_num_seqs = 8, .max_num_batched_tokens = 1 << 20};
   const std::vector<WaitingRequest> waiting = {Waiting(0, 10, 0), Waiting(1, 10, 5),
