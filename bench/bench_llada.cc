@@ -87,6 +87,7 @@ int Run(const std::vector<std::string>& args) {
   flags.Add("block-length", "N", "32", "generate: block_length");
   flags.Add("remasking", "POLICY", "low_confidence", "generate: remasking policy");
   flags.Add("confidence-threshold", "C", "0.9", "generate: threshold policy's C");
+  flags.Add("cache", "MODE", "none", "generate: KV cache (none, prefix or dual)");
   flags.Add("help", "", "", "show this help");
   if (auto status = flags.Parse(args); !status.ok() || flags.GetBool("help")) {
     std::cerr << status.message() << "\nUsage: bench_llada --model DIR [flags]\n" << flags.Usage();
@@ -148,6 +149,12 @@ int Run(const std::vector<std::string>& args) {
     }
     params.remasking = *remasking;
     params.confidence_threshold = *flags.GetDouble("confidence-threshold");
+    auto cache = ParseKvCacheMode(flags.GetString("cache"));
+    if (!cache.ok()) {
+      std::cerr << cache.status() << "\n";
+      return 2;
+    }
+    params.cache = *cache;
     std::vector<int32_t> prompt = *flags.GetIntList("prompt-ids");
     if (prompt.empty()) {
       prompt.resize(*flags.GetInt("prompt-len"));
@@ -162,6 +169,7 @@ int Run(const std::vector<std::string>& args) {
     const double median = Median(times);
     result.update({{"mode", "generate"},
                    {"remasking", flags.GetString("remasking")},
+                   {"cache", flags.GetString("cache")},
                    {"steps_run", last.steps},
                    {"prompt_len", prompt.size()},
                    {"gen_length", params.gen_length},

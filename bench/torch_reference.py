@@ -78,7 +78,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--gen-length", type=int, default=128)
     ap.add_argument("--steps", type=int, default=128)
     ap.add_argument("--block-length", type=int, default=32)
-    ap.add_argument("--remasking", default="low_confidence", choices=["low_confidence", "random"])
+    ap.add_argument("--remasking", default="low_confidence",
+                    choices=["low_confidence", "random", "threshold"])
+    ap.add_argument("--confidence-threshold", type=float, default=0.9)
+    ap.add_argument("--cache", default="none", choices=list(ref.CACHE_MODES),
+                    help="generate: Fast-dLLM's prefix or dual KV cache, in plain PyTorch as "
+                    "Fast-dLLM's generate_with_prefix_cache / generate_with_dual_cache run it")
     ap.add_argument("--temperature", type=float, default=0.0)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                     help="weights and activations")
@@ -128,6 +133,8 @@ def main(argv: list[str]) -> int:
                     block_length=args.block_length,
                     remasking=args.remasking,
                     temperature=args.temperature,
+                    confidence_threshold=args.confidence_threshold,
+                    cache=args.cache,
                 )]
 
             times = timed(run, args.repeat)
@@ -139,6 +146,7 @@ def main(argv: list[str]) -> int:
                 steps=args.steps,
                 block_length=args.block_length,
                 remasking=args.remasking,
+                cache=args.cache,
                 temperature=args.temperature,
                 median_s=median,
                 min_s=min(times),

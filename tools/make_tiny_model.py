@@ -257,8 +257,10 @@ def make_dream_config(spec: dict) -> dict:
 
 
 def make_weights(spec: dict) -> dict[str, np.ndarray]:
-    """Random weights with O(1) hidden states and final logits of std about LOGIT_STD."""
+    """Random weights with O(1) hidden states and final logits of std about LOGIT_STD (or the
+    spec's logit_std)."""
     rng = np.random.default_rng(spec["seed"])
+    logit_std = spec.get("logit_std", LOGIT_STD)
     d = spec["d_model"]
     hd = d // spec["n_heads"]
     q_dim = spec["n_heads"] * hd
@@ -300,10 +302,10 @@ def make_weights(spec: dict) -> dict[str, np.ndarray]:
     if spec["weight_tying"]:
         # The head is wte (entries of std 1), so logits = ln_f(x) . wte would have std sqrt(d);
         # the final norm's gain brings them down to LOGIT_STD while embeddings stay N(0, 1).
-        w[names["final_norm"]] = norm(d, LOGIT_STD / np.sqrt(d))
+        w[names["final_norm"]] = norm(d, logit_std / np.sqrt(d))
     else:
         w[names["final_norm"]] = norm(d)
-        w[names["head"]] = linear(vocab, d, LOGIT_STD)
+        w[names["head"]] = linear(vocab, d, logit_std)
     # A trained model never predicts the mask token; a random head would, and committing it leaves a
     # position masked after its step. Shrinking the mask row keeps its logit near 0, far below the
     # top logit (about 3 * LOGIT_STD). With tying that row is also the mask embedding: RMSNorm undoes
@@ -342,6 +344,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--mlp-hidden", type=int)
     ap.add_argument("--vocab", type=int)
     ap.add_argument("--max-seq-len", type=int)
+    ap.add_argument("--logit-std", type=float,
+                    help="spread of the final logits (default 3); larger makes confident "
+                    "predictions, as a trained model has, for the threshold policy")
     ap.add_argument("--check", action="store_true", help="rebuild and compare with --out")
     return ap.parse_args(argv)
 
@@ -357,7 +362,11 @@ def requested_specs(args: argparse.Namespace) -> dict[str, dict]:
         "max_sequence_length": args.max_seq_len,
     }
     shape = {k: v for k, v in shape.items() if v is not None}
-    other = {k: v for k, v in (("dtype", args.dtype), ("seed", args.seed)) if v is not None}
+    other = {
+        k: v
+        for k, v in (("dtype", args.dtype), ("seed", args.seed), ("logit_std", args.logit_std))
+        if v is not None
+    }
     if args.variant is None and not shape and not other and args.name is None:
         return dict(VARIANTS)
     variant = args.variant or "tiny-llada"
@@ -365,7 +374,7 @@ def requested_specs(args: argparse.Namespace) -> dict[str, dict]:
     name = args.name or variant
     if args.name is None and spec["dtype"] != VARIANTS[variant]["dtype"]:
         name = f"{variant}-{spec['dtype']}"
-    if args.name is None and (shape or args.seed is not None):
+    if args.name is None and (shape or args.seed is not None or args.logit_std is not None):
         sys.exit("give --name for a model whose shape or seed differs from its variant")
     if shape and "max_sequence_length" not in shape:
         spec["max_sequence_length"] = 4096  # as LLaDA-8B; bench sequences outgrow the tiny 512
