@@ -88,6 +88,9 @@ int Run(const std::vector<std::string>& args) {
   flags.Add("remasking", "POLICY", "low_confidence", "generate: remasking policy");
   flags.Add("confidence-threshold", "C", "0.9", "generate: threshold policy's C");
   flags.Add("cache", "MODE", "none", "generate: KV cache (none, prefix or dual)");
+  flags.Add("window", "N", "0",
+            "forward: time a cached step instead, forwarding each sequence's last N rows against "
+            "its filled KV cache (the logit rows must lie inside)");
   flags.Add("help", "", "", "show this help");
   if (auto status = flags.Parse(args); !status.ok() || flags.GetBool("help")) {
     std::cerr << status.message() << "\nUsage: bench_llada --model DIR [flags]\n" << flags.Usage();
@@ -198,11 +201,29 @@ int Run(const std::vector<std::string>& args) {
     std::iota(all_positions.begin(), all_positions.end(), first_logit);
     std::vector<SequenceInput> batch;
     for (const auto& sequence : sequences) batch.push_back({sequence, all_positions});
+    const int window = static_cast<int>(*flags.GetInt("window"));
+    if (window < 0 || window > seq_len || (window > 0 && first_logit < seq_len - window)) {
+      std::cerr << "--window must be in [0, --seq-len] and hold every logit row\n";
+      return 2;
+    }
+    if (window > 0) {
+      if (!(*model)->ReserveKvCache(int64_t{batch_size} * seq_len).ok()) std::abort();
+      for (int s = 0; s < batch_size; ++s) {
+        batch[s].cache = KvCacheUse::kFill;
+        batch[s].kv_rows = {s * seq_len, seq_len};
+      }
+      if (!(*model)->Forward(batch).ok()) std::abort();
+      for (SequenceInput& sequence : batch) {
+        sequence.cache = KvCacheUse::kWindow;
+        sequence.window_begin = seq_len - window;
+        sequence.window_end = seq_len;
+      }
+    }
     const auto times = Timed(repeat, [&] {
       if (!(*model)->Forward(batch).ok()) std::abort();
     });
     const double median = Median(times);
-    const double tokens = double(seq_len) * batch_size;
+    const double tokens = double(window > 0 ? window : seq_len) * batch_size;
     const double gflops =
         ForwardFlops(config, tokens, seq_len, double(all_positions.size()) * batch_size) / median /
         1e9;
@@ -210,6 +231,7 @@ int Run(const std::vector<std::string>& args) {
     result.update({{"mode", "forward"},
                    {"batch", batch_size},
                    {"seq_len", seq_len},
+                   {"window", window},
                    {"logit_rows", all_positions.size()},
                    {"median_s", median},
                    {"min_s", *std::min_element(times.begin(), times.end())},
