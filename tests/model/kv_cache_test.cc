@@ -3,6 +3,7 @@
 #include "model/kv_cache.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/host_memory.h"
 #include "model/denoiser.h"
 #include "tests/support/test_data.h"
 
@@ -93,6 +95,14 @@ TEST(KvCacheRowsForTest, ReadsAutoFractionsAndBytesAndNeverExceedsWhatAStepCanUs
     ASSERT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_NE(refused.status().message().find("--kv-cache-memory"), std::string::npos);
   }
+}
+
+TEST(HostAvailableMemoryTest, IsSomeButNotMoreThanTheMachineHas) {
+  const uint64_t physical =
+      static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const size_t available = HostAvailableMemory();
+  EXPECT_GT(available, 0u);
+  EXPECT_LE(available, physical);
 }
 
 class CachedForwardTest : public ::testing::TestWithParam<std::string> {

@@ -71,6 +71,10 @@ class KvCacheServedTest(unittest.TestCase):
                 self.assertEqual(openai.status_code, 200, openai.text)
                 self.assertEqual(openai.json()["choices"][0]["text"], cli["text"])
                 answers[cache] = cli["token_ids"]
+        # On this prompt both caches commit other tokens than none: a front end that dropped the
+        # field would fail the comparisons above.
+        self.assertNotEqual(answers["prefix"], answers["none"])
+        self.assertNotEqual(answers["dual"], answers["none"])
         # The default (--cache none) is no cache.
         default = self.server.stub.Complete(
             pb.GenerateRequest(**{k: v for k, v in settings("none").items() if k != "cache"}),
