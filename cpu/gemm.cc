@@ -149,7 +149,7 @@ std::string GemmRunner::KernelName(DType weight_dtype, int64_t k, bool quantized
                           : widen   ? Compute::kF32
                                     : ComputeFor(weight_dtype);
   const absl::StatusOr<TileKernel*> kernel =
-      Kernel(compute, TileRows(compute), TileColsFor(k), k, !widen);
+      Kernel(compute, TileRows(compute), TileColsFor(k, k), k, !widen);
   if (!kernel.ok()) return std::string(kernel.status().message());
   return widen ? absl::StrCat((*kernel)->name, " (bf16 weights widened to fp32 per tile)")
                : (*kernel)->name;
@@ -172,7 +172,7 @@ absl::StatusOr<size_t> GemmRunner::PackedBytes(const TensorView& weight, bool qu
   weight_shapes_.insert({n, k, weight.dtype, quantize});
   if (!quantize && weight.dtype == DType::kBF16 && !HasNativeBf16()) return 0;
   const Compute compute = quantize ? Compute::kS8 : ComputeFor(weight.dtype);
-  const int64_t tile_cols = TileColsFor(k);
+  const int64_t tile_cols = TileColsFor(n, k);
   const int64_t col_tiles = CeilDiv(n, tile_cols);
   size_t bytes = 0;
   for (int64_t tile = 0; tile < col_tiles; ++tile) {
@@ -186,7 +186,7 @@ absl::StatusOr<size_t> GemmRunner::PackedBytes(const TensorView& weight, bool qu
 
 absl::Status GemmRunner::Pack(const TensorView& weight, void* destination, bool quantize) {
   const int64_t n = weight.rows, k = weight.cols;
-  const int64_t tile_cols = TileColsFor(k);
+  const int64_t tile_cols = TileColsFor(n, k);
   const int64_t col_tiles = CeilDiv(n, tile_cols);
   const Compute compute = quantize ? Compute::kS8 : ComputeFor(weight.dtype);
   PackedWeight packed{n, k, weight.dtype, {}, {}};
@@ -240,7 +240,7 @@ absl::StatusOr<GemmRunner::Plan> GemmRunner::Prepare(int64_t m, int64_t n, int64
   plan.widen = !quantized && weight_dtype == DType::kBF16 && !HasNativeBf16();
   plan.compute = quantized ? Compute::kS8 : plan.widen ? Compute::kF32 : ComputeFor(weight_dtype);
   plan.tile_rows = TileRows(plan.compute);
-  plan.tile_cols = TileColsFor(k);
+  plan.tile_cols = TileColsFor(n, k);
   plan.row_tiles = CeilDiv(m, plan.tile_rows);
   plan.col_tiles = CeilDiv(n, plan.tile_cols);
   plan.tail_rows = m - (plan.row_tiles - 1) * plan.tile_rows;

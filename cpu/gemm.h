@@ -26,10 +26,18 @@ struct stream;
 
 namespace sculpt::cpu {
 
-// Output columns of one tile, a function of the weight's shape only: wide enough at short
+// Output columns of one tile of an [n, k] weight, a function of the weight's shape only (never of
+// the batch, so a row's result does not depend on its neighbours): wide enough at short
 // reductions that a tile's work outweighs the cost of a call, narrow at long ones so a tile's
-// weights stay in the core's cache.
-constexpr int64_t TileColsFor(int64_t k) { return k >= 2048 ? 64 : k >= 512 ? 128 : 256; }
+// weights stay in the core's cache, and narrow enough that a narrow weight still has at least
+// kMinColTiles tiles: a few rows (a cached window's step) times a weight of one or three wide
+// tiles would leave all but one or two threads waiting.
+inline constexpr int64_t kMinColTiles = 8;
+constexpr int64_t TileColsFor(int64_t n, int64_t k) {
+  int64_t cols = k >= 2048 ? 64 : k >= 512 ? 128 : 256;
+  while (cols > 64 && n < kMinColTiles * cols) cols /= 2;
+  return cols;
+}
 
 class GemmRunner {
  public:

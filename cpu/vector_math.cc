@@ -2,6 +2,7 @@
 // libmvec's vector exp; nothing here reads it.
 #include "cpu/vector_math.h"
 
+#include <algorithm>
 #include <cmath>
 
 // glibc declares these vector variants only under -ffast-math (math-vector.h); declared here so
@@ -24,6 +25,25 @@ SCULPT_CLONES float ExpShiftedInPlace(float* x, int64_t n, float shift) {
     sum += x[i];
   }
   return sum;
+}
+
+SCULPT_CLONES float MaxOf(const float* x, int64_t n) {
+  // Lane-wise maxima, in the form (a > b ? a : b) that is one vector max instruction: the
+  // compiler keeps scalar code for a plain max reduction, which must order NaNs.
+  constexpr int64_t kLanes = 16;
+  float lanes[kLanes];
+  std::fill(lanes, lanes + kLanes, x[0]);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+#pragma omp simd
+    for (int64_t lane = 0; lane < kLanes; ++lane) {
+      lanes[lane] = lanes[lane] > x[i + lane] ? lanes[lane] : x[i + lane];
+    }
+  }
+  float largest = lanes[0];
+  for (int64_t lane = 1; lane < kLanes; ++lane) largest = std::max(largest, lanes[lane]);
+  for (; i < n; ++i) largest = std::max(largest, x[i]);
+  return largest;
 }
 
 SCULPT_CLONES void SiluMultiply(const float* gate, const float* up, float* out, int64_t n) {

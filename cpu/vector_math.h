@@ -10,6 +10,9 @@ namespace sculpt::cpu {
 // x[i] = exp(x[i] - shift); returns the sum of the new x[i] (in index order per vector lane).
 float ExpShiftedInPlace(float* x, int64_t n, float shift);
 
+// The largest x[i] (n >= 1); with a NaN among them, any of the values.
+float MaxOf(const float* x, int64_t n);
+
 // out[i] = silu(gate[i]) * up[i] = gate[i] / (1 + exp(-gate[i])) * up[i].
 void SiluMultiply(const float* gate, const float* up, float* out, int64_t n);
 

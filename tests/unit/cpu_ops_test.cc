@@ -12,6 +12,7 @@
 
 #include "common/rng.h"
 #include "cpu/cpu_backend.h"
+#include "cpu/vector_math.h"
 #include "tests/support/random_data.h"
 
 namespace sculpt {
@@ -72,6 +73,28 @@ std::vector<double> NaiveAttention(const std::vector<float>& q, const std::vecto
 
 class CpuOpsTest : public ::testing::Test {
  protected:
+  // Every sequence of `offsets` attending to its own rows, against the float64 formula.
+  void ExpectOwnRowsAttentionIsExact(const std::vector<int32_t>& offsets, int n_heads,
+                                     int n_kv_heads, int head_dim, uint32_t seed) {
+    const int n = offsets.back();
+    std::vector<float> q = RandomFloats(n * n_heads * head_dim, seed, 2.0f);
+    std::vector<float> k = RandomFloats(n * n_kv_heads * head_dim, seed + 1, 2.0f);
+    std::vector<float> v = RandomFloats(n * n_kv_heads * head_dim, seed + 2);
+    std::vector<float> out(n * n_heads * head_dim);
+    ASSERT_TRUE(
+        backend_
+            ->Attention({View(q, n, n_heads * head_dim), View(k, n, n_kv_heads * head_dim),
+                         View(v, n, n_kv_heads * head_dim), View(out, n, n_heads * head_dim),
+                         PackedLayout{offsets}, n_heads, n_kv_heads, head_dim})
+            .ok());
+    std::vector<RowRange> own_rows;
+    for (size_t s = 0; s + 1 < offsets.size(); ++s) {
+      own_rows.push_back({offsets[s], offsets[s + 1] - offsets[s]});
+    }
+    ExpectNear(out, NaiveAttention(q, k, v, offsets, own_rows, n_heads, n_kv_heads, head_dim),
+               1e-5);
+  }
+
   std::unique_ptr<Backend> backend_ = MakeCpuBackend();
 };
 
@@ -104,26 +127,7 @@ TEST_F(CpuOpsTest, FusedAddRmsNormIsExactlyAddThenRmsNorm) {
 }
 
 TEST_F(CpuOpsTest, AttentionIsConfinedToEachSequenceWithGroupedHeads) {
-  const int n_heads = 6, n_kv_heads = 2, head_dim = 24;
-  const std::vector<int32_t> offsets = {0, 1, 8, 21};  // lengths 1, 7, 13
-  const int n = offsets.back();
-  std::vector<float> q = RandomFloats(n * n_heads * head_dim, 1, 2.0f);
-  std::vector<float> k = RandomFloats(n * n_kv_heads * head_dim, 2, 2.0f);
-  std::vector<float> v = RandomFloats(n * n_kv_heads * head_dim, 3);
-  std::vector<float> out(n * n_heads * head_dim);
-  ASSERT_TRUE(backend_
-                  ->Attention({View(q, n, n_heads * head_dim), View(k, n, n_kv_heads * head_dim),
-                               View(v, n, n_kv_heads * head_dim), View(out, n, n_heads * head_dim),
-                               PackedLayout{offsets}, n_heads, n_kv_heads, head_dim})
-                  .ok());
-
-  std::vector<RowRange> own_rows;
-  for (size_t s = 0; s + 1 < offsets.size(); ++s) {
-    own_rows.push_back({offsets[s], offsets[s + 1] - offsets[s]});
-  }
-  const std::vector<double> expected =
-      NaiveAttention(q, k, v, offsets, own_rows, n_heads, n_kv_heads, head_dim);
-  ExpectNear(out, expected, 1e-5);
+  ExpectOwnRowsAttentionIsExact({0, 1, 8, 21}, 6, 2, 24, 1);  // lengths 1, 7, 13
 }
 
 // Queries that are a few rows of each sequence against its keys in a cache holding every
@@ -171,6 +175,45 @@ TEST_F(CpuOpsTest, AttentionReadsEachSequencesKeysFromItsCacheRows) {
   own.kv_rows = own_rows;
   ASSERT_TRUE(backend_->Attention(own).ok());
   EXPECT_EQ(0, std::memcmp(plain.data(), ranged.data(), plain.size() * sizeof(float)));
+}
+
+// Lengths across the tile edges (cpu/attention.h): key counts that fill whole 128-key tiles read
+// in place, with and without a partial last tile, and query blocks that end in each query tile
+// size (16, 32, 64) or span several; plain and from cache rows.
+TEST_F(CpuOpsTest, AttentionIsExactAcrossQueryAndKeyTileEdges) {
+  const int n_heads = 4, n_kv_heads = 2, head_dim = 32;
+  // 1, 16, 128 and 256 rows.
+  ExpectOwnRowsAttentionIsExact({0, 1, 17, 145, 401}, n_heads, n_kv_heads, head_dim, 11);
+  const int n = 401;  // cache rows
+  std::vector<float> k = RandomFloats(n * n_kv_heads * head_dim, 15, 2.0f);
+  std::vector<float> v = RandomFloats(n * n_kv_heads * head_dim, 16);
+  // Windows of 33, 32 and 70 query rows against 128, 300 and 257 cached keys.
+  const std::vector<int32_t> window_offsets = {0, 33, 65, 135};
+  const std::vector<RowRange> kv_rows = {{0, 128}, {100, 300}, {10, 257}};
+  const int windows = window_offsets.back();
+  std::vector<float> window_out(windows * n_heads * head_dim);
+  std::vector<float> window_q = RandomFloats(windows * n_heads * head_dim, 14, 2.0f);
+  ASSERT_TRUE(
+      backend_
+          ->Attention({View(window_q, windows, n_heads * head_dim),
+                       View(k, n, n_kv_heads * head_dim), View(v, n, n_kv_heads * head_dim),
+                       View(window_out, windows, n_heads * head_dim), PackedLayout{window_offsets},
+                       n_heads, n_kv_heads, head_dim, kv_rows})
+          .ok());
+  ExpectNear(window_out,
+             NaiveAttention(window_q, k, v, window_offsets, kv_rows, n_heads, n_kv_heads, head_dim),
+             1e-5);
+}
+
+TEST(VectorMathTest, MaxOfFindsTheLargestAtAnyPositionAndLength) {
+  for (const int64_t n : {1, 15, 16, 17, 100, 128}) {
+    for (int64_t at = 0; at < n; ++at) {
+      std::vector<float> x =
+          RandomFloats(static_cast<size_t>(n), static_cast<uint32_t>(n * 1000 + at));
+      x[at] = 5.0f + static_cast<float>(at);
+      EXPECT_EQ(cpu::MaxOf(x.data(), n), x[at]) << "n " << n << ", largest at " << at;
+    }
+  }
 }
 
 TEST_F(CpuOpsTest, RopeRotatesHalvesByPositionWithinEachSequence) {
