@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <numeric>
+#include <optional>
 
 #include "common/rng.h"
 #include "common/status.h"
 #include "model/denoiser.h"
+#include "model/kv_cache.h"
 
 namespace sculpt {
 namespace {
@@ -133,9 +135,7 @@ absl::StatusOr<InfillScore> EvaluateInfill(Transformer& model, std::span<const I
   const ModelConfig& config = model.config();
   InfillScore score;
   Denoiser denoiser(model);
-  GenerationRequest infill_request = settings;
-  // Each case's own canvas, filled in one block.
-  infill_request.block_length.reset();
+  const GenerationRequest& infill_request = settings;
   for (size_t first = 0; first < cases.size(); first += batch_size) {
     const size_t last = std::min(cases.size(), first + static_cast<size_t>(batch_size));
     std::vector<Generation> generations;
@@ -145,6 +145,19 @@ absl::StatusOr<InfillScore> EvaluateInfill(Transformer& model, std::span<const I
       std::vector<int32_t>& canvas = request.infill_ids.emplace(infill.prefix);
       canvas.insert(canvas.end(), infill.middle.size(), config.mask_token_id);
       canvas.insert(canvas.end(), infill.suffix.begin(), infill.suffix.end());
+      if (request.block_length && !request.steps) {
+        // As many steps in every block as the block with the most masks has masks.
+        const auto block = static_cast<size_t>(*request.block_length);
+        int64_t most_masks = 0;
+        for (size_t begin = 0; begin < canvas.size(); begin += block) {
+          const size_t end = std::min(canvas.size(), begin + block);
+          most_masks = std::max<int64_t>(
+              most_masks,
+              std::count(canvas.begin() + static_cast<std::ptrdiff_t>(begin),
+                         canvas.begin() + static_cast<std::ptrdiff_t>(end), config.mask_token_id));
+        }
+        request.steps = most_masks * static_cast<int64_t>((canvas.size() + block - 1) / block);
+      }
       SCULPT_ASSIGN_OR_RETURN(BuiltGeneration built,
                               BuildGeneration(request, {config, nullptr, std::nullopt, "eval"}));
       generations.push_back(std::move(built.generation));
@@ -152,10 +165,32 @@ absl::StatusOr<InfillScore> EvaluateInfill(Transformer& model, std::span<const I
     std::vector<Generation*> batch;
     for (Generation& generation : generations) batch.push_back(&generation);
     SCULPT_RETURN_IF_ERROR(model.Reserve(WorkspaceFor(batch)));
-    while (std::any_of(generations.begin(), generations.end(),
-                       [](const Generation& g) { return !g.finished(); })) {
-      SCULPT_RETURN_IF_ERROR(denoiser.Step(batch).status());
+    // With a cache, the batch shares the whole arena, grown to its needs.
+    int64_t cache_rows = 0;
+    for (const Generation& generation : generations) {
+      cache_rows += generation.kv_cache_rows_needed();
     }
+    std::optional<KvRowAllocator> arena;
+    if (cache_rows > 0) {
+      if (model.kv_cache_rows() < cache_rows) {
+        SCULPT_RETURN_IF_ERROR(model.ReserveKvCache(cache_rows));
+      }
+      arena.emplace(model.kv_cache_rows());
+      for (Generation& generation : generations) {
+        const int32_t rows = generation.kv_cache_rows_needed();
+        if (rows > 0) generation.AttachKvCache(KvCacheLease(&*arena, *arena->Allocate(rows)));
+      }
+    }
+    const absl::Status status = [&]() -> absl::Status {
+      while (std::any_of(generations.begin(), generations.end(),
+                         [](const Generation& g) { return !g.finished(); })) {
+        SCULPT_RETURN_IF_ERROR(denoiser.Step(batch).status());
+      }
+      return absl::OkStatus();
+    }();
+    // Before the allocator the leases come from goes.
+    for (Generation& generation : generations) generation.ReleaseKvCache();
+    SCULPT_RETURN_IF_ERROR(status);
     for (size_t i = 0; i < generations.size(); ++i) {
       const InfillCase& infill = cases[first + i];
       const auto canvas = generations[i].canvas();

@@ -54,9 +54,11 @@ struct InfillScore {
   double tokens_per_step() const { return steps == 0 ? 0.0 : double(tokens) / double(steps); }
 };
 
-// Fills every case with the decoding settings of `settings` (remasking, threshold, ...; its
-// input is each case's canvas; steps unset = one per mask), `batch_size` cases sharing each
-// forward.
+// Fills every case with the decoding settings of `settings` (remasking, threshold, cache,
+// block_length, ...; its input is each case's canvas; block_length unset = the whole canvas in
+// one block; steps unset = one per mask, or with block_length as many in every block as the
+// fullest block has masks), `batch_size` cases sharing each forward. With a cache, the batch's
+// generations lease the model's whole arena, grown to their needs.
 absl::StatusOr<InfillScore> EvaluateInfill(Transformer& model, std::span<const InfillCase> cases,
                                            const GenerationRequest& settings, int batch_size);
 

@@ -58,8 +58,9 @@ FlagSet ServeFlags() {
   flags.Add("max-num-batched-tokens", "N", "8192",
             "tokens one step may forward, summed over its sequences (cfg counts twice)");
   flags.Add("cache", "MODE", "none",
-            "KV cache of requests that do not choose one: none, prefix or dual (Fast-dLLM's "
-            "approximate caches: faster, and answers may differ from none's; docs/generation.md)");
+            "KV cache of requests that do not choose one: none (exactly the reference decoders' "
+            "answers), prefix or dual (Fast-dLLM's approximate caches: faster, and answers may "
+            "differ from none's; docs/generation.md, \"Choosing a cache\")");
   flags.Add("kv-cache-memory", "SIZE", "auto",
             "memory of the KV cache arena: auto (what max-num-batched-tokens can use, within half "
             "of the free memory), a fraction of the free memory (0.3) or bytes (0 = no cache, "

@@ -251,6 +251,11 @@ TEST(CliTest, EvalPrintsOnlyItsTablesOnStdout) {
                 "/dev/null");
   ASSERT_EQ(eval.exit_code, 0) << eval.output;
   EXPECT_EQ(eval.output.rfind("Masked-token accuracy", 0), 0u) << eval.output;
+  // The KV cache table: every cache at both decodings.
+  for (const char* row : {"| none | threshold 0.9 |", "| prefix | threshold 0.9 |",
+                          "| dual | low_confidence, 1 token/step |"}) {
+    EXPECT_NE(eval.output.find(row), std::string::npos) << row << "\n" << eval.output;
+  }
   EXPECT_EQ(eval.output.find("[info]"), std::string::npos) << eval.output;
   EXPECT_EQ(eval.output.find(" info "), std::string::npos) << eval.output;
 }

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "model/denoiser.h"
+#include "model/generation_request.h"
 #include "model/tokenizer.h"
 #include "tests/support/test_data.h"
 
@@ -84,6 +86,45 @@ TEST(EvaluationTest, InfillScoresEveryHiddenToken) {
   EXPECT_EQ(score->steps, 6);  // one token per step
   EXPECT_DOUBLE_EQ(score->tokens_per_step(), 1.0);
   EXPECT_LE(score->correct_tokens, 6);
+}
+
+// Blocks and a cache: each case runs as many steps per block as its fullest block has masks and
+// commits what the same request commits alone (its own arena, RunToCompletion), for every cache.
+TEST(EvaluationTest, InfillInBlocksWithACacheScoresAsEachCaseAlone) {
+  auto loaded = testing::LoadTestModel("tiny-llada");
+  ASSERT_NE(loaded.model, nullptr);
+  const ModelConfig& config = loaded.model->config();
+  // Canvases of 8 and 12 tokens in blocks of 4; the fullest blocks have 2 and 4 masks, and the
+  // second case's last block none (it takes no steps).
+  std::vector<InfillCase> cases = {{{1, 2}, {4, 5, 6, 7}, {8, 9}},
+                                   {{7}, {8, 9, 10, 11, 12, 13, 14}, {11, 12, 13, 14}}};
+  for (const char* cache : {"none", "prefix", "dual"}) {
+    SCOPED_TRACE(cache);
+    GenerationRequest settings;
+    settings.block_length = 4;
+    settings.cache = cache;
+    auto score = EvaluateInfill(*loaded.model, cases, settings, /*batch_size=*/2);
+    ASSERT_TRUE(score.ok()) << score.status();
+    EXPECT_EQ(score->tokens, 11);
+    EXPECT_EQ(score->steps, 2 * 2 + 2 * 4);
+    int64_t correct = 0;
+    for (const InfillCase& infill : cases) {
+      GenerationRequest request = settings;
+      std::vector<int32_t>& canvas = request.infill_ids.emplace(infill.prefix);
+      canvas.insert(canvas.end(), infill.middle.size(), config.mask_token_id);
+      canvas.insert(canvas.end(), infill.suffix.begin(), infill.suffix.end());
+      const int64_t blocks = static_cast<int64_t>(canvas.size()) / 4;
+      request.steps = blocks * (&infill == &cases[0] ? 2 : 4);
+      auto built = BuildGeneration(request, {config, nullptr, std::nullopt, "test"});
+      ASSERT_TRUE(built.ok()) << built.status();
+      auto result = RunToCompletion(*loaded.model, built->generation);
+      ASSERT_TRUE(result.ok()) << result.status();
+      for (size_t j = 0; j < infill.middle.size(); ++j) {
+        correct += result->canvas[infill.prefix.size() + j] == infill.middle[j];
+      }
+    }
+    EXPECT_EQ(score->correct_tokens, correct);
+  }
 }
 
 }  // namespace
