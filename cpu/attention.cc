@@ -154,7 +154,7 @@ void AttentionRunner::Grow(Kernels& kernels, int64_t longest_padded, int threads
 absl::Status AttentionRunner::Reserve(int64_t max_tokens, int64_t max_sequences, int n_heads,
                                       int n_kv_heads, int head_dim) {
   if (max_tokens <= 0) return absl::OkStatus();
-  const Shape shape{head_dim, int64_t{n_heads} * head_dim, int64_t{n_kv_heads} * head_dim};
+  const Shape shape{head_dim, int64_t{n_kv_heads} * head_dim};
   absl::StatusOr<Kernels*> kernels = KernelsFor(shape);
   if (!kernels.ok()) return kernels.status();
   const int64_t sequences = std::clamp<int64_t>(max_sequences, 1, max_tokens);
@@ -171,7 +171,7 @@ absl::Status AttentionRunner::Run(const AttentionParams& params) {
   const auto& offsets = params.layout.sequence_offsets;
   const int32_t num_sequences = params.layout.num_sequences();
   if (num_sequences <= 0 || params.layout.num_tokens() == 0) return absl::OkStatus();
-  absl::StatusOr<Kernels*> kernels_or = KernelsFor({head_dim, q_stride, kv_stride});
+  absl::StatusOr<Kernels*> kernels_or = KernelsFor({head_dim, kv_stride});
   if (!kernels_or.ok()) return kernels_or.status();
   Kernels& kernels = **kernels_or;
   const int threads = std::max(1, omp_get_max_threads());

@@ -50,7 +50,6 @@ class AttentionRunner {
   // k and v, or in the KV cache), so their row stride is part of the kernel.
   struct Shape {
     int64_t head_dim = 0;
-    int64_t query_stride = 0;
     int64_t key_stride = 0;
     auto operator<=>(const Shape&) const = default;
   };

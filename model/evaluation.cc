@@ -135,13 +135,12 @@ absl::StatusOr<InfillScore> EvaluateInfill(Transformer& model, std::span<const I
   const ModelConfig& config = model.config();
   InfillScore score;
   Denoiser denoiser(model);
-  const GenerationRequest& infill_request = settings;
   for (size_t first = 0; first < cases.size(); first += batch_size) {
     const size_t last = std::min(cases.size(), first + static_cast<size_t>(batch_size));
     std::vector<Generation> generations;
     for (size_t i = first; i < last; ++i) {
       const InfillCase& infill = cases[i];
-      GenerationRequest request = infill_request;
+      GenerationRequest request = settings;
       std::vector<int32_t>& canvas = request.infill_ids.emplace(infill.prefix);
       canvas.insert(canvas.end(), infill.middle.size(), config.mask_token_id);
       canvas.insert(canvas.end(), infill.suffix.begin(), infill.suffix.end());
