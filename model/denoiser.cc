@@ -75,11 +75,12 @@ absl::StatusOr<int> Denoiser::Step(std::span<Generation* const> generations) {
     Slot& slot = slots_[g];
     slot.tokens.resize(count);
     slot.confidences.resize(count);
-    TokenChoiceGroup& group = groups_.emplace_back();
-    group.first_row = row;
+    TokenChoiceGroup group;
+    const int64_t first_row = row;
     row += count;
+    int64_t uncond_first_row = -1;
     if (generation.guided()) {
-      group.uncond_first_row = row;
+      uncond_first_row = row;
       row += count;
     }
     group.cfg_scale = params.cfg_scale;
@@ -88,20 +89,33 @@ absl::StatusOr<int> Denoiser::Step(std::span<Generation* const> generations) {
     group.top_k = params.top_k;
     group.style = generation.policy().style();
     group.confidence = generation.policy().confidence_kind();
-    group.suppressed_tokens = generation.suppressed_tokens();
     group.seed = params.seed;
     group.step = generation.global_step();
-    group.positions = positions;
-    group.tokens = slot.tokens;
-    group.confidences = slot.confidences;
+    const int listed = std::max(params.logprobs, 0);
     if (params.logprobs >= 0) {
       slot.logprobs.resize(count);
-      slot.top_ids.resize(count * params.logprobs);
-      slot.top_values.resize(count * params.logprobs);
+      slot.top_ids.resize(count * listed);
+      slot.top_values.resize(count * listed);
       group.top_logprobs = params.logprobs;
-      group.logprobs = slot.logprobs;
-      group.top_ids = slot.top_ids;
-      group.top_values = slot.top_values;
+    }
+    // One group per run of candidates under the same suppressed tokens (bans); a row's result
+    // depends only on its own logits and settings, so the split changes no token.
+    for (const Generation::CandidateRun& run : generation.candidate_runs()) {
+      TokenChoiceGroup& part = groups_.emplace_back(group);
+      const auto offset = static_cast<int64_t>(run.first);
+      part.first_row = first_row + offset;
+      if (uncond_first_row >= 0) part.uncond_first_row = uncond_first_row + offset;
+      part.suppressed_tokens = run.suppressed;
+      part.positions = std::span<const int32_t>(positions).subspan(run.first, run.count);
+      part.tokens = std::span<int32_t>(slot.tokens).subspan(run.first, run.count);
+      part.confidences = std::span<double>(slot.confidences).subspan(run.first, run.count);
+      if (params.logprobs >= 0) {
+        part.logprobs = std::span<double>(slot.logprobs).subspan(run.first, run.count);
+        part.top_ids =
+            std::span<int32_t>(slot.top_ids).subspan(run.first * listed, run.count * listed);
+        part.top_values =
+            std::span<double>(slot.top_values).subspan(run.first * listed, run.count * listed);
+      }
     }
   }
   SCULPT_RETURN_IF_ERROR(model_.backend().ChooseTokens({logits, groups_}));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
@@ -35,6 +36,8 @@ std::string_view FinishReasonName(FinishReason reason) {
       return "deadline";
     case FinishReason::kFailed:
       return "error";
+    case FinishReason::kIdle:
+      return "idle";
   }
   return "error";
 }
@@ -140,13 +143,20 @@ absl::StatusOr<Generation> Generation::Start(std::vector<int32_t> canvas, int re
   generation.mask_id_ = config.mask_token_id;
   generation.region_start_ = region_start;
   generation.canvas_ = std::move(canvas);
+  generation.max_sequence_length_ = config.max_sequence_length;
+  generation.vocab_size_ = config.embedding_size;
   generation.given_.resize(generation.canvas_.size());
+  generation.pinned_.resize(generation.canvas_.size());
+  generation.changed_at_.resize(generation.canvas_.size());
   for (size_t i = 0; i < generation.canvas_.size(); ++i) {
     generation.given_[i] = generation.canvas_[i] != config.mask_token_id;
   }
   if (params.logprobs >= 0) generation.logprobs_.resize(generation.canvas_.size());
   generation.answer_end_ = static_cast<int>(generation.canvas_.size());
   generation.num_blocks_ = params.gen_length / params.block_length;
+  for (int block = 1; block <= generation.num_blocks_; ++block) {
+    generation.block_ends_.push_back(region_start + block * params.block_length);
+  }
   generation.steps_per_block_ = params.steps / generation.num_blocks_;
   generation.planned_steps_ =
       generation.policy_->fixed_steps()
@@ -169,21 +179,26 @@ void Generation::UnconditionalCanvas(std::vector<int32_t>& out) const {
   }
 }
 
+int Generation::CountMasks(int begin, int end) const {
+  return static_cast<int>(std::count(canvas_.begin() + begin, canvas_.begin() + end, mask_id_));
+}
+
 void Generation::StartBlock() {
   step_in_block_ = 0;
-  // Blocks without masks (possible when infilling) need no steps at all.
-  while (block_ < num_blocks_ &&
-         std::find(canvas_.begin() + block_begin(), canvas_.begin() + block_end(), mask_id_) ==
-             canvas_.begin() + block_end()) {
+  block_steps_ = steps_per_block_;
+  // Blocks without masks (possible when infilling) need no steps at all; after an edit, a
+  // block also runs for the masks an edit left in the blocks before it.
+  while (block_ < num_blocks_ && CountMasks(block_begin(), block_end()) == 0 &&
+         (!edited_ || CountMasks(region_start_, block_begin()) == 0)) {
     ++block_;
   }
   if (block_ >= num_blocks_) {
     finished_ = true;
     candidates_.clear();
+    candidate_runs_.clear();
     return;
   }
-  block_masks_at_start_ = static_cast<int>(
-      std::count(canvas_.begin() + block_begin(), canvas_.begin() + block_end(), mask_id_));
+  block_masks_at_start_ = CountMasks(edited_ ? region_start_ : block_begin(), block_end());
   UpdateCandidates();
 }
 
@@ -199,7 +214,7 @@ RowRange Generation::kv_rows(int copy) const {
 
 KvCacheUse Generation::next_cache_use() const {
   if (params_.cache == KvCacheMode::kNone) return KvCacheUse::kNone;
-  return step_in_block_ == 0 ? KvCacheUse::kFill : KvCacheUse::kWindow;
+  return step_in_block_ == 0 || finish_requested_ ? KvCacheUse::kFill : KvCacheUse::kWindow;
 }
 
 std::pair<int32_t, int32_t> Generation::cache_window() const {
@@ -210,19 +225,48 @@ std::pair<int32_t, int32_t> Generation::cache_window() const {
 
 void Generation::UpdateCandidates() {
   candidates_.clear();
+  candidate_runs_.clear();
   // A windowed step has predictions for its window only; masks an earlier block left (a model
-  // that keeps predicting the mask token) wait for the next block's full forward.
+  // that keeps predicting the mask token) wait for the next block's full forward. A finish
+  // edit commits every mask of the canvas.
   const int32_t first = next_cache_use() == KvCacheUse::kWindow ? cache_window().first : 0;
-  for (int32_t position = first; position < block_end(); ++position) {
+  const int32_t last = finish_requested_ ? static_cast<int32_t>(canvas_.size()) : block_end();
+  for (int32_t position = first; position < last; ++position) {
     if (canvas_[position] == mask_id_) candidates_.push_back(position);
+  }
+  // Runs of candidates under the same bans; without bans, one run.
+  std::vector<const Ban*> covering, previous;
+  for (size_t i = 0; i < candidates_.size(); ++i) {
+    covering.clear();
+    for (const Ban& ban : bans_) {
+      if (candidates_[i] >= ban.begin && candidates_[i] < ban.end) covering.push_back(&ban);
+    }
+    if (i > 0 && covering == previous) {
+      ++candidate_runs_.back().count;
+      continue;
+    }
+    CandidateRun& run = candidate_runs_.emplace_back();
+    run.first = i;
+    run.count = 1;
+    const std::span<const int32_t> always = suppressed_tokens();
+    run.suppressed.assign(always.begin(), always.end());
+    for (const Ban* ban : covering) {
+      run.suppressed.insert(run.suppressed.end(), ban->tokens.begin(), ban->tokens.end());
+    }
+    std::sort(run.suppressed.begin(), run.suppressed.end());
+    run.suppressed.erase(std::unique(run.suppressed.begin(), run.suppressed.end()),
+                         run.suppressed.end());
+    previous = covering;
   }
 }
 
 bool Generation::BlockDone() const {
-  if (policy_->fixed_steps()) return step_in_block_ == steps_per_block_;
-  const bool masks_left = std::find(canvas_.begin() + block_begin(), canvas_.begin() + block_end(),
-                                    mask_id_) != canvas_.begin() + block_end();
-  return !masks_left || step_in_block_ >= kMaxDynamicStepsPerBlockLength * params_.block_length;
+  if (policy_->fixed_steps()) return step_in_block_ >= block_steps_;
+  // After an edit, the block also waits for masks an edit left before it.
+  const int from = edited_ ? region_start_ : block_begin();
+  return CountMasks(from, block_end()) == 0 ||
+         step_in_block_ >= kMaxDynamicStepsPerBlockLength *
+                               std::max(block_end() - block_begin(), block_masks_at_start_);
 }
 
 void Generation::CheckStops() {
@@ -274,21 +318,30 @@ const StepEvent& Generation::Commit(std::span<const int32_t> tokens,
   const SelectionContext context{.seed = params_.seed,
                                  .step = global_step(),
                                  .step_in_block = step_in_block_,
-                                 .steps_per_block = steps_per_block_,
+                                 .steps_per_block = block_steps_,
                                  .block_masks_at_start = block_masks_at_start_,
                                  .alg_temp = params_.alg_temp,
                                  .confidence_threshold = params_.confidence_threshold,
                                  .factor = params_.factor};
-  std::vector<double> scores(candidates_.size());
-  policy_->Score(context, candidates_, model_confidence, scores);
-  std::vector<size_t> chosen = policy_->Select(context, candidates_, scores);
-  std::sort(chosen.begin(), chosen.end());
+  std::vector<size_t> chosen;
+  if (finish_requested_) {
+    chosen.resize(candidates_.size());
+    std::iota(chosen.begin(), chosen.end(), size_t{0});
+  } else {
+    std::vector<double> scores(candidates_.size());
+    policy_->Score(context, candidates_, model_confidence, scores);
+    chosen = policy_->Select(context, candidates_, scores);
+    std::sort(chosen.begin(), chosen.end());
+  }
 
   event_ = StepEvent();
   event_.step = global_step();
   event_.block = block_;
+  ++revision_;
+  event_.revision = revision_;
   for (size_t index : chosen) {
     canvas_[candidates_[index]] = tokens[index];
+    changed_at_[candidates_[index]] = revision_;
     event_.committed.emplace_back(candidates_[index], tokens[index]);
     if (listed < 0) continue;
     TokenLogprob& record = event_.committed_logprobs.emplace_back();
@@ -304,6 +357,17 @@ const StepEvent& Generation::Commit(std::span<const int32_t> tokens,
   ++steps_run_;
   ++step_in_block_;
   CheckStops();
+  if (finish_requested_ && !finished_) {
+    // Whatever a finish step could not commit (a model predicting the mask token) stays.
+    finished_ = true;
+    for (int block = block_; block < num_blocks_; ++block) {
+      const auto begin = canvas_.begin() + block_begin(block);
+      event_.completed_blocks.push_back({.block = block,
+                                         .start = block_begin(block) - region_start_,
+                                         .tokens = {begin, canvas_.begin() + block_end(block)}});
+    }
+    block_ = num_blocks_;
+  }
   if (!finished_) {
     if (BlockDone()) {
       const int done = block_;
@@ -311,10 +375,10 @@ const StepEvent& Generation::Commit(std::span<const int32_t> tokens,
       StartBlock();
       // The block, and any the next start skipped for having no masks (infilling).
       for (int block = done; block < block_; ++block) {
-        const auto begin = canvas_.begin() + region_start_ + block * params_.block_length;
+        const auto begin = canvas_.begin() + block_begin(block);
         event_.completed_blocks.push_back({.block = block,
-                                           .start = block * params_.block_length,
-                                           .tokens = {begin, begin + params_.block_length}});
+                                           .start = block_begin(block) - region_start_,
+                                           .tokens = {begin, canvas_.begin() + block_end(block)}});
       }
     } else {
       UpdateCandidates();

@@ -74,8 +74,9 @@ absl::Status ValidateGenerationParams(const GenerationParams& params, const Mode
 
 // Why a generation ended: by itself (its length, or a stop), or from outside (the client
 // cancelled, its deadline passed, the step failed). One enum for the engine and the API.
-enum class FinishReason { kLength, kStop, kCancelled, kDeadline, kFailed };
-// The API's name: "length", "stop", "cancelled", "deadline", "error".
+enum class FinishReason { kLength, kStop, kCancelled, kDeadline, kFailed, kIdle };
+// The API's name: "length", "stop", "cancelled", "deadline", "error", "idle" (a paused refine
+// session that outlived --refine-idle-timeout).
 std::string_view FinishReasonName(FinishReason reason);
 
 // What a generation produced, assembled in one place (Generation::Result) for every caller.
@@ -100,7 +101,8 @@ struct CompletedBlock {
 };
 
 struct StepEvent {
-  uint32_t step = 0;  // global step index, from 0
+  uint32_t step = 0;      // global step index, from 0
+  uint64_t revision = 0;  // the draft's revision after the step (Generation::revision)
   int block = 0;
   std::vector<std::pair<int32_t, int32_t>> committed;  // (canvas position, token)
   // With GenerationParams::logprobs >= 0: each committed token's, in the order of `committed`.
@@ -109,6 +111,51 @@ struct StepEvent {
   std::vector<CompletedBlock> completed_blocks;
   int masks_left = 0;  // in the whole canvas
   bool finished = false;
+};
+
+// An edit of a running generation's draft (interactive refinement, docs/refine.md). Positions
+// are answer positions, as drafts report them; spans are [position, position + length).
+enum class EditKind {
+  kPin,         // tokens at [position, position + tokens.size()) committed now, never changed
+  kRemask,      // [position, position + length) back to masks, denoised again
+  kReplace,     // [position, position + length) replaced by tokens (any count; masks allowed)
+  kBan,         // tokens never chosen in [position, position + length) from now on (id: ban id)
+  kLiftBan,     // the ban named ban_id lifted
+  kSetOptions,  // steps left, confidence_threshold, temperature for the rest of the generation
+  kPause,       // the scheduler's: no steps until resumed (keeps its slot)
+  kResume,
+  kFinish,  // the next step commits every remaining mask
+};
+std::string_view EditKindName(EditKind kind);
+
+struct DraftEdit {
+  std::string id;
+  EditKind kind = EditKind::kRemask;
+  // The draft revision the edit was made against; unset: whatever the draft holds when it is
+  // applied. A positional edit is refused (ABORTED) when a position it touches changed after
+  // it, or a replace moved positions after it.
+  std::optional<uint64_t> revision;
+  // Applied at the step boundary after exactly this many steps (scripted, deterministic
+  // edits); unset: at the next boundary.
+  std::optional<uint32_t> at_step;
+  int32_t position = 0;
+  int32_t length = 0;
+  std::vector<int32_t> tokens;  // pin, replace: the new tokens; ban: the banned ids
+  std::string ban_id;           // lift
+  std::optional<int> steps;     // set: steps left (fixed-step policies)
+  std::optional<double> confidence_threshold;
+  std::optional<double> temperature;
+};
+
+// What an applied edit did: the answer's [position, position + removed) now holds `inserted`
+// (a positional edit; otherwise removed = 0 and inserted empty).
+struct EditOutcome {
+  uint32_t step = 0;      // steps run when it applied: it is in effect from the next one
+  uint64_t revision = 0;  // the draft's revision after it
+  int32_t position = 0;
+  int32_t removed = 0;
+  std::vector<int32_t> inserted;
+  int32_t gen_length = 0;  // the answer region's length after it
 };
 
 // Where a stop string ended the answer: the tokens kept, and the text up to the stop string.
@@ -138,8 +185,17 @@ class Generation {
   bool guided() const { return params_.cfg_scale > 0.0; }
   const GenerationParams& params() const { return params_; }
   const RemaskingPolicy& policy() const { return *policy_; }
-  // Tokens whose logits are set to -inf before token choice.
+  // Tokens whose logits are set to -inf before token choice, everywhere.
   std::span<const int32_t> suppressed_tokens() const;
+  // Consecutive candidates (indices into candidate_positions) that share their suppressed
+  // tokens: the stop tokens with logits_eos_inf and the bans covering them. One token choice
+  // group each, so a ban costs nothing where it does not apply.
+  struct CandidateRun {
+    size_t first = 0;
+    size_t count = 0;
+    std::vector<int32_t> suppressed;  // sorted
+  };
+  const std::vector<CandidateRun>& candidate_runs() const { return candidate_runs_; }
 
   // The current canvas, masks where nothing is committed yet.
   std::span<const int32_t> canvas() const { return canvas_; }
@@ -165,6 +221,14 @@ class Generation {
   KvCacheUse next_cache_use() const;
   std::pair<int32_t, int32_t> cache_window() const;
   uint32_t global_step() const { return static_cast<uint32_t>(steps_run_); }
+
+  // Interactive refinement. The revision counts changes of the draft: every step and every
+  // applied edit. ApplyEdit applies one edit between steps (pause and resume are the
+  // scheduler's): INVALID_ARGUMENT for positions or tokens that do not fit, ABORTED for a stale
+  // revision, FAILED_PRECONDITION for what this generation cannot do; nothing changes then.
+  uint64_t revision() const { return revision_; }
+  absl::StatusOr<EditOutcome> ApplyEdit(const DraftEdit& edit);
+  bool pinned(int32_t canvas_position) const { return pinned_[canvas_position]; }
 
   // Takes the chosen token and model confidence of every candidate, ranks them with the policy
   // and commits this step's share. `logprobs` is required when params().logprobs >= 0.
@@ -197,24 +261,40 @@ class Generation {
   void UpdateCandidates();
   bool BlockDone() const;
   void CheckStops();
-  int block_begin() const { return region_start_ + block_ * params_.block_length; }
-  int block_end() const { return block_begin() + params_.block_length; }
+  int block_begin(int block) const { return block == 0 ? region_start_ : block_ends_[block - 1]; }
+  int block_end(int block) const { return block_ends_[block]; }
+  int block_begin() const { return block_begin(block_); }
+  int block_end() const { return block_end(block_); }
+  int CountMasks(int begin, int end) const;
+  // Edits (generation_edits.cc).
+  absl::Status CheckEditSpan(const DraftEdit& edit, int32_t begin, int32_t end) const;
+  absl::Status CheckTokens(std::span<const int32_t> tokens, bool masks_allowed) const;
+  absl::Status ApplySetOptions(const DraftEdit& edit);
+  void Splice(int32_t begin, int32_t end, std::span<const int32_t> tokens);
+  void MarkChanged(int32_t begin, int32_t end);
+  // After an edit changed the canvas: the current block's plan restarts with the steps it had
+  // left, over the masks it now has; blocks without masks are skipped.
+  void Replan();
 
   GenerationParams params_;
   const RemaskingPolicy* policy_ = nullptr;
   int32_t mask_id_ = 0;
   int region_start_ = 0;
   std::vector<int32_t> canvas_;
-  std::vector<bool> given_;  // true where the initial canvas held a real token
+  std::vector<bool> given_;   // true where the initial canvas held a real token
+  std::vector<bool> pinned_;  // pinned or replaced by an edit: no step changes it
   std::vector<std::optional<TokenLogprob>> logprobs_;  // per canvas position, when recorded
   int num_blocks_ = 0;
+  std::vector<int32_t> block_ends_;  // canvas position past each block (replace moves them)
   int steps_per_block_ = 0;
+  int block_steps_ = 0;  // the current block's, re-planned by edits
   int block_ = 0;
   int step_in_block_ = 0;
   int block_masks_at_start_ = 0;
   int steps_run_ = 0;
   int planned_steps_ = 0;
   std::vector<int32_t> candidates_;
+  std::vector<CandidateRun> candidate_runs_;
   bool finished_ = false;
   FinishReason finish_reason_ = FinishReason::kLength;
   int answer_end_ = 0;
@@ -222,6 +302,21 @@ class Generation {
   StopMatcher stop_matcher_;
   StepEvent event_;
   KvCacheLease kv_cache_;
+
+  // Interactive refinement.
+  struct Ban {
+    std::string id;
+    int32_t begin = 0, end = 0;   // canvas positions
+    std::vector<int32_t> tokens;  // sorted
+  };
+  int32_t max_sequence_length_ = 0;
+  int32_t vocab_size_ = 0;
+  uint64_t revision_ = 0;
+  std::vector<uint64_t> changed_at_;  // per canvas position: the revision that last changed it
+  uint64_t layout_revision_ = 0;      // the last replace that moved positions
+  std::vector<Ban> bans_;
+  bool edited_ = false;
+  bool finish_requested_ = false;
 };
 
 }  // namespace sculpt

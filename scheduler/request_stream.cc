@@ -6,8 +6,10 @@ namespace {
 
 void MergeDraft(DraftEvent& into, DraftEvent&& newer) {
   into.step = newer.step;
+  into.revision = newer.revision;
   into.block = newer.block;
   into.masks_left = newer.masks_left;
+  into.planned_steps = newer.planned_steps;
   into.committed.merge(newer.committed);
   // merge() leaves keys already present in `into` behind in `newer`; the newer token wins
   // (a position is committed once, but be exact anyway).
@@ -66,6 +68,15 @@ void RequestStream::PushBlock(BlockEvent event) {
     std::lock_guard lock(mutex_);
     // A held-back draft stays held: every_n_steps and min_interval_ms are kept exactly, and
     // the block's own event carries its tokens.
+    outbox_.push_back(std::move(event));
+  }
+  Notify();
+}
+
+void RequestStream::PushEdit(EditEvent event) {
+  {
+    std::lock_guard lock(mutex_);
+    FlushHeldDraft();
     outbox_.push_back(std::move(event));
   }
   Notify();

@@ -34,10 +34,13 @@ struct AcceptedEvent {
 
 // Commits since the previous draft delivered, positions relative to the answer region.
 struct DraftEvent {
-  uint32_t step = 0;  // steps run, counting this one
+  uint32_t step = 0;      // steps run, counting this one
+  uint64_t revision = 0;  // the draft's revision after it (Generation::revision)
   uint32_t block = 0;
   int masks_left = 0;
-  std::map<int32_t, int32_t> committed;  // answer position → token
+  int planned_steps = 0;  // Generation::planned_steps (edits and dynamic policies change it)
+  // answer position → token (the mask token where a position went back to a mask)
+  std::map<int32_t, int32_t> committed;
   // With GenerationParams::logprobs >= 0: answer position → the committed token's record.
   std::map<int32_t, TokenLogprob> logprobs;
 };
@@ -59,7 +62,15 @@ struct FinalEvent {
   double total_ms = 0;
 };
 
-using StreamEvent = std::variant<AcceptedEvent, DraftEvent, BlockEvent, FinalEvent>;
+// A refine session's edit, applied (outcome) or refused (status).
+struct EditEvent {
+  std::string edit_id;
+  EditKind kind = EditKind::kRemask;
+  absl::Status status;
+  EditOutcome outcome;  // when status is OK
+};
+
+using StreamEvent = std::variant<AcceptedEvent, DraftEvent, BlockEvent, FinalEvent, EditEvent>;
 
 class RequestStream {
  public:
@@ -70,6 +81,9 @@ class RequestStream {
   void PushAccepted(AcceptedEvent event);
   void PushDraft(DraftEvent event, bool last_step);
   void PushBlock(BlockEvent event);
+  // Any thread. Commits held back by every_n_steps go out first, so a client applies them in
+  // the positions they were made in before an edit that moves positions.
+  void PushEdit(EditEvent event);
   void PushFinal(FinalEvent event);
 
   // Front-end side: the next event, if any.

@@ -39,9 +39,71 @@ struct Scheduler::Entry {
   Clock::time_point submitted;
   Clock::time_point admitted;
   std::optional<Clock::time_point> first_step_done;
+  bool paused = false;  // a refine session's: no steps, slot kept
+  Clock::time_point paused_since;
 };
 
+bool EditInbox::Push(DraftEdit edit) {
+  std::lock_guard lock(mutex_);
+  edits_.push_back(std::move(edit));
+  full_ = edits_.size() >= capacity_;
+  return !full_;
+}
+
+bool EditInbox::TryPush(DraftEdit& edit) {
+  std::lock_guard lock(mutex_);
+  if (edits_.size() >= capacity_) return false;
+  edits_.push_back(std::move(edit));
+  return true;
+}
+
+void EditInbox::SetOnRoom(std::function<void()> on_room) {
+  std::lock_guard lock(mutex_);
+  on_room_ = std::move(on_room);
+}
+
+void EditInbox::AfterTake(std::unique_lock<std::mutex>& lock) {
+  if (!full_ || edits_.size() >= capacity_) return;
+  full_ = false;
+  std::function<void()> on_room = on_room_;
+  lock.unlock();
+  if (on_room) on_room();
+}
+
+std::vector<DraftEdit> EditInbox::TakeReady(uint32_t steps_run, size_t max) {
+  std::unique_lock lock(mutex_);
+  std::vector<DraftEdit> ready;
+  for (auto it = edits_.begin(); it != edits_.end() && ready.size() < max;) {
+    if (it->at_step && *it->at_step > steps_run) {
+      ++it;
+      continue;
+    }
+    ready.push_back(std::move(*it));
+    it = edits_.erase(it);
+  }
+  AfterTake(lock);
+  return ready;
+}
+
+bool EditInbox::HasReady(uint32_t steps_run) const {
+  std::lock_guard lock(mutex_);
+  return std::any_of(edits_.begin(), edits_.end(), [&](const DraftEdit& edit) {
+    return !edit.at_step || *edit.at_step <= steps_run;
+  });
+}
+
+std::vector<DraftEdit> EditInbox::TakeAll() {
+  std::unique_lock lock(mutex_);
+  std::vector<DraftEdit> all(std::make_move_iterator(edits_.begin()),
+                             std::make_move_iterator(edits_.end()));
+  edits_.clear();
+  AfterTake(lock);
+  return all;
+}
+
 RequestHandle::~RequestHandle() { Cancel(); }
+
+void RequestHandle::EditsArrived() { scheduler_->Wake(); }
 
 void RequestHandle::Cancel() {
   if (stream_->done()) return;
@@ -180,6 +242,7 @@ void Scheduler::Finish(Entry& entry, FinishReason cause, absl::Status status) {
       break;
     case FinishReason::kCancelled:
     case FinishReason::kDeadline:
+    case FinishReason::kIdle:
       entry.state = RequestState::kCancelled;
       break;
     case FinishReason::kFailed:
@@ -194,6 +257,17 @@ void Scheduler::Finish(Entry& entry, FinishReason cause, absl::Status status) {
       final_event.result.steps, final_event.result.forward_passes, final_event.queue_ms,
       final_event.first_step_ms, final_event.total_ms);
   if (options_.observer != nullptr) options_.observer->OnFinished(entry.request, final_event);
+  if (entry.request.edits) {
+    // Every edit the session sent is answered before its final event.
+    for (DraftEdit& edit : entry.request.edits->TakeAll()) {
+      entry.stream->PushEdit(
+          {.edit_id = std::move(edit.id),
+           .kind = edit.kind,
+           .status = absl::FailedPreconditionError(
+               absl::StrCat("the generation ended (", std::string(FinishReasonName(cause)),
+                            ") at step ", generation.steps_run(), " before this edit applied"))});
+    }
+  }
   entry.stream->PushFinal(std::move(final_event));
 }
 
@@ -237,6 +311,8 @@ void Scheduler::Admit(Clock::time_point now) {
     }
     queue_[index]->state = RequestState::kDenoising;
     queue_[index]->admitted = now;
+    queue_[index]->paused = queue_[index]->request.start_paused;
+    queue_[index]->paused_since = now;
     running_.push_back(std::move(queue_[index]));
   }
   std::erase(queue_, nullptr);
@@ -244,10 +320,23 @@ void Scheduler::Admit(Clock::time_point now) {
 
 void Scheduler::EngineLoop() {
   while (true) {
-    std::vector<std::unique_ptr<Entry>> finished;
+    std::vector<std::unique_ptr<Entry>> finished, idle_sessions;
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stop_ || !queue_.empty() || !running_.empty(); });
+      // Paused sessions alone give no work, only their idle timeouts and deadlines.
+      std::optional<Clock::time_point> wake_at;
+      for (const auto& entry : running_) {
+        if (!entry->paused) continue;
+        const Clock::time_point idle_at = entry->paused_since + options_.refine_idle_timeout;
+        wake_at = wake_at ? std::min(*wake_at, idle_at) : idle_at;
+        if (entry->request.deadline) wake_at = std::min(*wake_at, *entry->request.deadline);
+      }
+      const auto ready = [&] { return stop_ || !queue_.empty() || HasWork(); };
+      if (wake_at) {
+        wake_.wait_until(lock, *wake_at, ready);
+      } else {
+        wake_.wait(lock, ready);
+      }
       if (stop_) {
         for (auto& entry : queue_) finished.push_back(std::move(entry));
         queue_.clear();
@@ -265,9 +354,15 @@ void Scheduler::EngineLoop() {
       const bool cancel_all = cancel_all_.load();
       for (auto& entry : running_) {
         const bool expired = entry->request.deadline && *entry->request.deadline <= now;
-        if (cancel_all || entry->cancelled->load() || expired) {
+        const bool idle =
+            entry->paused && now - entry->paused_since >= options_.refine_idle_timeout;
+        if (cancel_all || entry->cancelled->load() || expired || idle) {
           entry->request.generation.ReleaseKvCache();  // its rows serve the admissions below
-          finished.push_back(std::move(entry));
+          if (idle && !cancel_all && !entry->cancelled->load() && !expired) {
+            idle_sessions.push_back(std::move(entry));
+          } else {
+            finished.push_back(std::move(entry));
+          }
         }
       }
       std::erase(running_, nullptr);
@@ -282,7 +377,11 @@ void Scheduler::EngineLoop() {
       const bool expired = entry->request.deadline && *entry->request.deadline <= Clock::now();
       Finish(*entry, expired ? FinishReason::kDeadline : FinishReason::kCancelled);
     }
-    if (!running_.empty()) RunStep();
+    for (auto& entry : idle_sessions) Finish(*entry, FinishReason::kIdle);
+    ApplyEdits(Clock::now());
+    if (std::any_of(running_.begin(), running_.end(), [](const auto& e) { return !e->paused; })) {
+      RunStep();
+    }
     bool idle = false;
     {
       std::lock_guard lock(mutex_);
@@ -294,21 +393,109 @@ void Scheduler::EngineLoop() {
   }
 }
 
+bool Scheduler::HasWork() const {
+  if (cancel_all_.load()) return !running_.empty();
+  for (const auto& entry : running_) {
+    if (!entry->paused || entry->cancelled->load()) return true;
+    const bool expired = entry->request.deadline && *entry->request.deadline <= Clock::now();
+    if (expired || (entry->request.edits &&
+                    entry->request.edits->HasReady(entry->request.generation.global_step()))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void Scheduler::ApplyEdits(Clock::time_point now) {
+  int64_t tokens_per_step = 0;
+  for (const auto& entry : running_) tokens_per_step += TokensPerStep(entry->request.generation);
+  for (auto& entry : running_) {
+    if (!entry->request.edits) continue;
+    Generation& generation = entry->request.generation;
+    const uint32_t steps = generation.global_step();
+    for (DraftEdit& edit :
+         entry->request.edits->TakeReady(steps, static_cast<size_t>(options_.max_edits_per_step))) {
+      EditEvent event{.edit_id = edit.id, .kind = edit.kind};
+      const auto outcome_now = [&] {
+        return EditOutcome{.step = generation.global_step(),
+                           .revision = generation.revision(),
+                           .gen_length = static_cast<int32_t>(generation.canvas().size()) -
+                                         generation.region_start()};
+      };
+      if (edit.at_step && *edit.at_step < steps) {
+        event.status = absl::AbortedError(
+            absl::StrCat("the edit was scripted for after step ", *edit.at_step,
+                         " but arrived when the generation had run ", steps, " steps"));
+      } else if (generation.finished()) {
+        event.status = absl::FailedPreconditionError(
+            absl::StrCat("the generation finished at step ", steps, " before this edit applied"));
+      } else if (edit.kind == EditKind::kPause || edit.kind == EditKind::kResume) {
+        const bool pause = edit.kind == EditKind::kPause;
+        if (pause && !entry->paused) entry->paused_since = now;
+        entry->paused = pause;
+        event.outcome = outcome_now();
+      } else {
+        const int copies = generation.guided() ? 2 : 1;
+        const int64_t growth =
+            edit.kind == EditKind::kReplace
+                ? copies * (static_cast<int64_t>(edit.tokens.size()) - edit.length)
+                : 0;
+        if (growth > 0 && tokens_per_step + growth > options_.budgets.max_num_batched_tokens) {
+          event.status = absl::ResourceExhaustedError(
+              absl::StrCat("the replacement would grow this step's tokens to ",
+                           tokens_per_step + growth, ", past the server's max_num_batched_tokens (",
+                           options_.budgets.max_num_batched_tokens, "); replace by fewer tokens"));
+        } else {
+          const int64_t before = TokensPerStep(generation);
+          absl::StatusOr<EditOutcome> outcome = generation.ApplyEdit(edit);
+          if (outcome.ok()) {
+            event.outcome = std::move(*outcome);
+            tokens_per_step += TokensPerStep(generation) - before;
+          } else {
+            event.status = outcome.status();
+          }
+        }
+      }
+      entry->stream->PushEdit(std::move(event));
+    }
+    if (generation.finished()) {
+      // An edit committed the last masks (or a stop): the session ends without another step.
+      entry->stream->PushDraft({.step = generation.global_step(),
+                                .revision = generation.revision(),
+                                .block = static_cast<uint32_t>(generation.num_blocks()),
+                                .masks_left = 0,
+                                .planned_steps = generation.planned_steps()},
+                               /*last_step=*/true);
+      Finish(*entry, generation.finish_reason());
+    }
+  }
+  std::erase_if(running_, [](const std::unique_ptr<Entry>& entry) {
+    return entry->state != RequestState::kDenoising;
+  });
+}
+
 void Scheduler::RunStep() {
   std::vector<Generation*> generations;
+  std::vector<Entry*> stepping;
   generations.reserve(running_.size());
-  for (auto& entry : running_) generations.push_back(&entry->request.generation);
+  for (auto& entry : running_) {
+    if (entry->paused) continue;
+    stepping.push_back(entry.get());
+    generations.push_back(&entry->request.generation);
+  }
   const Clock::time_point start = Clock::now();
   absl::StatusOr<int> forwarded = denoiser_.Step(generations);
   const Clock::time_point end = Clock::now();
   if (!forwarded.ok()) {
     spdlog::error("denoising step failed: {}", forwarded.status().ToString());
     // The backend's message may describe internals; the clients get a generic one.
-    for (auto& entry : running_) {
+    for (Entry* entry : stepping) {
       Finish(*entry, FinishReason::kFailed,
              absl::InternalError("the denoising step failed on the server"));
     }
-    running_.clear();
+    std::erase_if(running_, [](const std::unique_ptr<Entry>& entry) {
+      return entry->state != RequestState::kDenoising;
+    });
     return;
   }
   {
@@ -320,23 +507,25 @@ void Scheduler::RunStep() {
   }
   if (options_.observer != nullptr) {
     std::vector<int> committed;
-    committed.reserve(running_.size());
-    for (const auto& entry : running_) {
+    committed.reserve(stepping.size());
+    for (const Entry* entry : stepping) {
       committed.push_back(
           static_cast<int>(entry->request.generation.last_event().committed.size()));
     }
     options_.observer->OnStep(std::chrono::duration<double>(end - start).count(), *forwarded,
                               committed);
   }
-  for (size_t i = 0; i < running_.size(); ++i) {
-    Entry& entry = *running_[i];
+  for (Entry* stepped : stepping) {
+    Entry& entry = *stepped;
     const Generation& generation = entry.request.generation;
     if (!entry.first_step_done) entry.first_step_done = end;
     const StepEvent& event = generation.last_event();
     const int region = generation.region_start();
     DraftEvent draft{.step = event.step + 1,
+                     .revision = event.revision,
                      .block = static_cast<uint32_t>(event.block),
-                     .masks_left = event.masks_left};
+                     .masks_left = event.masks_left,
+                     .planned_steps = generation.planned_steps()};
     for (size_t c = 0; c < event.committed.size(); ++c) {
       const auto [position, token] = event.committed[c];
       draft.committed.emplace(position - region, token);

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -45,7 +46,41 @@ WorkspaceLimits WorkspaceFor(const Budgets& budgets);
 struct SchedulerOptions {
   Budgets budgets;
   int max_queued_requests = 256;
+  // Refine sessions: edits applied per session at one step boundary (the rest wait for the
+  // next), and how long a paused session keeps its slot before it ends with reason "idle".
+  int max_edits_per_step = 16;
+  std::chrono::milliseconds refine_idle_timeout{std::chrono::minutes(5)};
   SchedulerObserver* observer = nullptr;  // not owned; outlives the scheduler
+};
+
+// A refine session's edits on their way to the engine. The front end pushes; the engine takes
+// them in order at step boundaries. Bounded: once full, the front end stops reading its
+// client's edits (gRPC's flow control then holds the client back) until the engine has taken
+// some and calls on_room.
+class EditInbox {
+ public:
+  explicit EditInbox(size_t capacity) : capacity_(capacity) {}
+  // Keeps the edit; false when the inbox is full now: push again only after on_room.
+  bool Push(DraftEdit edit);
+  // Keeps the edit only if there is room (front ends that cannot hold their client back).
+  bool TryPush(DraftEdit& edit);
+  // Called (from the engine thread, outside the inbox's lock) when a full inbox has room.
+  void SetOnRoom(std::function<void()> on_room);
+  // Engine side: up to `max` edits in the order pushed, leaving those scripted for a later
+  // step (at_step > steps_run) where they are.
+  std::vector<DraftEdit> TakeReady(uint32_t steps_run, size_t max);
+  bool HasReady(uint32_t steps_run) const;
+  std::vector<DraftEdit> TakeAll();
+  size_t capacity() const { return capacity_; }
+
+ private:
+  void AfterTake(std::unique_lock<std::mutex>& lock);
+
+  const size_t capacity_;
+  mutable std::mutex mutex_;
+  std::deque<DraftEdit> edits_;
+  bool full_ = false;  // a Push found it full and waits for on_room
+  std::function<void()> on_room_;
 };
 
 // What the front end hands the scheduler: a validated generation, ready to run.
@@ -56,6 +91,8 @@ struct Request {
   int priority = 0;
   std::optional<std::chrono::steady_clock::time_point> deadline;
   StreamSettings stream;
+  std::shared_ptr<EditInbox> edits;  // a refine session's; null for a plain generation
+  bool start_paused = false;         // a refine session's: no step before a resume
 };
 
 // Request state, in chronological order.
@@ -85,6 +122,8 @@ class RequestHandle {
 
   const std::shared_ptr<RequestStream>& stream() const { return stream_; }
   void Cancel();
+  // A refine session's edit was pushed to its inbox: the engine looks at the next boundary.
+  void EditsArrived();
 
  private:
   friend class Scheduler;
@@ -120,6 +159,9 @@ class Scheduler {
   // Waits until nothing is queued or running, or the time is up; true when idle.
   bool WaitIdle(std::chrono::steady_clock::time_point until);
 
+  // A refine session's edits arrived (its inbox): the engine looks at the next boundary.
+  void EditsArrived() { Wake(); }
+
   SchedulerStats stats() const;
   const SchedulerOptions& options() const { return options_; }
   const ModelConfig& config() const { return model_.config(); }
@@ -134,6 +176,10 @@ class Scheduler {
   void DropQueued(std::vector<std::unique_ptr<Entry>>& finished,
                   std::chrono::steady_clock::time_point now);
   void Admit(std::chrono::steady_clock::time_point now);
+  // Applies the edits due at this boundary; ends the sessions an edit finished.
+  void ApplyEdits(std::chrono::steady_clock::time_point now);
+  // Whether the engine has anything to do now (a step, an edit, a cancellation).
+  bool HasWork() const;
   void RunStep();
   void Finish(Entry& entry, FinishReason cause, absl::Status status = absl::OkStatus());
 

@@ -1,6 +1,7 @@
 // Validation, submission and message building shared by the front ends; see front_end.h.
 #include "server/front_end.h"
 
+#include <algorithm>
 #include <atomic>
 #include <random>
 
@@ -15,6 +16,31 @@ std::string NewRequestId() {
   static std::atomic<uint64_t> counter{0};
   static const uint64_t process_tag = std::random_device{}();
   return absl::StrFormat("req-%06x-%d", process_tag & 0xffffff, counter.fetch_add(1));
+}
+
+EditKind EditKindOf(const v1::Edit& edit) {
+  switch (edit.kind_case()) {
+    case v1::Edit::kPin:
+      return EditKind::kPin;
+    case v1::Edit::kReplace:
+      return EditKind::kReplace;
+    case v1::Edit::kBan:
+      return EditKind::kBan;
+    case v1::Edit::kLiftBan:
+      return EditKind::kLiftBan;
+    case v1::Edit::kSet:
+      return EditKind::kSetOptions;
+    case v1::Edit::kPause:
+      return EditKind::kPause;
+    case v1::Edit::kResume:
+      return EditKind::kResume;
+    case v1::Edit::kFinish:
+      return EditKind::kFinish;
+    case v1::Edit::kRemask:
+    case v1::Edit::KIND_NOT_SET:
+      break;
+  }
+  return EditKind::kRemask;
 }
 
 FrontEnd::FrontEnd(const ServedModel& model, Scheduler& scheduler, Metrics* metrics,
@@ -39,23 +65,212 @@ absl::Status FrontEnd::CheckModel(const std::string& name) const {
 
 absl::StatusOr<Submitted> FrontEnd::Submit(
     const v1::GenerateRequest& request,
-    std::optional<std::chrono::steady_clock::time_point> deadline) {
+    std::optional<std::chrono::steady_clock::time_point> deadline, bool refine, bool start_paused) {
   auto submitted = [&]() -> absl::StatusOr<Submitted> {
     if (scheduler_.draining()) {
       return absl::UnavailableError("the server is shutting down and accepts no new requests");
+    }
+    if (refine && request.has_suffix()) {
+      return absl::InvalidArgumentError(
+          "suffix cannot open a refine session (edits may move the middle): use an infill "
+          "template with <|mask:N|>");
     }
     SCULPT_ASSIGN_OR_RETURN(BuildResult result, BuildRequest(request, model_, options_.limits));
     if (result.built.request_id.empty()) result.built.request_id = NewRequestId();
     result.request.request_id = result.built.request_id;
     result.request.deadline = deadline;
+    std::shared_ptr<EditInbox> edits;
+    if (refine) {
+      // Room for a few boundaries' worth: beyond it the client is held back, not refused.
+      edits = std::make_shared<EditInbox>(
+          static_cast<size_t>(4 * std::max(1, scheduler_.options().max_edits_per_step)));
+      result.request.edits = edits;
+      result.request.start_paused = start_paused;
+    }
     SCULPT_ASSIGN_OR_RETURN(std::unique_ptr<RequestHandle> handle,
                             scheduler_.Submit(std::move(result.request)));
-    return Submitted{std::move(result.built), std::move(handle)};
+    return Submitted{std::move(result.built), std::move(handle), std::move(edits)};
   }();
   if (!submitted.ok() && metrics_ != nullptr) {
     metrics_->RecordRejected(RejectionReason(submitted.status()));
   }
   return submitted;
+}
+
+const std::vector<std::string>& FrontEnd::TokenTexts() const {
+  std::call_once(token_texts_once_, [&] {
+    if (!model_.tokenizer) return;
+    token_texts_.resize(static_cast<size_t>(model_.config().embedding_size));
+    for (size_t id = 0; id < token_texts_.size(); ++id) {
+      auto bytes = model_.tokenizer->TokenBytes(static_cast<int32_t>(id));
+      if (bytes.ok()) token_texts_[id] = std::move(*bytes);
+    }
+  });
+  return token_texts_;
+}
+
+absl::StatusOr<std::vector<int32_t>> FrontEnd::EditTokens(
+    const google::protobuf::RepeatedField<int32_t>& ids, const std::string* text,
+    const std::string& field) const {
+  const int max_tokens = model_.config().max_sequence_length;
+  const auto invalid = [&](auto&&... parts) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", parts...));
+  };
+  if (text != nullptr && !ids.empty()) return invalid("give token_ids or text, not both");
+  if (text == nullptr) {
+    if (ids.size() > max_tokens) {
+      return invalid(ids.size(), " tokens exceed the model's context of ", max_tokens);
+    }
+    return std::vector<int32_t>(ids.begin(), ids.end());
+  }
+  if (!model_.tokenizer) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(field, ".text: model '", model_.name, "' has no tokenizer; use token_ids"));
+  }
+  if (static_cast<int64_t>(text->size()) > 16 * int64_t{max_tokens}) {
+    return invalid("text of ", text->size(), " bytes is longer than any canvas of the model");
+  }
+  SCULPT_RETURN_IF_ERROR(ValidateUtf8(*text, field + ".text"));
+  auto segments = ParseInfillTemplate(*text);
+  if (!segments.ok()) return invalid(segments.status().message());
+  std::vector<int32_t> tokens;
+  for (const InfillSegment& segment : *segments) {
+    if (segment.masks > 0) {
+      if (segment.masks > max_tokens - static_cast<int>(tokens.size())) {
+        return invalid("more masks than the model's context of ", max_tokens);
+      }
+      tokens.insert(tokens.end(), segment.masks, model_.config().mask_token_id);
+      continue;
+    }
+    auto encoded = model_.tokenizer->Encode(segment.text, /*add_special_tokens=*/false);
+    if (!encoded.ok()) return invalid(encoded.status().message());
+    tokens.insert(tokens.end(), encoded->begin(), encoded->end());
+  }
+  if (static_cast<int>(tokens.size()) > max_tokens) {
+    return invalid(tokens.size(), " tokens exceed the model's context of ", max_tokens);
+  }
+  return tokens;
+}
+
+absl::StatusOr<DraftEdit> FrontEnd::BuildEdit(const v1::Edit& message,
+                                              const std::string& default_id) const {
+  constexpr size_t kMaxBanStrings = 16;
+  constexpr size_t kMaxBanStringBytes = 64;
+  const auto invalid = [](auto&&... parts) {
+    return absl::InvalidArgumentError(absl::StrCat(parts...));
+  };
+  DraftEdit edit;
+  if (static_cast<int>(message.edit_id().size()) > options_.limits.max_request_id_bytes) {
+    return invalid("edit_id must be at most ", options_.limits.max_request_id_bytes, " bytes");
+  }
+  SCULPT_RETURN_IF_ERROR(ValidateUtf8(message.edit_id(), "edit_id"));
+  edit.id = message.edit_id().empty() ? default_id : message.edit_id();
+  if (message.has_revision()) edit.revision = message.revision();
+  if (message.has_at_step()) edit.at_step = message.at_step();
+  // Positions past any canvas are refused before they are narrowed to the engine's type.
+  const uint32_t context = static_cast<uint32_t>(model_.config().max_sequence_length);
+  const auto span = [&](const char* kind, uint32_t position, uint32_t length) -> absl::Status {
+    if (position > context || length > context) {
+      return invalid(kind, ".position and .length must be within the model's context of ", context,
+                     ", got ", position, " and ", length);
+    }
+    edit.position = static_cast<int32_t>(position);
+    edit.length = static_cast<int32_t>(length);
+    return absl::OkStatus();
+  };
+  switch (message.kind_case()) {
+    case v1::Edit::kPin: {
+      edit.kind = EditKind::kPin;
+      const v1::Pin& pin = message.pin();
+      SCULPT_RETURN_IF_ERROR(span("pin", pin.position(), 0));
+      SCULPT_ASSIGN_OR_RETURN(
+          edit.tokens, EditTokens(pin.token_ids(), pin.has_text() ? &pin.text() : nullptr, "pin"));
+      if (std::find(edit.tokens.begin(), edit.tokens.end(), model_.config().mask_token_id) !=
+          edit.tokens.end()) {
+        return invalid("pin: a pinned span cannot hold masks (use remask or replace)");
+      }
+      break;
+    }
+    case v1::Edit::kRemask:
+      edit.kind = EditKind::kRemask;
+      SCULPT_RETURN_IF_ERROR(
+          span("remask", message.remask().position(), message.remask().length()));
+      break;
+    case v1::Edit::kReplace: {
+      edit.kind = EditKind::kReplace;
+      const v1::Replace& replace = message.replace();
+      SCULPT_RETURN_IF_ERROR(span("replace", replace.position(), replace.length()));
+      SCULPT_ASSIGN_OR_RETURN(
+          edit.tokens, EditTokens(replace.token_ids(),
+                                  replace.has_text() ? &replace.text() : nullptr, "replace"));
+      break;
+    }
+    case v1::Edit::kBan: {
+      edit.kind = EditKind::kBan;
+      const v1::Ban& ban = message.ban();
+      SCULPT_RETURN_IF_ERROR(span("ban", ban.position(), ban.length()));
+      if (ban.token_ids().size() > model_.config().embedding_size) {
+        return invalid("ban.token_ids: more ids than the vocabulary has");
+      }
+      edit.tokens.assign(ban.token_ids().begin(), ban.token_ids().end());
+      if (static_cast<size_t>(ban.strings().size()) > kMaxBanStrings) {
+        return invalid("ban.strings: at most ", kMaxBanStrings, " strings, got ",
+                       ban.strings().size());
+      }
+      if (!ban.strings().empty() && !model_.tokenizer) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("ban.strings: model '", model_.name, "' has no tokenizer; use token_ids"));
+      }
+      for (int i = 0; i < ban.strings().size(); ++i) {
+        const std::string& text = ban.strings(i);
+        const std::string field = absl::StrCat("ban.strings[", i, "]");
+        if (text.empty() || text.size() > kMaxBanStringBytes) {
+          return invalid(field, " must be 1 to ", kMaxBanStringBytes, " bytes, got ", text.size());
+        }
+        SCULPT_RETURN_IF_ERROR(ValidateUtf8(text, field));
+        const std::vector<std::string>& texts = TokenTexts();
+        for (size_t id = 0; id < texts.size(); ++id) {
+          if (texts[id].find(text) != std::string::npos &&
+              static_cast<int32_t>(id) != model_.config().mask_token_id) {
+            edit.tokens.push_back(static_cast<int32_t>(id));
+          }
+        }
+      }
+      if (edit.tokens.empty()) {
+        return invalid("ban: no token to ban (give token_ids, or strings some token contains)");
+      }
+      break;
+    }
+    case v1::Edit::kLiftBan:
+      edit.kind = EditKind::kLiftBan;
+      edit.ban_id = message.lift_ban().ban_id();
+      break;
+    case v1::Edit::kSet: {
+      edit.kind = EditKind::kSetOptions;
+      const v1::SetOptions& set = message.set();
+      if (set.has_steps()) {
+        if (set.steps() > (1u << 20)) return invalid("set.steps must be at most ", 1 << 20);
+        edit.steps = static_cast<int>(set.steps());
+      }
+      if (set.has_confidence_threshold()) edit.confidence_threshold = set.confidence_threshold();
+      if (set.has_temperature()) edit.temperature = set.temperature();
+      break;
+    }
+    case v1::Edit::kPause:
+      edit.kind = EditKind::kPause;
+      break;
+    case v1::Edit::kResume:
+      edit.kind = EditKind::kResume;
+      break;
+    case v1::Edit::kFinish:
+      edit.kind = EditKind::kFinish;
+      break;
+    case v1::Edit::KIND_NOT_SET:
+      return invalid(
+          "the edit has no kind: set one of pin, remask, replace, ban, lift_ban, set, pause, "
+          "resume, finish");
+  }
+  return edit;
 }
 
 absl::StatusOr<v1::TokenizeResponse> FrontEnd::Tokenize(const v1::TokenizeRequest& request) const {
@@ -165,9 +380,11 @@ void FrontEnd::FillSpan(const BuiltRequest& built, int32_t position, std::vector
 void FrontEnd::FillDraft(const BuiltRequest& built, const DraftEvent& event,
                          v1::StepDraft& draft) const {
   draft.set_step(event.step);
-  draft.set_total_steps(static_cast<uint32_t>(built.planned_steps));
+  draft.set_total_steps(
+      static_cast<uint32_t>(event.planned_steps > 0 ? event.planned_steps : built.planned_steps));
   draft.set_block(event.block);
   draft.set_masks_left(static_cast<uint32_t>(event.masks_left));
+  draft.set_revision(event.revision);
   // Runs of consecutive positions become one span each.
   auto it = event.committed.begin();
   while (it != event.committed.end()) {
@@ -229,7 +446,7 @@ void FrontEnd::FillFinal(const BuiltRequest& built, const FinalEvent& event,
   result.set_model(model_.name);
   result.set_finish_reason(std::string(FinishReasonName(event.result.finish_reason)));
   std::vector<FilledSpan> filled;
-  if (built.infill) {
+  if (built.infill && built.initial_canvas.size() == event.result.canvas.size()) {
     auto spans = FilledSpans(model_.tokenizer.get(), model_.config().mask_token_id,
                              built.initial_canvas, event.result.canvas);
     if (spans.ok()) filled = std::move(*spans);
@@ -290,6 +507,8 @@ FrontEnd::Response FrontEnd::ToResponse(const BuiltRequest& built, const StreamE
     FillDraft(built, *draft, *response.message.mutable_step());
   } else if (const auto* block = std::get_if<BlockEvent>(&event)) {
     FillBlock(built, *block, *response.message.mutable_block());
+  } else if (const auto* edit = std::get_if<EditEvent>(&event)) {
+    FillEdit(built, *edit, *response.message.mutable_edit());
   } else {
     const auto& final_event = std::get<FinalEvent>(event);
     response.last = true;
@@ -297,6 +516,27 @@ FrontEnd::Response FrontEnd::ToResponse(const BuiltRequest& built, const StreamE
     if (!response.terminal) FillFinal(built, final_event, *response.message.mutable_final());
   }
   return response;
+}
+
+void FrontEnd::FillEdit(const BuiltRequest& built, const EditEvent& event,
+                        v1::EditResult& result) const {
+  result.set_edit_id(event.edit_id);
+  result.set_kind(std::string(EditKindName(event.kind)));
+  result.set_code(static_cast<int32_t>(event.status.code()));
+  if (!event.status.ok()) {
+    result.set_message(std::string(event.status.message()));
+    return;
+  }
+  const EditOutcome& outcome = event.outcome;
+  result.set_step(outcome.step);
+  result.set_revision(outcome.revision);
+  result.set_gen_length(static_cast<uint32_t>(outcome.gen_length));
+  const bool positional = event.kind == EditKind::kPin || event.kind == EditKind::kRemask ||
+                          event.kind == EditKind::kReplace || event.kind == EditKind::kBan;
+  if (positional) {
+    FillSpan(built, outcome.position, outcome.inserted, *result.mutable_changed());
+    result.set_removed(static_cast<uint32_t>(outcome.removed));
+  }
 }
 
 void FrontEnd::FillModelInfo(v1::ModelInfo& info) const {

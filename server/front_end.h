@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -29,7 +30,11 @@ std::string NewRequestId();
 struct Submitted {
   BuiltRequest built;  // what the request was, for describing its events
   std::unique_ptr<RequestHandle> handle;
+  std::shared_ptr<EditInbox> edits;  // a refine session's; null otherwise
 };
+
+// The engine's kind of an API edit (remask when it names none, for refusing it).
+EditKind EditKindOf(const v1::Edit& edit);
 
 class FrontEnd {
  public:
@@ -37,8 +42,16 @@ class FrontEnd {
            FrontEndOptions options);
 
   // Validates and queues a generation. Refusals are counted in the metrics.
+  // With `refine`, the request opens a refine session: its handle takes edits (edits), and
+  // with `start_paused` no step runs before a resume.
   absl::StatusOr<Submitted> Submit(const v1::GenerateRequest& request,
-                                   std::optional<std::chrono::steady_clock::time_point> deadline);
+                                   std::optional<std::chrono::steady_clock::time_point> deadline,
+                                   bool refine = false, bool start_paused = false);
+
+  // An API edit as the engine's: text encoded, ban strings turned into the tokens that contain
+  // them, sizes checked before anything is allocated. INVALID_ARGUMENT naming the field. An
+  // empty edit_id becomes `default_id`.
+  absl::StatusOr<DraftEdit> BuildEdit(const v1::Edit& edit, const std::string& default_id) const;
 
   absl::StatusOr<v1::TokenizeResponse> Tokenize(const v1::TokenizeRequest& request) const;
   absl::StatusOr<v1::DetokenizeResponse> Detokenize(const v1::DetokenizeRequest& request) const;
@@ -78,12 +91,21 @@ class FrontEnd {
                  v1::BlockCommitted& block) const;
   void FillFinal(const BuiltRequest& built, const FinalEvent& event,
                  v1::GenerateResult& result) const;
+  void FillEdit(const BuiltRequest& built, const EditEvent& event, v1::EditResult& result) const;
+  // Token ids from an edit's ids or text (`<|mask:N|>` in it gives N masks).
+  absl::StatusOr<std::vector<int32_t>> EditTokens(
+      const google::protobuf::RepeatedField<int32_t>& ids, const std::string* text,
+      const std::string& field) const;
+  // Every vocabulary token's decoded text, for bans by string (made on first use).
+  const std::vector<std::string>& TokenTexts() const;
   static std::optional<absl::Status> TerminalStatus(const FinalEvent& event);
 
   const ServedModel& model_;
   Scheduler& scheduler_;
   Metrics* metrics_;
   const FrontEndOptions options_;
+  mutable std::once_flag token_texts_once_;
+  mutable std::vector<std::string> token_texts_;
 };
 
 }  // namespace sculpt

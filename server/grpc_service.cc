@@ -153,21 +153,23 @@ class GenerationCall {
   // Submits the request and starts relaying its events to `reactor`; on refusal, the status the
   // reactor must finish with.
   std::optional<grpc::Status> Start(Reactor* reactor, grpc::CallbackServerContext* context,
-                                    const v1::GenerateRequest& request) {
+                                    const v1::GenerateRequest& request, bool refine = false,
+                                    bool start_paused = false) {
     absl::StatusOr<Submitted> submitted = absl::UnknownError("");
     const auto id = context->client_metadata().find(kRequestIdKey);
     if (request.request_id().empty() && id != context->client_metadata().end()) {
       // The client's x-request-id names the request when its message does not.
       v1::GenerateRequest named = request;
       named.set_request_id(std::string(id->second.data(), id->second.size()));
-      submitted = front_end_->Submit(named, DeadlineOf(context));
+      submitted = front_end_->Submit(named, DeadlineOf(context), refine, start_paused);
     } else {
-      submitted = front_end_->Submit(request, DeadlineOf(context));
+      submitted = front_end_->Submit(request, DeadlineOf(context), refine, start_paused);
     }
     if (!submitted.ok()) return ToGrpcStatus(submitted.status());
     context->AddInitialMetadata(kRequestIdKey, submitted->built.request_id);
     built_ = std::move(submitted->built);
     handle_ = std::move(submitted->handle);
+    edits_ = std::move(submitted->edits);
     relay_ = std::make_shared<Relay<Reactor>>(reactor);
     handle_->stream()->SetListener([relay = relay_] { relay->Pump(); });
     relay_->Pump();
@@ -178,6 +180,10 @@ class GenerationCall {
   FrontEnd::Response ToResponse(const StreamEvent& event) const {
     return front_end_->ToResponse(built_, event);
   }
+  bool started() const { return handle_ != nullptr; }
+  FrontEnd& front_end() { return *front_end_; }
+  RequestHandle& handle() { return *handle_; }
+  EditInbox& edits() { return *edits_; }
   Relay<Reactor>& relay() { return *relay_; }
   void Cancel() {
     if (handle_) handle_->Cancel();
@@ -191,28 +197,20 @@ class GenerationCall {
   FrontEnd* front_end_;
   BuiltRequest built_;
   std::unique_ptr<RequestHandle> handle_;
+  std::shared_ptr<EditInbox> edits_;
   std::shared_ptr<Relay<Reactor>> relay_;
 };
 
-class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+// The writes of a streaming reactor (Generate, Refine): each event becomes a message written,
+// the last one written with the status, or a status alone. `Reactor` is the gRPC reactor
+// (StartWrite, StartWriteAndFinish, Finish) and has ToResponse(event) and BeforeFinish().
+template <typename Reactor>
+class EventWriter {
  public:
   enum class Action { kNone, kWrite, kWriteAndFinish, kFinishWithStatus };
 
-  GenerateReactor(FrontEnd* front_end, grpc::CallbackServerContext* context,
-                  const grpc::ByteBuffer* bytes)
-      : call_(front_end) {
-    absl::StatusOr<v1::GenerateRequest> request = ParseRequest<v1::GenerateRequest>(*bytes);
-    if (!request.ok()) {
-      Finish(ToGrpcStatus(request.status()));
-      return;
-    }
-    if (auto refused = call_.Start(this, context, *request)) Finish(*refused);
-  }
-
-  RequestStream& stream() { return call_.stream(); }
-
   Action Prepare(StreamEvent event) {
-    FrontEnd::Response response = call_.ToResponse(event);
+    FrontEnd::Response response = self().ToResponse(event);
     if (response.terminal) {
       status_ = ToGrpcStatus(*response.terminal);
       return Action::kFinishWithStatus;
@@ -226,16 +224,43 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
       case Action::kNone:
         break;
       case Action::kWrite:
-        StartWrite(&response_);
+        self().StartWrite(&response_);
         break;
       case Action::kWriteAndFinish:
-        StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
+        self().BeforeFinish();
+        self().StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
         break;
       case Action::kFinishWithStatus:
-        Finish(status_);
+        self().BeforeFinish();
+        self().Finish(status_);
         break;
     }
   }
+
+ private:
+  Reactor& self() { return static_cast<Reactor&>(*this); }
+
+  grpc::ByteBuffer response_;
+  grpc::Status status_;
+};
+
+class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
+                              public EventWriter<GenerateReactor> {
+ public:
+  GenerateReactor(FrontEnd* front_end, grpc::CallbackServerContext* context,
+                  const grpc::ByteBuffer* bytes)
+      : call_(front_end) {
+    absl::StatusOr<v1::GenerateRequest> request = ParseRequest<v1::GenerateRequest>(*bytes);
+    if (!request.ok()) {
+      Finish(ToGrpcStatus(request.status()));
+      return;
+    }
+    if (auto refused = call_.Start(this, context, *request)) Finish(*refused);
+  }
+
+  RequestStream& stream() { return call_.stream(); }
+  FrontEnd::Response ToResponse(const StreamEvent& event) const { return call_.ToResponse(event); }
+  void BeforeFinish() {}
 
   void OnWriteDone(bool ok) override {
     if (ok) {
@@ -255,8 +280,128 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
 
  private:
   GenerationCall<GenerateReactor> call_;
-  grpc::ByteBuffer response_;
-  grpc::Status status_;
+};
+
+// Refine: reads the open message, then edits one at a time. A read is started again only when
+// the session's edit inbox has room, so a client that sends edits faster than the engine takes
+// them is held back by gRPC's flow control rather than buffered without bound.
+class RefineReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
+                            public EventWriter<RefineReactor> {
+ public:
+  RefineReactor(FrontEnd* front_end, grpc::CallbackServerContext* context)
+      : call_(front_end), context_(context), gate_(std::make_shared<ReadGate>(this)) {
+    StartRead(&read_);
+  }
+
+  RequestStream& stream() { return call_.stream(); }
+  FrontEnd::Response ToResponse(const StreamEvent& event) const { return call_.ToResponse(event); }
+  // No read starts once the RPC is finishing.
+  void BeforeFinish() { gate_->Close(); }
+
+  void OnReadDone(bool ok) override {
+    if (!call_.started()) {
+      Open(ok);
+      return;
+    }
+    // The client closed its side (or went away): the generation goes on without more edits.
+    if (!ok) return;
+    absl::StatusOr<v1::RefineRequest> message = ParseRequest<v1::RefineRequest>(read_);
+    const std::string default_id = absl::StrCat("edit-", ++edits_read_);
+    absl::StatusOr<DraftEdit> edit = !message.ok() ? absl::StatusOr<DraftEdit>(message.status())
+                                     : !message->has_edit()
+                                         ? absl::InvalidArgumentError(
+                                               "the session is open: every message after the first "
+                                               "must be an edit")
+                                         : call_.front_end().BuildEdit(message->edit(), default_id);
+    if (!edit.ok()) {
+      EditEvent refused{
+          .edit_id = message.ok() && message->has_edit() && !message->edit().edit_id().empty()
+                         ? message->edit().edit_id()
+                         : default_id,
+          .status = edit.status()};
+      if (message.ok() && message->has_edit()) {
+        refused.kind = EditKindOf(message->edit());
+      }
+      call_.stream().PushEdit(std::move(refused));
+      StartRead(&read_);
+      return;
+    }
+    const bool room = call_.edits().Push(std::move(*edit));
+    call_.handle().EditsArrived();
+    // A full inbox calls the gate when it has room again; until then, no read.
+    if (room) StartRead(&read_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (ok) {
+      call_.relay().Done();
+    } else if (call_.relay().Abandon()) {
+      call_.Cancel();
+      gate_->Close();
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client stopped reading"));
+    }
+  }
+
+  void OnCancel() override { call_.Cancel(); }
+
+  void OnDone() override {
+    gate_->Close();
+    call_.Detach();
+    delete this;
+  }
+
+ private:
+  // Lets the engine thread start the next read once the inbox has room, as long as the RPC
+  // is still going.
+  class ReadGate {
+   public:
+    explicit ReadGate(RefineReactor* reactor) : reactor_(reactor) {}
+    void Open() {
+      std::lock_guard lock(mutex_);
+      if (reactor_ != nullptr) reactor_->StartRead(&reactor_->read_);
+    }
+    void Close() {
+      std::lock_guard lock(mutex_);
+      reactor_ = nullptr;
+    }
+
+   private:
+    std::mutex mutex_;
+    RefineReactor* reactor_;
+  };
+
+  void Open(bool ok) {
+    if (!ok) {
+      gate_->Close();
+      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "the stream closed before its first message (open)"));
+      return;
+    }
+    absl::StatusOr<v1::RefineRequest> message = ParseRequest<v1::RefineRequest>(read_);
+    if (message.ok() && !message->has_open()) {
+      message = absl::InvalidArgumentError(
+          "the first message of a refine session must be open (a GenerateRequest)");
+    }
+    if (!message.ok()) {
+      gate_->Close();
+      Finish(ToGrpcStatus(message.status()));
+      return;
+    }
+    if (auto refused = call_.Start(this, context_, message->open(), /*refine=*/true,
+                                   message->start_paused())) {
+      gate_->Close();
+      Finish(*refused);
+      return;
+    }
+    call_.edits().SetOnRoom([gate = gate_] { gate->Open(); });
+    StartRead(&read_);
+  }
+
+  GenerationCall<RefineReactor> call_;
+  grpc::CallbackServerContext* context_;
+  std::shared_ptr<ReadGate> gate_;
+  grpc::ByteBuffer read_;
+  uint64_t edits_read_ = 0;
 };
 
 class CompleteReactor final : public grpc::ServerUnaryReactor {
@@ -385,6 +530,7 @@ absl::StatusOr<Message> ParseRequest(const grpc::ByteBuffer& buffer) {
 
 template absl::StatusOr<v1::GenerateRequest> ParseRequest(const grpc::ByteBuffer&);
 template absl::StatusOr<v1::TokenizeRequest> ParseRequest(const grpc::ByteBuffer&);
+template absl::StatusOr<v1::RefineRequest> ParseRequest(const grpc::ByteBuffer&);
 
 void AddGrpcAccessLog(grpc::ServerBuilder& builder, AccessLog& log) {
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> factories;
@@ -397,6 +543,11 @@ TextDiffusionService::TextDiffusionService(FrontEnd& front_end) : front_end_(fro
 grpc::ServerWriteReactor<grpc::ByteBuffer>* TextDiffusionService::Generate(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
   return new GenerateReactor(&front_end_, context, request);
+}
+
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* TextDiffusionService::Refine(
+    grpc::CallbackServerContext* context) {
+  return new RefineReactor(&front_end_, context);
 }
 
 grpc::ServerUnaryReactor* TextDiffusionService::Complete(grpc::CallbackServerContext* context,

@@ -18,18 +18,19 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 // reflection services included); a generation's line carries its request id.
 void AddGrpcAccessLog(grpc::ServerBuilder& builder, AccessLog& log);
 
-// Generate, Complete and Tokenize receive their requests as bytes (gRPC's raw callback methods)
-// and parse them in ParseRequest: their text fields are checked for UTF-8 first, by name,
+// Generate, Complete, Refine and Tokenize receive their requests as bytes (gRPC's raw callback
+// methods) and parse them in ParseRequest: their text fields are checked for UTF-8 first, by name,
 // because protobuf refuses a whole message over one invalid string without saying which, and
 // gRPC then answers UNIMPLEMENTED with no message. Their answers are the proto messages,
 // serialised.
 using TextDiffusionBase = v1::TextDiffusion::WithRawCallbackMethod_Generate<
     v1::TextDiffusion::WithRawCallbackMethod_Complete<
-        v1::TextDiffusion::WithRawCallbackMethod_Tokenize<
-            v1::TextDiffusion::WithCallbackMethod_Detokenize<
-                v1::TextDiffusion::WithCallbackMethod_ListModels<
-                    v1::TextDiffusion::WithCallbackMethod_GetServerInfo<
-                        v1::TextDiffusion::Service>>>>>>;
+        v1::TextDiffusion::WithRawCallbackMethod_Refine<
+            v1::TextDiffusion::WithRawCallbackMethod_Tokenize<
+                v1::TextDiffusion::WithCallbackMethod_Detokenize<
+                    v1::TextDiffusion::WithCallbackMethod_ListModels<
+                        v1::TextDiffusion::WithCallbackMethod_GetServerInfo<
+                            v1::TextDiffusion::Service>>>>>>>;
 
 // A request message from its bytes: INVALID_ARGUMENT naming the field ("messages[1].content")
 // whose text is not UTF-8, or saying that the bytes are not a `Message` at all.
@@ -42,6 +43,8 @@ class TextDiffusionService final : public TextDiffusionBase {
 
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* context,
                                                        const grpc::ByteBuffer* request) override;
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Refine(
+      grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* Complete(grpc::CallbackServerContext* context,
                                      const grpc::ByteBuffer* request,
                                      grpc::ByteBuffer* result) override;

@@ -7,6 +7,7 @@
 
 #include <map>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -261,6 +262,58 @@ class NativeStreamReply final : public StreamReply {
     progress.done = response.last;
   }
 };
+
+}  // namespace
+
+// An HTTP refine session: its stream's reply holds it, the registry finds it by id for
+// POST /v1/refine/{id}/edits.
+struct HttpGateway::RefineSession {
+  std::string id;
+  std::shared_ptr<EditInbox> edits;
+  std::shared_ptr<RequestStream> stream;
+  Scheduler* scheduler = nullptr;
+  std::atomic<uint64_t> edits_received{0};
+};
+
+namespace {
+
+// A refine session's SSE stream: the native events, its id in `accepted`; the session leaves
+// the registry when the stream ends.
+class RefineStreamReply final : public StreamReply {
+ public:
+  RefineStreamReply(std::unique_ptr<Pending> pending, FrontEnd& front_end, std::string session_id,
+                    std::function<void()> on_end)
+      : StreamReply(std::move(pending), front_end),
+        session_id_(std::move(session_id)),
+        on_end_(std::move(on_end)) {}
+  ~RefineStreamReply() override { on_end_(); }
+
+ private:
+  void Translate(const FrontEnd::Response& response, ReplyProgress& progress) override {
+    if (response.terminal) {
+      progress.data += SseEvent("error", OpenAiErrorBody(*response.terminal, "").dump());
+    } else {
+      v1::GenerateResponse message = response.message;
+      if (message.has_accepted()) message.mutable_accepted()->set_session_id(session_id_);
+      const auto* field =
+          message.GetDescriptor()->FindFieldByNumber(static_cast<int>(message.event_case()));
+      progress.data +=
+          SseEvent(field->name(), ToJson(message.GetReflection()->GetMessage(message, field)));
+    }
+    progress.done = response.last;
+  }
+
+  std::string session_id_;
+  std::function<void()> on_end_;
+};
+
+// An unguessable id: whoever holds it may edit the session.
+std::string NewSessionId() {
+  static std::mutex mutex;
+  static std::mt19937_64 generator{std::random_device{}()};
+  std::lock_guard lock(mutex);
+  return absl::StrFormat("rs-%016x%016x", generator(), generator());
+}
 
 // One OpenAI request's samples (n, best_of): each a request of its own in the same steps.
 class OpenAiReply : public DeferredReply {
@@ -598,19 +651,32 @@ HttpReply HttpGateway::Handle(HttpRequest& req) {
                                        std::move(cors));
 }
 
-std::string HttpGateway::RouteLabel(const std::string& path) const {
+std::string HttpGateway::RoutePattern(const std::string& path) const {
   if (routes_.count(path)) return path;
-  const std::string pattern = path.substr(0, path.rfind('/') + 1) + "*";
-  return routes_.count(pattern) ? pattern : "other";
+  // A route whose last segment is a parameter ("/v1/models/*").
+  const size_t last = path.rfind('/');
+  if (last == std::string::npos) return "";
+  if (std::string pattern = path.substr(0, last + 1) + "*"; routes_.count(pattern)) {
+    return pattern;
+  }
+  // One whose next-to-last segment is ("/v1/refine/*/edits").
+  const size_t before = last == 0 ? std::string::npos : path.rfind('/', last - 1);
+  if (before == std::string::npos) return "";
+  if (std::string pattern = path.substr(0, before + 1) + "*" + path.substr(last);
+      routes_.count(pattern)) {
+    return pattern;
+  }
+  return "";
+}
+
+std::string HttpGateway::RouteLabel(const std::string& path) const {
+  const std::string pattern = RoutePattern(path);
+  return pattern.empty() ? "other" : pattern;
 }
 
 HttpReply HttpGateway::Dispatch(HttpRequest& req) {
   static const std::set<std::string> kWhileLoading = {"/health", "/live", "/version", "/"};
-  auto routes = routes_.equal_range(req.path);
-  if (routes.first == routes.second) {
-    // A route whose last segment is a parameter ("/v1/models/*").
-    routes = routes_.equal_range(req.path.substr(0, req.path.rfind('/') + 1) + "*");
-  }
+  auto routes = routes_.equal_range(RoutePattern(req.path));
   if (routes.first == routes.second) {
     // Not a model that is missing: OpenAI's shape with its not-found type.
     return Json(404, {{"error",
@@ -731,6 +797,47 @@ void HttpGateway::Routes() {
                                          });
   });
 
+  // Refine sessions (docs/refine.md): the body opens the generation as /v1/generate's does; the
+  // answer is its SSE stream, whose `accepted` event carries the session id that edits are
+  // posted to. Closing the stream cancels the session.
+  add("POST", "/v1/refine", [this](HttpRequest& req) -> HttpReply {
+    auto body = ParseBody(req);
+    if (!body.ok()) return Error(body.status());
+    bool start_paused = false;
+    if (body->contains("start_paused")) {
+      if (!(*body)["start_paused"].is_boolean()) {
+        return Error(absl::InvalidArgumentError("'start_paused' must be true or false"),
+                     "start_paused");
+      }
+      start_paused = (*body)["start_paused"].get<bool>();
+      body->erase("start_paused");
+    }
+    v1::GenerateRequest request;
+    if (auto status = FromJson(body->dump(), request); !status.ok()) {
+      return Error(status, FieldAtFault(status));
+    }
+    if (request.request_id().empty()) request.set_request_id(req.request_id);
+    auto submitted = front_end().Submit(request, std::nullopt, /*refine=*/true, start_paused);
+    if (!submitted.ok()) return Error(submitted.status(), FieldAtFault(submitted.status()));
+    auto session = std::make_shared<RefineSession>();
+    session->id = NewSessionId();
+    session->edits = submitted->edits;
+    session->stream = submitted->handle->stream();
+    session->scheduler = &front_end().scheduler();
+    {
+      std::lock_guard lock(refine_mutex_);
+      refine_sessions_[session->id] = session;
+    }
+    auto pending = std::make_unique<Pending>(std::move(*submitted), open_responses_);
+    return std::make_unique<RefineStreamReply>(std::move(pending), front_end(), session->id,
+                                               [this, session] {
+                                                 std::lock_guard lock(refine_mutex_);
+                                                 refine_sessions_.erase(session->id);
+                                               });
+  });
+  add("POST", "/v1/refine/*/edits",
+      [this](HttpRequest& req) -> HttpReply { return PostEdits(req); });
+
   const auto openai = [this](OpenAiEndpoint endpoint) {
     return [this, endpoint](HttpRequest& req) -> HttpReply {
       auto body = ParseBody(req);
@@ -799,6 +906,76 @@ void HttpGateway::Routes() {
   };
   add("POST", "/v1/completions", openai(OpenAiEndpoint::kCompletions));
   add("POST", "/v1/chat/completions", openai(OpenAiEndpoint::kChatCompletions));
+}
+
+}  // namespace sculpt
+
+namespace sculpt {
+
+// {"edits": [Edit, ...]} (or one Edit object): each is checked and queued for the session's next
+// step boundaries; every edit gets one `edit` event on the session's stream, and this answer says
+// which were queued. 404 for a session that is not open; 429 (with Retry-After) for edits that
+// find the session's inbox full.
+HttpReply HttpGateway::PostEdits(HttpRequest& req) {
+  constexpr size_t kMaxEditsPerPost = 256;
+  const std::string prefix = "/v1/refine/";
+  const std::string id = req.path.substr(prefix.size(), req.path.rfind('/') - prefix.size());
+  std::shared_ptr<RefineSession> session;
+  {
+    std::lock_guard lock(refine_mutex_);
+    if (auto found = refine_sessions_.find(id); found != refine_sessions_.end()) {
+      session = found->second.lock();
+    }
+  }
+  if (!session) {
+    return Json(404, {{"error",
+                       {{"message", absl::StrCat("no refine session '", id,
+                                                 "' is open (it ended, or its stream was closed)")},
+                        {"type", "not_found_error"},
+                        {"param", nullptr},
+                        {"code", "session_not_found"}}}});
+  }
+  auto body = ParseBody(req);
+  if (!body.ok()) return Error(body.status());
+  json edits = body->contains("edits") ? (*body)["edits"] : json::array({*body});
+  if (!edits.is_array() || edits.empty() || edits.size() > kMaxEditsPerPost) {
+    return Error(absl::InvalidArgumentError(
+                     absl::StrCat("'edits' must be an array of 1 to ", kMaxEditsPerPost, " edits")),
+                 "edits");
+  }
+  json answers = json::array();
+  bool full = false;  // once full, the rest are refused too, keeping the edits' order
+  for (size_t i = 0; i < edits.size(); ++i) {
+    const std::string default_id = absl::StrCat("edit-", ++session->edits_received);
+    v1::Edit message;
+    const absl::Status parsed = FromJson(edits[i].dump(), message);
+    absl::StatusOr<DraftEdit> edit =
+        parsed.ok() ? front_end().BuildEdit(message, default_id) : parsed;
+    std::string edit_id = message.edit_id().empty() ? default_id : message.edit_id();
+    if (!parsed.ok() && edits[i].is_object() && edits[i].contains("edit_id") &&
+        edits[i]["edit_id"].is_string() && edits[i]["edit_id"].get<std::string>().size() <= 128) {
+      // An edit that does not parse is still answered by the id it gave.
+      edit_id = edits[i]["edit_id"].get<std::string>();
+    }
+    if (edit.ok() && (full || !session->edits->TryPush(*edit))) {
+      full = true;
+      edit = absl::ResourceExhaustedError(absl::StrCat(
+          "the session has ", session->edits->capacity(),
+          " edits waiting for step boundaries; send this one again after the next step"));
+    }
+    json answer = {{"edit_id", edit_id}, {"queued", edit.ok()}};
+    if (!edit.ok()) {
+      answer["code"] = static_cast<int>(edit.status().code());
+      answer["message"] = std::string(edit.status().message());
+      session->stream->PushEdit(
+          {.edit_id = edit_id, .kind = EditKindOf(message), .status = edit.status()});
+    }
+    answers.push_back(std::move(answer));
+  }
+  session->scheduler->EditsArrived();
+  HttpResponse response = Json(full ? 429 : 202, {{"session_id", id}, {"edits", answers}});
+  if (full) response.SetHeader("Retry-After", "1");
+  return response;
 }
 
 }  // namespace sculpt

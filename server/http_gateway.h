@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -65,6 +66,14 @@ class HttpGateway {
   HttpOptions options_;  // its on_access also feeds the metrics
   const std::string version_;
   std::multimap<std::string, Route> routes_;  // by path
+  // The route pattern serving `path` ("/v1/models/*", "/v1/refine/*/edits"), or "".
+  std::string RoutePattern(const std::string& path) const;
+
+  // HTTP refine sessions by id, while their event stream is open.
+  struct RefineSession;
+  std::mutex refine_mutex_;
+  std::map<std::string, std::weak_ptr<RefineSession>> refine_sessions_;
+  HttpReply PostEdits(HttpRequest& request);
   std::unique_ptr<HttpServer> server_;
   int bound_port_ = 0;
 };

@@ -96,6 +96,7 @@ void Metrics::OnFinished(const Request& request, const FinalEvent& event) {
       ++success_by_reason_[std::string(FinishReasonName(event.result.finish_reason))];
       break;
     case FinishReason::kCancelled:
+    case FinishReason::kIdle:
     case FinishReason::kDeadline:
     case FinishReason::kFailed:
       ++failure_by_reason_[std::string(FinishReasonName(event.result.finish_reason))];

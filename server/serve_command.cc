@@ -72,6 +72,12 @@ FlagSet ServeFlags() {
   flags.Add("max-stop-strings", "N", "16", "stop strings one request may give");
   flags.Add("priority-aging-s", "S", "10",
             "seconds of waiting that raise a queued request's priority by one (0 = never)");
+  flags.Add("max-edits-per-step", "N", "16",
+            "refine sessions: edits applied per session at one step boundary; the rest wait for "
+            "the next (and a client that sends faster is held back)");
+  flags.Add("refine-idle-timeout", "S", "300",
+            "refine sessions: seconds a paused session keeps its slot before it ends with "
+            "finish_reason \"idle\"");
   flags.Add("shutdown-timeout", "S", "30",
             "on SIGTERM/SIGINT, seconds running requests get to finish before they are cancelled");
   AddBackendFlags(flags);
@@ -125,6 +131,13 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
                           SecondsFlag(flags, "priority-aging-s"));
   SCULPT_ASSIGN_OR_RETURN(scheduler_options.max_queued_requests,
                           flags.GetIntInRange("max-queued-requests", 1, 1 << 20));
+  SCULPT_ASSIGN_OR_RETURN(scheduler_options.max_edits_per_step,
+                          flags.GetIntInRange("max-edits-per-step", 1, 4096));
+  {
+    SCULPT_ASSIGN_OR_RETURN(double idle_s, SecondsFlag(flags, "refine-idle-timeout"));
+    scheduler_options.refine_idle_timeout =
+        std::chrono::milliseconds(static_cast<int64_t>(idle_s * 1000.0));
+  }
   FrontEndOptions service_options;
   SCULPT_ASSIGN_OR_RETURN(int max_request_bytes,
                           flags.GetIntInRange("max-request-bytes", 1024, 1 << 30));
