@@ -8,7 +8,8 @@ Fixtures: rng.json (Philox draws), forward.json + forward_<model>.safetensors (p
 activations), generate.json (token ids of full LLaDA generate() runs and how close each came to a
 tie), policies.json (every remasking policy, filter and stop option on tiny LLaDA and Dream models,
 plus exact references for what is random by design), cache.json (the prefix and dual KV caches
-under the policies users combine them with, on both families).
+under the policies users combine them with, on both families), revising.json (the options that
+revise committed tokens, edit_threshold and remdm_remask, step by step on both families).
 """
 
 from __future__ import annotations
@@ -206,6 +207,214 @@ def cache_cases() -> list[dict]:
                 case.update(settings)
                 cases.append(case)
     return cases
+
+
+# revising.json: the options that revise committed tokens (llada_reference.generate:
+# edit_threshold, remdm_remask; docs/generation.md). Temperature 0, one block and two, both families.
+# Each case records every step's commits, replacements and remasks, and must revise something (see
+# REVISING_REQUIREMENTS). The tiny models' confidences are low, so edit_threshold 0.5 edits a
+# handful of tokens where lower thresholds rewrite most of the block every step.
+REVISING_DEFAULTS = dict(
+    CACHE_DEFAULTS,
+    edit_threshold=None,
+    max_edit_steps=16,
+    remdm_remask=0,
+    remdm_start=0.45,
+    remdm_end=0.95,
+    pinned=None,
+)
+EDIT = dict(edit_threshold=0.5, max_edit_steps=4)
+# fmt: off
+REVISING_MATRIX = [
+    # (label, settings, requirements)
+    ("threshold0.5_edit0.5", dict(remasking="threshold", confidence_threshold=0.5, **EDIT),
+     ("edits", "extra_step_edits")),
+    ("low_conf_edit0.5", dict(remasking="low_confidence", **EDIT), ("edits", "extra_step_edits")),
+    # remdm: 24 steps for 16 tokens, so that the window (steps 45% to 95% of each block's) is long.
+    ("low_conf_remdm2", dict(remasking="low_confidence", steps=24, remdm_remask=2), ("remasks",)),
+    ("threshold0.5_remdm1", dict(remasking="threshold", confidence_threshold=0.5,
+     remdm_remask=1), ("remasks",)),
+]
+REVISING_DREAM_MATRIX = [
+    ("maskgit_plus_remdm2", dict(remasking="maskgit_plus", steps=24, remdm_remask=2),
+     ("remasks",)),
+]
+# Two blocks each (block_length 8).
+REVISING_EXTRA = [
+    # SGLang's S mode: every revisable token whose prediction differs is replaced; the edit-only
+    # steps stop at max_edit_steps with edits still coming.
+    ("threshold0.5_edit0_cap2", dict(remasking="threshold", confidence_threshold=0.5,
+     edit_threshold=0.0, max_edit_steps=2), ("edits", "edit_cap")),
+    ("factor1_remdm1", dict(remasking="factor", factor=1.0, remdm_remask=1), ("remasks",)),
+    ("random_remdm1", dict(remasking="random", seed=7, steps=24, remdm_remask=1), ("remasks",)),
+    ("threshold0.5_edit0.5_dual", dict(remasking="threshold", confidence_threshold=0.5,
+     cache="dual", **EDIT), ("edits",)),
+    ("low_conf_remdm2_prefix", dict(remasking="low_confidence", steps=24, remdm_remask=2,
+     cache="prefix"), ("remasks",)),
+    # Every other answer position pinned: committed once, never revised.
+    ("threshold0.5_edit0.5_pinned", dict(remasking="threshold", confidence_threshold=0.5,
+     pinned_answer=list(range(0, 16, 2)), **EDIT), ("edits", "pins_change_result")),
+    ("low_conf_remdm2_pinned", dict(remasking="low_confidence", steps=24, remdm_remask=2,
+     pinned_answer=list(range(0, 16, 2))), ("remasks", "pins_change_result")),
+]
+# fmt: on
+
+
+def revising_cases() -> list[dict]:
+    cases = []
+    for family, model in POLICY_FAMILIES.items():
+        matrix = REVISING_MATRIX + (REVISING_DREAM_MATRIX if family == "dream" else [])
+        shapes = [(f"{b}block{'s' if b > 1 else ''}", 16 // b) for b in (1, 2)]
+        rows = [
+            (f"{label}_{shape}", settings, require, block_length)
+            for label, settings, require in matrix
+            for shape, block_length in shapes
+        ]
+        rows += [(label, settings, require, 8) for label, settings, require in REVISING_EXTRA]
+        for label, settings, require, block_length in rows:
+            index = len(cases)
+            case = dict(
+                name=f"{family}_{label}",
+                model=model,
+                prompt_len=6 + index % 7,
+                prompt_seed=10000 + 100 * index,
+                gen_length=16,
+                steps=8,
+                block_length=block_length,
+                require=require + ("varied", "revision_changes_result"),
+            )
+            case.update(settings)
+            cases.append(case)
+    return cases
+
+
+def edit_cap_reached(case: dict, trace: list[dict]) -> bool:
+    """Some block ran max_edit_steps edit-only steps and the last of them still edited."""
+    for block in {t["block"] for t in trace}:
+        extra = [t for t in trace if t["block"] == block and t["extra"]]
+        if len(extra) == case["max_edit_steps"] and extra and extra[-1]["replaced"]:
+            return True
+    return False
+
+
+def check_trace(case: dict, prompt: list[int], mask_id: int, result, trace: list[dict]) -> None:
+    """Replays a revising case's trace on the initial canvas and asserts the rules the trace can
+    show by itself: commits fill masks; replaced and remasked positions are revisable (in the
+    step's block, a real token at the step's start, neither given nor pinned); edit-only steps
+    only edit; remasking steps remask as many tokens as they commit unless they ran out of masks;
+    the replay ends on the result's canvas, without masks unless the generation stopped early."""
+    canvas = list(prompt) + [mask_id] * case["gen_length"]
+    frozen = set(range(len(prompt))) | set(case["pinned"] or ())
+    for t in trace:
+        start = len(prompt) + t["block"] * case["block_length"]
+        block = range(start, start + case["block_length"])
+        revisable = {q for q in block if canvas[q] != mask_id and q not in frozen}
+        masks = sum(canvas[q] == mask_id for q in block)
+        assert all(canvas[q] == mask_id for q, _ in t["committed"]), t
+        assert {q for q, _ in t["replaced"]} <= revisable, t
+        assert set(t["remasked"]) <= revisable, t
+        assert not (t["extra"] and t["committed"]), t
+        assert not (t["replaced"] and t["remasked"]), t
+        if t["window"]:
+            assert len(t["remasked"]) == min(case["remdm_remask"], len(revisable)), t
+            assert len(t["committed"]) == min(len(t["remasked"]), masks) or masks == 0, t
+        else:
+            assert not t["remasked"], t
+        for q, token in t["committed"] + t["replaced"]:
+            canvas[q] = token
+        for q in t["remasked"]:
+            canvas[q] = mask_id
+    assert canvas == result.canvas
+    assert result.finished_early or mask_id not in canvas[len(prompt) :]
+    assert result.edits == sum(len(t["replaced"]) for t in trace)
+    assert result.remasks == sum(len(t["remasked"]) for t in trace)
+    assert result.extra_steps == sum(t["extra"] for t in trace)
+    assert result.steps == len(trace) == len({t["step"] for t in trace})
+
+
+# What a revising case must show besides its margins. `run` reruns the case with changed settings.
+REVISING_REQUIREMENTS = {
+    "varied": lambda case, result, trace, run: len(set(result.token_ids)) >= 4,
+    "edits": lambda case, result, trace, run: result.edits > 0,
+    "remasks": lambda case, result, trace, run: result.remasks > 0,
+    # An edit-only step replaced a token (not only the steps that also commit).
+    "extra_step_edits": lambda case, result, trace, run: any(
+        t["extra"] and t["replaced"] for t in trace
+    ),
+    "edit_cap": lambda case, result, trace, run: edit_cap_reached(case, trace),
+    # Without the option the answer differs, so that a test that ignored it fails.
+    "revision_changes_result": lambda case, result, trace, run: result.token_ids
+    != run(dict(case, edit_threshold=None, remdm_remask=0)).token_ids,
+    "pins_change_result": lambda case, result, trace, run: result.token_ids
+    != run(dict(case, pinned=None)).token_ids,
+}
+
+
+def run_revising_case(model: ref.Transformer, case: dict) -> dict:
+    defaults = REVISING_DEFAULTS
+    settings = dict(defaults)
+    settings.update({k: case[k] for k in defaults if k in case})
+    shape = dict(
+        gen_length=case["gen_length"], steps=case["steps"], block_length=case["block_length"]
+    )
+    skipped = []
+    for attempt in range(MAX_PROMPT_ATTEMPTS):
+        prompt_seed = case["prompt_seed"] + attempt
+        prompt = prompt_ids(model.config, case["prompt_len"], prompt_seed)
+        if "pinned_answer" in case:
+            settings["pinned"] = [len(prompt) + q for q in case["pinned_answer"]]
+
+        def run(variant: dict, margins=None, trace=None) -> ref.GenerateResult:
+            params = ref.GenerateParams(**shape, **{k: variant[k] for k in defaults})
+            with torch.inference_mode():
+                return ref.generate(model, prompt, params, margins=margins, trace=trace)
+
+        margins: list[float] = []
+        trace: list[dict] = []
+        result = run(settings, margins, trace)
+        check_trace(dict(settings, **shape), prompt, model.config.mask_token_id, result, trace)
+        min_margin = min(margins, default=math.inf)
+        full = dict(settings, **shape)
+        failed = [
+            r
+            for r in case.get("require", ())
+            if not REVISING_REQUIREMENTS[r](full, result, trace, run)
+        ]
+        if min_margin >= MIN_MARGIN and not failed:
+            break
+        why = [f"came within {min_margin:.2e} of a tie"] if min_margin < MIN_MARGIN else []
+        why += [f"failed {r}" for r in failed]
+        skipped.append(f"prompt seed {prompt_seed} {' and '.join(why)}")
+    else:
+        raise RuntimeError(
+            f"{case['name']}: no prompt seed met the margin and {case.get('require')}"
+        )
+    if settings["stop_ids"] is None:
+        settings["stop_ids"] = [model.config.eos_token_id]
+    if settings["pinned"] is None:
+        settings["pinned"] = []
+    out = dict(
+        name=case["name"],
+        model=case["model"],
+        family=model.config.family,
+        prompt_ids=prompt,
+        **shape,
+        **settings,
+        token_ids=result.token_ids,
+        canvas=result.canvas,
+        executed_steps=result.steps,
+        forward_passes=result.forward_passes,
+        finished_early=result.finished_early,
+        edits=result.edits,
+        remasks=result.remasks,
+        extra_steps=result.extra_steps,
+        trace=trace,
+        min_margin=min_margin,
+        prompt_seed=prompt_seed,
+    )
+    if skipped:
+        out["note"] = "; ".join(skipped)
+    return out
 
 
 # What a policy case must show besides its margins, so that it tests what its name says.
@@ -488,7 +697,9 @@ def build_all(model_dir: pathlib.Path) -> dict[str, object]:
     """Every fixture file, by name: JSON text for .json, a tensor dict for .safetensors."""
     cases = policy_cases()
     cached = cache_cases()
-    names = {c["model"] for c in FORWARD_CASES + GENERATE_CASES + cases + cached + [FIRST_PICK]}
+    revising = revising_cases()
+    everything = FORWARD_CASES + GENERATE_CASES + cases + cached + revising + [FIRST_PICK]
+    names = {c["model"] for c in everything}
     models = {name: ref.Transformer(model_dir / name) for name in sorted(names)}
     rng = build_rng()
     files: dict[str, object] = {
@@ -520,6 +731,13 @@ def build_all(model_dir: pathlib.Path) -> dict[str, object]:
         print(f"{case['name']:44s} min_margin {result['min_margin']:.3e}", file=sys.stderr)
         cache.append(result)
     files["cache.json"] = dump_cases("cases", cache)
+    revised = []
+    for case in revising:
+        result = run_revising_case(models[case["model"]], case)
+        counts = f"edits {result['edits']:3d} remasks {result['remasks']:3d}"
+        print(f"{case['name']:44s} {counts} min_margin {result['min_margin']:.3e}", file=sys.stderr)
+        revised.append(result)
+    files["revising.json"] = dump_cases("cases", revised)
     return files
 
 

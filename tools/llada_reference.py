@@ -332,7 +332,8 @@ LladaModel = Transformer
 # ---------------------------------------------------------------------------------------------
 # generate(): semi-autoregressive blocks over a canvas of masks, with the remasking policies of
 # LLaDA (low_confidence, random), Dream (origin, maskgit_plus, topk_margin, entropy) and Fast-dLLM
-# (threshold, factor), optional sampling filters, classifier-free guidance and early stop at EOS.
+# (threshold, factor), optional sampling filters, classifier-free guidance and early stop at EOS,
+# and two options that revise committed tokens: LLaDA 2.1's editing and ReMDM-loop remasking.
 
 # Philox streams: one per kind of draw, so no two uses of randomness ever share a number.
 STREAM_GUMBEL = 0  # LLaDA Gumbel-max token sampling, index = vocabulary entry
@@ -371,6 +372,18 @@ class GenerateParams:
     # is a full forward that also fills the cache; the block's later steps recompute only the
     # window (cache_window) against it.
     cache: str = "none"
+    # Policies that revise committed tokens (see check_revising and docs/generation.md). LLaDA
+    # 2.1's token-to-token editing: None is off, else in [0, 1); max_edit_steps >= 0 edit-only
+    # steps may follow each block's own steps.
+    edit_threshold: float | None = None
+    max_edit_steps: int = 16
+    # ReMDM-loop with confidence remasking: 0 is off, else at most this many committed tokens are
+    # remasked per step of the window [remdm_start, remdm_end) (fractions of a block's steps).
+    remdm_remask: int = 0
+    remdm_start: float = 0.45
+    remdm_end: float = 0.95
+    # Canvas positions that neither option ever revises once committed (None: none).
+    pinned: list[int] | None = None
 
 
 @dataclass
@@ -379,6 +392,10 @@ class GenerateResult:
     steps: int  # steps executed
     forward_passes: int  # sequences forwarded (two per step with guidance)
     finished_early: bool
+    canvas: list[int] | None = None  # the whole final canvas, prompt included
+    edits: int = 0  # committed tokens replaced by edit_threshold
+    remasks: int = 0  # committed tokens turned back into masks by remdm
+    extra_steps: int = 0  # edit-only steps run after the blocks' own steps (included in steps)
 
 
 def relative_gap(best: float, runner_up: float, floor: float = 0.0) -> float:
@@ -591,18 +608,99 @@ def cache_window(cache: str, block_start: int, block_end: int, canvas_length: in
     return (block_start, canvas_length if cache == "prefix" else block_end)
 
 
+# Policies that revise committed tokens: LLaDA 2.1's token-to-token editing (edit_threshold, as
+# SGLang's JointThreshold applies it) and ReMDM-loop with confidence remasking (remdm_remask).
+# docs/generation.md, "Policies that revise committed tokens", states the same rules.
+
+ADAPTIVE = ("threshold", "factor")
+FIXED_COUNT = ("low_confidence", "random", "maskgit_plus", "topk_margin", "entropy")
+
+
+def check_revising(p: GenerateParams, policy: str, canvas_length: int) -> None:
+    """Refuses the revising options' invalid values and combinations (ValueError naming the
+    parameter): edit_threshold None or in [0, 1); max_edit_steps an int >= 0; remdm_remask an
+    int >= 0 and, when > 0, 0 <= remdm_start < remdm_end <= 1 and a policy that ranks its
+    candidates (every policy but origin); not both options at once; pinned positions inside the
+    canvas."""
+    editing = p.edit_threshold is not None
+    if editing and not 0 <= p.edit_threshold < 1:
+        raise ValueError("edit_threshold must be in [0, 1)")
+    if isinstance(p.max_edit_steps, bool) or not isinstance(p.max_edit_steps, int):
+        raise ValueError("max_edit_steps must be an integer")
+    if p.max_edit_steps < 0:
+        raise ValueError("max_edit_steps must be >= 0")
+    if isinstance(p.remdm_remask, bool) or not isinstance(p.remdm_remask, int):
+        raise ValueError("remdm_remask must be an integer")
+    if p.remdm_remask < 0:
+        raise ValueError("remdm_remask must be >= 0")
+    if p.remdm_remask > 0:
+        if not 0 <= p.remdm_start < p.remdm_end <= 1:
+            raise ValueError("remdm_start and remdm_end must satisfy 0 <= start < end <= 1")
+        if policy == "origin":
+            raise ValueError("remdm_remask needs a policy that ranks candidates, not origin")
+        if editing:
+            raise ValueError("edit_threshold and remdm_remask cannot be combined")
+    for q in p.pinned or ():
+        if isinstance(q, bool) or not isinstance(q, int) or not 0 <= q < canvas_length:
+            raise ValueError(f"pinned position {q!r} is outside the canvas")
+
+
+def remdm_window(p: GenerateParams, base: int) -> tuple[int, int]:
+    """The block steps [w0, w1) that remask, out of `base` (the block's steps for the fixed-count
+    policies, its masks at the block's start for threshold and factor): w = floor(f * base + 0.5)
+    in float64 for f = remdm_start and remdm_end, and w1 at most base - 1 so that the block's
+    last step never remasks. Empty (w0 >= w1) is allowed: nothing is remasked."""
+    if p.remdm_remask <= 0:
+        return 0, 0
+    w0 = math.floor(p.remdm_start * base + 0.5)
+    w1 = min(math.floor(p.remdm_end * base + 0.5), base - 1)
+    return (w0, w1) if w0 < w1 else (0, 0)
+
+
+def token_probabilities(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """float64 softmax probability of `tokens` [n] under float32 rows `logits` [n, V]: the rows
+    after guidance and stop suppression, before temperature and the top_p/top_k filters."""
+    return torch.softmax(logits.double(), -1).gather(-1, tokens[:, None])[:, 0]
+
+
 def generate(
     model: Transformer,
     prompt_ids: list[int],
     params: GenerateParams | None = None,
     *,
     margins: list[float] | None = None,
+    trace: list[dict] | None = None,
     **settings,
 ) -> GenerateResult:
     """Runs one generation; `params` or the same fields as keywords. `margins` gets the relative
     gap of every decision that a rounding difference could flip and that would change the result:
     each committed token's choice, each filter boundary of a row whose probabilities rank it, each
-    top-k cut, each threshold comparison."""
+    top-k cut, each threshold comparison. `trace` gets one dict per step: the global step, the
+    block, whether it was an edit-only step (`extra`) or a remasking step (`window`), and the
+    sorted (position, token) pairs it committed and replaced and the positions it remasked.
+
+    Revising committed tokens (off by default; the loop is then exactly the one without them).
+    A token is *revisable* when its position is in the current block, held a real token at the
+    start of the step (so tokens committed in the same step are not), was not given (prompt) and
+    is not pinned. Each step: one forward; the policy commits masks; then
+
+    - edit_threshold (LLaDA 2.1 / SGLang JointThreshold T2T): every revisable position whose
+      prediction (argmax of its float32 logits after guidance and stop suppression, first index
+      on ties) differs from its token, is not the mask token, and has float64 softmax probability
+      strictly above edit_threshold takes the prediction. After the block's own steps (the fixed
+      policies' steps per block; threshold and factor until the block has no masks), if the block
+      has no masks, edit-only steps follow: each is a step (one forward, no commits) that only
+      edits; the block ends after an edit-only step that edits nothing, or after max_edit_steps
+      of them.
+    - remdm_remask (ReMDM-loop with ReMDM-conf): in the block steps remdm_window gives, the step
+      first computes r = min(remdm_remask, revisable tokens), commits min(r, candidates) masks
+      (the policy's ranking, its own count replaced), then remasks the r revisable tokens with
+      the lowest probability at the step that committed them (token_probabilities; lowest
+      position first on ties). Outside the window the fixed policies spread the block's masks
+      over its steps outside the window: LLaDA's count is ceil(block masks / steps left outside
+      the window, this one included), Dream's int(n (1 - s/t)) on a timestep table of that many
+      steps; threshold and factor commit as usual. The block's last step is never in the window,
+      so the block ends without masks as it does without remasking."""
     p = params or GenerateParams(**settings)
     policy = POLICY_ALIASES.get(p.remasking, p.remasking)
     if policy not in LLADA_STYLE + DREAM_STYLE:
@@ -621,6 +719,14 @@ def generate(
     prompt_len = len(prompt_ids)
     x = torch.tensor([list(prompt_ids) + [mask_id] * p.gen_length], dtype=torch.long)  # [1, T]
     prompt_index = x != mask_id
+    check_revising(p, policy, x.shape[1])
+    editing = p.edit_threshold is not None
+    remasking = p.remdm_remask > 0
+    # Positions never revised: given (prompt) tokens and pinned positions.
+    frozen = prompt_index[0].clone()
+    for q in p.pinned or ():
+        frozen[q] = True
+    committed_probability: dict[int, float] = {}  # remdm: position -> p(token) at its commit
     choose = choose_llada_style if policy in LLADA_STYLE else choose_dream_style
     # Rows whose confidence ranks them among the candidates: a filter flip anywhere moves them.
     ranks_all_rows = policy not in ("random", "origin")
@@ -634,12 +740,17 @@ def generate(
     step = 0
     forward_passes = 0
     answer_end = None
+    n_edits = n_remasks = n_extra = 0
 
     for b in range(num_blocks):
         block_start = prompt_len + b * p.block_length
         block_end = block_start + p.block_length
+
+        def block_masks() -> int:
+            return int((x[0, block_start:block_end] == mask_id).sum())
+
         if policy in ("low_confidence", "random"):
-            n_masks = int((x[0, block_start:block_end] == mask_id).sum())
+            n_masks = block_masks()
             schedule = commit_schedule(n_masks, steps_per_block)
             max_steps = steps_per_block
         elif policy in DREAM_STYLE:
@@ -647,10 +758,21 @@ def generate(
             max_steps = steps_per_block
         else:
             max_steps = ADAPTIVE_STEP_CAP * p.block_length
-        for i in range(max_steps):
-            if (
-                policy in ("threshold", "factor")
-                and not (x[0, block_start:block_end] == mask_id).any()
+        w0, w1 = remdm_window(p, block_masks() if policy in ADAPTIVE else steps_per_block)
+        if policy in DREAM_STYLE and w1 > w0:
+            outside_timesteps = dream_timesteps(steps_per_block - (w1 - w0))
+        i = 0
+        extra_in_block = 0
+        last_extra_edits = 0
+        while True:
+            own = i < max_steps and not (policy in ADAPTIVE and block_masks() == 0)
+            extra = not own
+            if extra and (
+                not editing
+                or i == 0
+                or block_masks() > 0
+                or extra_in_block >= p.max_edit_steps
+                or (extra_in_block > 0 and last_extra_edits == 0)
             ):
                 break
             if p.cache == "none":
@@ -669,64 +791,153 @@ def generate(
             forward_passes += passes
             if p.logits_eos_inf:
                 logits[:, stop_ids] = -math.inf
-            candidates = torch.nonzero(x[0, :block_end] == mask_id)[:, 0]  # ascending positions
-            if p.cache != "none" and i > 0:
-                # A window has predictions for its own positions only: masks an earlier block
-                # left (a model that keeps predicting the mask token) wait for a refresh.
-                candidates = candidates[candidates >= block_start]
-            positions = candidates.numpy().astype(np.uint64)
-            choice = choose(logits[candidates], p, policy, step, positions)
-            confidence = choice.confidence.clone()
-            if p.confidence_eos_eot_inf:
-                is_stop = torch.isin(choice.tokens, torch.tensor(stop_ids))
-                confidence[is_stop] = -math.inf
-            n = len(positions)
-            decided: list[float] = []  # margins of the selection itself
-            if policy in ("low_confidence", "random"):
-                order = rank(confidence)
-                chosen = order[: schedule[i]]
-                decided += top_k_boundary(confidence, order, schedule[i])
-            elif policy == "origin":
-                u = uniform_open01(p.seed, step, positions, 0, STREAM_ORIGIN)
-                chosen = np.nonzero(u < dream_transfer_probability(timesteps, i))[0].tolist()
-            elif policy in DREAM_STYLE:
-                k = dream_transfer_count(n, timesteps, i)
-                if p.alg_temp > 0:
-                    # Gumbel-top-k: k draws without replacement from softmax(confidence / alg_temp).
-                    u = uniform_open01(p.seed, step, positions, 0, STREAM_ALG_TEMP)
-                    score = confidence / p.alg_temp + torch.from_numpy(-np.log(-np.log(u)))
-                    order = rank(score)
-                    chosen = order[:k]
-                    if 0 < k < n:
-                        a, c = float(score[order[k - 1]]), float(score[order[k]])
-                        decided.append(relative_gap(a, c, floor=1.0))
-                else:
+            # Revisable positions: in the block, a real token at the step's start, not frozen.
+            revisable = (
+                torch.nonzero(
+                    (x[0, block_start:block_end] != mask_id) & ~frozen[block_start:block_end]
+                )[:, 0]
+                + block_start
+            )
+            in_window = own and w0 <= i < w1
+            n_remask = min(p.remdm_remask, len(revisable)) if in_window else 0
+            chosen: list[int] = []
+            if own:
+                candidates = torch.nonzero(x[0, :block_end] == mask_id)[:, 0]  # ascending
+                if p.cache != "none" and i > 0:
+                    # A window has predictions for its own positions only: masks an earlier
+                    # block left (a model that keeps predicting the mask token) wait for a
+                    # refresh.
+                    candidates = candidates[candidates >= block_start]
+                positions = candidates.numpy().astype(np.uint64)
+                choice = choose(logits[candidates], p, policy, step, positions)
+                confidence = choice.confidence.clone()
+                if p.confidence_eos_eot_inf:
+                    is_stop = torch.isin(choice.tokens, torch.tensor(stop_ids))
+                    confidence[is_stop] = -math.inf
+                n = len(positions)
+                decided: list[float] = []  # margins of the selection itself
+                if remasking and policy in FIXED_COUNT:
+                    # The count of commits: r in the window, the masks spread over the steps
+                    # outside it otherwise.
+                    if in_window:
+                        k = min(n_remask, n)
+                    elif policy in LLADA_STYLE:
+                        left = steps_per_block - i - max(0, w1 - max(i, w0))
+                        k = -(-block_masks() // left)
+                    elif w1 > w0:
+                        k = dream_transfer_count(n, outside_timesteps, i - max(0, min(i, w1) - w0))
+                    else:
+                        k = dream_transfer_count(n, timesteps, i)
+                elif policy in ("low_confidence", "random"):
+                    k = schedule[i]
+                elif policy in DREAM_STYLE and policy != "origin":
+                    k = dream_transfer_count(n, timesteps, i)
+                if in_window and policy in ADAPTIVE:  # r most confident, not the policy's rule
+                    k = min(n_remask, n)
                     order = rank(confidence)
                     chosen = order[:k]
                     decided += top_k_boundary(confidence, order, k)
-            elif policy == "threshold":
-                tau = p.confidence_threshold
-                order = rank(confidence)
-                chosen = [order[0]] + [r for r in order[1:] if confidence[r] >= tau]
-                for r in order[1:]:
-                    c = float(confidence[r])
-                    decided.append(relative_gap(max(c, tau), min(c, tau)))
-                if n > 1 and confidence[order[1]] < tau:
-                    decided += top_k_boundary(confidence, order, 1)
-            else:  # factor
-                chosen, decided = select_factor(confidence, p.factor)
-            if margins is not None:
-                margins += decided
-                chosen_set = set(chosen)
-                for r in range(n):
-                    if r in chosen_set or token_sets_confidence:
-                        margins.append(choice.token_margin[r])
-                    if r in chosen_set or ranks_all_rows:
-                        margins += choice.filter_margins[r]
-            if chosen:
-                rows = torch.tensor(chosen, dtype=torch.long)
-                x[0, candidates[rows]] = choice.tokens[rows]
+                elif policy in ("low_confidence", "random"):
+                    order = rank(confidence)
+                    chosen = order[:k]
+                    decided += top_k_boundary(confidence, order, k)
+                elif policy == "origin":
+                    u = uniform_open01(p.seed, step, positions, 0, STREAM_ORIGIN)
+                    chosen = np.nonzero(u < dream_transfer_probability(timesteps, i))[0].tolist()
+                elif policy in DREAM_STYLE:
+                    if p.alg_temp > 0:
+                        # Gumbel-top-k: k draws without replacement from softmax(confidence /
+                        # alg_temp).
+                        u = uniform_open01(p.seed, step, positions, 0, STREAM_ALG_TEMP)
+                        score = confidence / p.alg_temp + torch.from_numpy(-np.log(-np.log(u)))
+                        order = rank(score)
+                        chosen = order[:k]
+                        if 0 < k < n:
+                            a, c = float(score[order[k - 1]]), float(score[order[k]])
+                            decided.append(relative_gap(a, c, floor=1.0))
+                    else:
+                        order = rank(confidence)
+                        chosen = order[:k]
+                        decided += top_k_boundary(confidence, order, k)
+                elif policy == "threshold":
+                    tau = p.confidence_threshold
+                    order = rank(confidence)
+                    chosen = [order[0]] + [r for r in order[1:] if confidence[r] >= tau]
+                    for r in order[1:]:
+                        c = float(confidence[r])
+                        decided.append(relative_gap(max(c, tau), min(c, tau)))
+                    if n > 1 and confidence[order[1]] < tau:
+                        decided += top_k_boundary(confidence, order, 1)
+                else:  # factor
+                    chosen, decided = select_factor(confidence, p.factor)
+                if margins is not None:
+                    margins += decided
+                    chosen_set = set(chosen)
+                    for r in range(n):
+                        if r in chosen_set or token_sets_confidence:
+                            margins.append(choice.token_margin[r])
+                        if r in chosen_set or ranks_all_rows:
+                            margins += choice.filter_margins[r]
+                if chosen:
+                    rows = torch.tensor(chosen, dtype=torch.long)
+                    x[0, candidates[rows]] = choice.tokens[rows]
+                    if remasking:
+                        where = candidates[rows]
+                        probability = token_probabilities(logits[where], choice.tokens[rows])
+                        committed_probability.update(zip(where.tolist(), probability.tolist()))
+                committed = sorted((int(candidates[r]), int(choice.tokens[r])) for r in chosen)
+            else:
+                committed = []
+            replaced: list[tuple[int, int]] = []
+            if editing and len(revisable):
+                edit_rows = logits[revisable]
+                predicted = edit_rows.argmax(-1)  # first index on ties
+                probability = token_probabilities(edit_rows, predicted)
+                tau = p.edit_threshold
+                for j, q in enumerate(revisable.tolist()):
+                    token, prob = int(predicted[j]), float(probability[j])
+                    differs = token != int(x[0, q]) and token != mask_id
+                    if margins is not None:
+                        if differs:
+                            margins.append(relative_gap(max(prob, tau), min(prob, tau)))
+                        if prob > tau:  # a flip of the argmax could start or stop an edit
+                            top2 = edit_rows[j].double().topk(2).values.tolist()
+                            margins.append(relative_gap(top2[0], top2[1]))
+                    if differs and prob > tau:
+                        replaced.append((q, token))
+                for q, token in replaced:
+                    x[0, q] = token
+            remasked: list[int] = []
+            if n_remask > 0:
+                ordered = sorted(revisable.tolist(), key=lambda q: (committed_probability[q], q))
+                remasked = sorted(ordered[:n_remask])
+                if margins is not None and n_remask < len(ordered):
+                    low = committed_probability[ordered[n_remask - 1]]
+                    high = committed_probability[ordered[n_remask]]
+                    margins.append(relative_gap(high, low))
+                for q in remasked:
+                    x[0, q] = mask_id
+                    del committed_probability[q]
+            n_edits += len(replaced)
+            n_remasks += len(remasked)
+            if extra:
+                extra_in_block += 1
+                n_extra += 1
+                last_extra_edits = len(replaced)
+            if trace is not None:
+                trace.append(
+                    dict(
+                        step=step,
+                        block=b,
+                        extra=extra,
+                        window=in_window,
+                        committed=[list(c) for c in committed],
+                        replaced=[list(c) for c in replaced],
+                        remasked=remasked,
+                    )
+                )
             step += 1
+            i += 1
             if p.early_stop:
                 answer_end = early_stop_end(x[0, prompt_len:].tolist(), stop_ids, mask_id)
                 if answer_end is not None:
@@ -734,10 +945,13 @@ def generate(
         if answer_end is not None:
             break
 
-    answer = x[0, prompt_len:].tolist()
+    canvas = x[0].tolist()
+    answer = canvas[prompt_len:]
     if answer_end is not None:
         answer = answer[:answer_end]
-    return GenerateResult(answer, step, forward_passes, answer_end is not None)
+    return GenerateResult(
+        answer, step, forward_passes, answer_end is not None, canvas, n_edits, n_remasks, n_extra
+    )
 
 
 def early_stop_end(answer: list[int], stop_ids: list[int], mask_id: int) -> int | None:
