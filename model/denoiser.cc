@@ -34,8 +34,12 @@ absl::StatusOr<int> Denoiser::Step(std::span<Generation* const> generations) {
     const Generation& generation = *active_[g];
     Slot& slot = slots_[g];
     // Dream reads the prediction for position p from the logits of p - 1 (0 keeps its own).
-    const std::vector<int32_t>& positions = generation.candidate_positions();
-    slot.logit_rows.assign(positions.begin(), positions.end());
+    // The candidates' rows, then those of the positions edit_threshold predicts.
+    const std::vector<int32_t>& candidates = generation.candidate_positions();
+    const std::vector<int32_t>& predicted = generation.prediction_positions();
+    slot.positions.assign(candidates.begin(), candidates.end());
+    slot.positions.insert(slot.positions.end(), predicted.begin(), predicted.end());
+    slot.logit_rows.assign(slot.positions.begin(), slot.positions.end());
     if (shifted) {
       for (int32_t& row : slot.logit_rows) row = std::max(row - 1, 0);
     }
@@ -70,9 +74,10 @@ absl::StatusOr<int> Denoiser::Step(std::span<Generation* const> generations) {
   for (size_t g = 0; g < active_.size(); ++g) {
     const Generation& generation = *active_[g];
     const GenerationParams& params = generation.params();
-    const auto& positions = generation.candidate_positions();
-    const auto count = static_cast<int64_t>(positions.size());
     Slot& slot = slots_[g];
+    const std::span<const int32_t> positions = slot.positions;
+    const auto count = static_cast<int64_t>(positions.size());
+    const size_t candidates = generation.candidate_positions().size();
     slot.tokens.resize(count);
     slot.confidences.resize(count);
     TokenChoiceGroup group;
@@ -92,38 +97,52 @@ absl::StatusOr<int> Denoiser::Step(std::span<Generation* const> generations) {
     group.seed = params.seed;
     group.step = generation.global_step();
     const int listed = std::max(params.logprobs, 0);
-    if (params.logprobs >= 0) {
+    if (generation.needs_token_logprobs()) {
       slot.logprobs.resize(count);
       slot.top_ids.resize(count * listed);
       slot.top_values.resize(count * listed);
-      group.top_logprobs = params.logprobs;
+      group.top_logprobs = listed;
     }
-    // One group per run of candidates under the same suppressed tokens (bans); a row's result
+    // The predictions edit_threshold reads: greedy, unfiltered, with the probability as the
+    // confidence.
+    TokenChoiceGroup prediction = group;
+    prediction.temperature = 0.0;
+    prediction.top_p = 1.0;
+    prediction.top_k = 0;
+    prediction.style = TokenChoiceStyle::kLLaDA;
+    prediction.confidence = ConfidenceKind::kProbability;
+    // One group per run of positions under the same suppressed tokens (bans); a row's result
     // depends only on its own logits and settings, so the split changes no token.
-    for (const Generation::CandidateRun& run : generation.candidate_runs()) {
-      TokenChoiceGroup& part = groups_.emplace_back(group);
-      const auto offset = static_cast<int64_t>(run.first);
-      part.first_row = first_row + offset;
-      if (uncond_first_row >= 0) part.uncond_first_row = uncond_first_row + offset;
-      part.suppressed_tokens = run.suppressed;
-      part.positions = std::span<const int32_t>(positions).subspan(run.first, run.count);
-      part.tokens = std::span<int32_t>(slot.tokens).subspan(run.first, run.count);
-      part.confidences = std::span<double>(slot.confidences).subspan(run.first, run.count);
-      if (params.logprobs >= 0) {
-        part.logprobs = std::span<double>(slot.logprobs).subspan(run.first, run.count);
-        part.top_ids =
-            std::span<int32_t>(slot.top_ids).subspan(run.first * listed, run.count * listed);
-        part.top_values =
-            std::span<double>(slot.top_values).subspan(run.first * listed, run.count * listed);
+    const auto add_runs = [&](const TokenChoiceGroup& settings,
+                              const std::vector<Generation::CandidateRun>& runs, size_t base) {
+      for (const Generation::CandidateRun& run : runs) {
+        TokenChoiceGroup& part = groups_.emplace_back(settings);
+        const size_t first = base + run.first;
+        const auto offset = static_cast<int64_t>(first);
+        part.first_row = first_row + offset;
+        if (uncond_first_row >= 0) part.uncond_first_row = uncond_first_row + offset;
+        part.suppressed_tokens = run.suppressed;
+        part.positions = positions.subspan(first, run.count);
+        part.tokens = std::span<int32_t>(slot.tokens).subspan(first, run.count);
+        part.confidences = std::span<double>(slot.confidences).subspan(first, run.count);
+        if (generation.needs_token_logprobs()) {
+          part.logprobs = std::span<double>(slot.logprobs).subspan(first, run.count);
+          part.top_ids =
+              std::span<int32_t>(slot.top_ids).subspan(first * listed, run.count * listed);
+          part.top_values =
+              std::span<double>(slot.top_values).subspan(first * listed, run.count * listed);
+        }
       }
-    }
+    };
+    add_runs(group, generation.candidate_runs(), 0);
+    add_runs(prediction, generation.prediction_runs(), candidates);
   }
   SCULPT_RETURN_IF_ERROR(model_.backend().ChooseTokens({logits, groups_}));
   for (size_t g = 0; g < active_.size(); ++g) {
     const Slot& slot = slots_[g];
     const CandidateLogprobs logprobs{slot.logprobs, slot.top_ids, slot.top_values};
     active_[g]->Commit(slot.tokens, slot.confidences,
-                       active_[g]->params().logprobs >= 0 ? &logprobs : nullptr);
+                       active_[g]->needs_token_logprobs() ? &logprobs : nullptr);
   }
   return static_cast<int>(batch_.size());
 }

@@ -31,7 +31,7 @@ class Denoiser {
  private:
   // Per generation of the step; kept (with their capacity) across steps.
   struct Slot {
-    std::vector<int32_t> logit_rows, unconditional, tokens, top_ids;
+    std::vector<int32_t> positions, logit_rows, unconditional, tokens, top_ids;
     std::vector<double> confidences, logprobs, top_values;
   };
   Transformer& model_;

@@ -48,6 +48,18 @@ struct GenerationParams {
   // Fast-dLLM's approximate KV cache (KvCacheMode): the first step of every block forwards the
   // whole canvas and caches its keys and values; the block's later steps forward a window.
   KvCacheMode cache = KvCacheMode::kNone;
+  // Policies that revise committed tokens (docs/generation.md, "Policies that revise committed
+  // tokens"). LLaDA 2.1's editing: a committed token of the current block whose prediction
+  // differs with probability above edit_threshold is replaced, and up to max_edit_steps
+  // edit-only steps follow a block's own steps; unset: off.
+  std::optional<double> edit_threshold;
+  int max_edit_steps = 16;
+  // ReMDM-loop: in the steps [remdm_start, remdm_end) of each block (fractions of its steps), at
+  // most remdm_remask committed tokens, the least probable when committed, become masks again;
+  // 0: off.
+  int remdm_remask = 0;
+  double remdm_start = 0.45;
+  double remdm_end = 0.95;
 };
 
 // A committed token's log-probability under the model's distribution at the step that committed
@@ -105,6 +117,12 @@ struct StepEvent {
   uint64_t revision = 0;  // the draft's revision after the step (Generation::revision)
   int block = 0;
   std::vector<std::pair<int32_t, int32_t>> committed;  // (canvas position, token)
+  // The revising policies: committed tokens replaced (edit_threshold) and turned back into
+  // masks (remdm_remask) by the step, and whether it was an edit-only step or in the window.
+  std::vector<std::pair<int32_t, int32_t>> replaced;
+  std::vector<int32_t> remasked;
+  bool edit_only = false;
+  bool remask_window = false;
   // With GenerationParams::logprobs >= 0: each committed token's, in the order of `committed`.
   std::vector<TokenLogprob> committed_logprobs;
   // Blocks finished by this step, in order (blocks a stop ended early are not finished).
@@ -196,6 +214,17 @@ class Generation {
     std::vector<int32_t> suppressed;  // sorted
   };
   const std::vector<CandidateRun>& candidate_runs() const { return candidate_runs_; }
+  // edit_threshold: the committed positions whose predictions the step also needs (the block's
+  // revisable tokens), after the candidates' rows, in runs as the candidates'. Their token
+  // choice is greedy and unfiltered: the prediction and its probability.
+  const std::vector<int32_t>& prediction_positions() const { return predicted_; }
+  const std::vector<CandidateRun>& prediction_runs() const { return prediction_runs_; }
+  // Whether Commit needs the chosen tokens' log-probabilities (asked for, or remdm_remask's
+  // commit probabilities).
+  bool needs_token_logprobs() const { return params_.logprobs >= 0 || params_.remdm_remask > 0; }
+  // Canvas positions that no revising policy changes once committed (the reference's `pinned`);
+  // an edit's pins are such positions too.
+  void ProtectPositions(std::span<const int32_t> canvas_positions);
 
   // The current canvas, masks where nothing is committed yet.
   std::span<const int32_t> canvas() const { return canvas_; }
@@ -230,8 +259,10 @@ class Generation {
   absl::StatusOr<EditOutcome> ApplyEdit(const DraftEdit& edit);
   bool pinned(int32_t canvas_position) const { return pinned_[canvas_position]; }
 
-  // Takes the chosen token and model confidence of every candidate, ranks them with the policy
-  // and commits this step's share. `logprobs` is required when params().logprobs >= 0.
+  // Takes the chosen token and model confidence of every candidate, then every prediction
+  // position (their rows in that order), ranks the candidates with the policy and commits this
+  // step's share, then revises (edit_threshold, remdm_remask). `logprobs` (all rows, as many
+  // alternatives as params().logprobs asks, at least 0) is required when needs_token_logprobs().
   const StepEvent& Commit(std::span<const int32_t> tokens, std::span<const double> confidences,
                           const CandidateLogprobs* logprobs = nullptr);
 
@@ -261,6 +292,13 @@ class Generation {
   void UpdateCandidates();
   bool BlockDone() const;
   void CheckStops();
+  // The current block's own steps are done (its policy's steps, or its masks are gone).
+  bool OwnStepsDone() const;
+  // edit_threshold: an edit-only step follows the own steps.
+  bool EditStepDue() const;
+  std::vector<CandidateRun> RunsOf(const std::vector<int32_t>& positions) const;
+  // The indices of the candidates this step commits.
+  std::vector<size_t> ChooseCommits(std::span<const double> confidences, size_t remask_count);
   int block_begin(int block) const { return block == 0 ? region_start_ : block_ends_[block - 1]; }
   int block_end(int block) const { return block_ends_[block]; }
   int block_begin() const { return block_begin(block_); }
@@ -295,6 +333,15 @@ class Generation {
   int planned_steps_ = 0;
   std::vector<int32_t> candidates_;
   std::vector<CandidateRun> candidate_runs_;
+  // The revising policies.
+  std::vector<int32_t> revisable_;  // the block's committed, not given, not pinned positions
+  std::vector<int32_t> predicted_;  // revisable_ with edit_threshold, else empty
+  std::vector<CandidateRun> prediction_runs_;
+  std::vector<double> commit_probability_;  // remdm_remask: per canvas position
+  bool own_step_ = true;                    // the next step is one of the block's own
+  int edit_steps_in_block_ = 0;
+  int last_edit_step_edits_ = 0;
+  int window_begin_ = 0, window_end_ = 0;  // remdm_remask: the block's steps that remask
   bool finished_ = false;
   FinishReason finish_reason_ = FinishReason::kLength;
   int answer_end_ = 0;

@@ -66,6 +66,14 @@ absl::StatusOr<GenerationParams> ReadParams(const GenerationRequest& request,
     SCULPT_ASSIGN_OR_RETURN(params.logprobs, Count(request.logprobs, 0, 0, kMaxTopLogprobs,
                                                    "logprobs", " (alternatives per token)"));
   }
+  params.edit_threshold = request.edit_threshold;
+  SCULPT_ASSIGN_OR_RETURN(
+      params.max_edit_steps,
+      Count(request.max_edit_steps, params.max_edit_steps, 0, 1024, "max_edit_steps"));
+  SCULPT_ASSIGN_OR_RETURN(params.remdm_remask, Count(request.remdm_remask, params.remdm_remask, 0,
+                                                     kMaxSteps, "remdm_remask"));
+  params.remdm_start = request.remdm_start.value_or(params.remdm_start);
+  params.remdm_end = request.remdm_end.value_or(params.remdm_end);
   return params;
 }
 

@@ -39,6 +39,8 @@ struct GenerationRequest {
   std::optional<uint64_t> seed;
   std::optional<int64_t> logprobs;   // alternatives per committed token; unset: none
   std::optional<std::string> cache;  // none, prefix or dual; unset: GenerationLimits' default
+  std::optional<double> edit_threshold, remdm_start, remdm_end;
+  std::optional<int64_t> max_edit_steps, remdm_remask;
   bool early_stop = false;
   bool logits_eos_inf = false;
   bool confidence_eos_eot_inf = false;

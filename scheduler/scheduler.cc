@@ -533,6 +533,15 @@ void Scheduler::RunStep() {
         draft.logprobs.emplace(position - region, event.committed_logprobs[c]);
       }
     }
+    // The revising policies change committed positions: a replacement, or a mask again.
+    for (const auto& [position, token] : event.replaced) {
+      draft.committed[position - region] = token;
+      draft.logprobs.erase(position - region);
+    }
+    for (const int32_t position : event.remasked) {
+      draft.committed[position - region] = generation.mask_id();
+      draft.logprobs.erase(position - region);
+    }
     entry.stream->PushDraft(std::move(draft), generation.finished());
     for (const CompletedBlock& block : event.completed_blocks) {
       entry.stream->PushBlock({.block = static_cast<uint32_t>(block.block),

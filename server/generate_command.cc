@@ -54,6 +54,14 @@ FlagSet GenerateFlags() {
   flags.Add("alg-temp", "T", "0", "Dream policies: draw positions from softmax(confidence / T)");
   flags.Add("confidence-threshold", "C", "0.9", "threshold policy: commit every confidence >= C");
   flags.Add("factor", "F", "1", "factor policy: Fast-dLLM's dynamic factor");
+  flags.Add("edit-threshold", "P", "",
+            "LLaDA 2.1's editing: replace a committed token whose prediction differs with "
+            "probability above P, in [0, 1) (default: off)");
+  flags.Add("max-edit-steps", "N", "16", "edit-only steps after each block's own steps");
+  flags.Add("remdm-remask", "N", "0",
+            "ReMDM's loop: remask at most N committed tokens per step of the window (0 = off)");
+  flags.Add("remdm-start", "F", "0.45", "ReMDM's window: its first step, as a fraction");
+  flags.Add("remdm-end", "F", "0.95", "ReMDM's window: its end, as a fraction");
   flags.Add("cache", "MODE", "none",
             "approximate KV cache: none, prefix or dual (Fast-dLLM's; faster, and the answer may "
             "differ from none's)");
@@ -114,6 +122,11 @@ absl::StatusOr<GenerationRequest> ReadRequest(const FlagSet& flags) {
   SCULPT_RETURN_IF_ERROR(read_double("alg-temp", request.alg_temp));
   SCULPT_RETURN_IF_ERROR(read_double("confidence-threshold", request.confidence_threshold));
   SCULPT_RETURN_IF_ERROR(read_double("factor", request.factor));
+  SCULPT_RETURN_IF_ERROR(read_double("edit-threshold", request.edit_threshold));
+  SCULPT_RETURN_IF_ERROR(read_int("max-edit-steps", request.max_edit_steps));
+  SCULPT_RETURN_IF_ERROR(read_int("remdm-remask", request.remdm_remask));
+  SCULPT_RETURN_IF_ERROR(read_double("remdm-start", request.remdm_start));
+  SCULPT_RETURN_IF_ERROR(read_double("remdm-end", request.remdm_end));
   SCULPT_RETURN_IF_ERROR(read_double("cfg-scale", request.cfg_scale));
   if (flags.Has("seed")) {
     // The server's seed is unsigned: a negative one cannot be sent there either.

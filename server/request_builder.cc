@@ -74,6 +74,11 @@ GenerationRequest ReadGeneration(const v1::GenerateRequest& message) {
   if (message.has_seed()) request.seed = message.seed();
   if (message.has_alg_temp()) request.alg_temp = message.alg_temp();
   if (message.has_factor()) request.factor = message.factor();
+  if (message.has_edit_threshold()) request.edit_threshold = message.edit_threshold();
+  if (message.has_max_edit_steps()) request.max_edit_steps = message.max_edit_steps();
+  if (message.has_remdm_remask()) request.remdm_remask = message.remdm_remask();
+  if (message.has_remdm_start()) request.remdm_start = message.remdm_start();
+  if (message.has_remdm_end()) request.remdm_end = message.remdm_end();
   request.early_stop = message.early_stop();
   request.logits_eos_inf = message.logits_eos_inf();
   request.confidence_eos_eot_inf = message.confidence_eos_eot_inf();

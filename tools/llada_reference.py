@@ -695,8 +695,8 @@ def generate(
     - remdm_remask (ReMDM-loop with ReMDM-conf): in the block steps remdm_window gives, the step
       first computes r = min(remdm_remask, revisable tokens), commits min(r, candidates) masks
       (the policy's ranking, its own count replaced), then remasks the r revisable tokens with
-      the lowest probability at the step that committed them (token_probabilities; lowest
-      position first on ties). Outside the window the fixed policies spread the block's masks
+      the lowest probability at the step that committed them (token_probabilities of the guided
+      logits before stop suppression; lowest position first on ties). Outside the window the fixed policies spread the block's masks
       over its steps outside the window: LLaDA's count is ceil(block masks / steps left outside
       the window, this one included), Dream's int(n (1 - s/t)) on a timestep table of that many
       steps; threshold and factor commit as usual. The block's last step is never in the window,
@@ -789,6 +789,9 @@ def generate(
                     model, x, p, prompt_index, kv=kv, window=window
                 )
             forward_passes += passes
+            # remdm ranks committed tokens by the model's own probability of them (the API's
+            # log-probability: guided logits, before stop suppression).
+            model_logits = logits.clone() if remasking else logits
             if p.logits_eos_inf:
                 logits[:, stop_ids] = -math.inf
             # Revisable positions: in the block, a real token at the step's start, not frozen.
@@ -883,7 +886,9 @@ def generate(
                     x[0, candidates[rows]] = choice.tokens[rows]
                     if remasking:
                         where = candidates[rows]
-                        probability = token_probabilities(logits[where], choice.tokens[rows])
+                        probability = token_probabilities(
+                            model_logits[where], choice.tokens[rows]
+                        )
                         committed_probability.update(zip(where.tolist(), probability.tolist()))
                 committed = sorted((int(candidates[r]), int(choice.tokens[r])) for r in chosen)
             else:

@@ -12,10 +12,17 @@ std::vector<size_t> DreamConfidenceRemasking::Select(const SelectionContext& con
   const int count = DreamTransferCount(static_cast<int>(positions.size()), context.step_in_block,
                                        context.steps_per_block, kDreamEps);
   if (count <= 0) return {};
-  if (context.alg_temp > 0.0) {
-    return GumbelTopK(context, positions, scores, static_cast<size_t>(count), context.alg_temp);
-  }
-  return TopK(positions, scores, static_cast<size_t>(count));
+  return SelectCount(context, positions, scores, static_cast<size_t>(count));
+}
+
+std::vector<size_t> DreamConfidenceRemasking::SelectCount(const SelectionContext& context,
+                                                          std::span<const int32_t> positions,
+                                                          std::span<const double> scores,
+                                                          size_t count) const {
+  if (count == 0) return {};
+  if (context.alg_temp > 0.0)
+    return GumbelTopK(context, positions, scores, count, context.alg_temp);
+  return TopK(positions, scores, count);
 }
 
 }  // namespace sculpt

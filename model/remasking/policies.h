@@ -51,6 +51,9 @@ class DreamConfidenceRemasking final : public RemaskingPolicy {
   ConfidenceKind confidence_kind() const override { return kind_; }
   std::vector<size_t> Select(const SelectionContext& context, std::span<const int32_t> positions,
                              std::span<const double> scores) const override;
+  std::vector<size_t> SelectCount(const SelectionContext& context,
+                                  std::span<const int32_t> positions,
+                                  std::span<const double> scores, size_t count) const override;
 
  private:
   ConfidenceKind kind_;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "model/remasking/policies.h"
+#include "model/remasking/selection.h"
 
 namespace sculpt {
 namespace {
@@ -31,6 +32,13 @@ void RemaskingPolicy::Score(const SelectionContext& /*context*/,
                             std::span<const int32_t> /*positions*/,
                             std::span<const double> confidences, std::span<double> scores) const {
   std::copy(confidences.begin(), confidences.end(), scores.begin());
+}
+
+std::vector<size_t> RemaskingPolicy::SelectCount(const SelectionContext& /*context*/,
+                                                 std::span<const int32_t> positions,
+                                                 std::span<const double> scores,
+                                                 size_t count) const {
+  return TopK(positions, scores, count);
 }
 
 absl::StatusOr<Remasking> ParseRemasking(std::string_view name) {

@@ -54,6 +54,11 @@ class RemaskingPolicy {
   virtual std::vector<size_t> Select(const SelectionContext& context,
                                      std::span<const int32_t> positions,
                                      std::span<const double> scores) const = 0;
+  // The policy's ranking with its count replaced by `count` (remdm_remask sets the count): the
+  // best scored by default, drawn as the policy draws with alg_temp.
+  virtual std::vector<size_t> SelectCount(const SelectionContext& context,
+                                          std::span<const int32_t> positions,
+                                          std::span<const double> scores, size_t count) const;
 };
 
 const RemaskingPolicy& GetRemaskingPolicy(Remasking remasking);

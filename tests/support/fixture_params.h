@@ -29,6 +29,13 @@ inline GenerationParams ParamsFromFixture(const nlohmann::json& c) {
   params.confidence_eos_eot_inf = c.value("confidence_eos_eot_inf", false);
   params.stop_token_ids = c.value("stop_ids", std::vector<int32_t>());
   params.cache = *ParseKvCacheMode(c.value("cache", std::string("none")));
+  if (c.contains("edit_threshold") && !c["edit_threshold"].is_null()) {
+    params.edit_threshold = c["edit_threshold"].get<double>();
+  }
+  params.max_edit_steps = c.value("max_edit_steps", params.max_edit_steps);
+  params.remdm_remask = c.value("remdm_remask", params.remdm_remask);
+  params.remdm_start = c.value("remdm_start", params.remdm_start);
+  params.remdm_end = c.value("remdm_end", params.remdm_end);
   return params;
 }
 

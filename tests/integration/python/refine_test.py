@@ -17,7 +17,7 @@ import unittest
 
 import grpc
 
-from sculpt_server import Server, pb
+from sculpt_server import TINY_TEXT_MODEL, Server, pb, run_cli
 
 PROMPT = "def add(a, b):"
 MASK_ID = 3002  # tests/models/tiny-llada-text's mask token
@@ -415,6 +415,101 @@ class RefineEditsTest(unittest.TestCase):
         # A negative control: another seed gives another answer under the same script.
         other_seed, _ = self.run_session(*script, temperature=0.7, seed=12)
         self.assertNotEqual(list(other_seed.final().token_ids), expected)
+
+
+class RevisingPoliciesServedTest(unittest.TestCase):
+    """edit_threshold and remdm_remask through the server: drafts show committed positions
+    changing, and the answer is the CLI's (the engine's golden tests hold it to the reference)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def drafts_and_result(self, **fields):
+        """The answer rebuilt from the drafts, how many committed positions they remasked and
+        replaced, and the final result."""
+        request = pb.GenerateRequest(prompt=PROMPT, gen_length=16, seed=3, **fields)
+        events = list(self.server.stub.Generate(request, timeout=60))
+        seen: dict[int, int] = {}
+        remasked = replaced = 0
+        for event in events:
+            if kind(event) != "step":
+                continue
+            for span in event.step.changed:
+                for i, token in enumerate(span.token_ids):
+                    before = seen.get(span.position + i, MASK_ID)
+                    remasked += token == MASK_ID and before != MASK_ID
+                    replaced += before not in (MASK_ID, token) and token != MASK_ID
+                    seen[span.position + i] = token
+        answer = [seen.get(i, MASK_ID) for i in range(16)]
+        return answer, remasked, replaced, events[-1].final
+
+    def cli(self, *flags):
+        return run_cli(
+            "--model",
+            str(TINY_TEXT_MODEL),
+            "--prompt",
+            PROMPT,
+            "--gen-length",
+            "16",
+            "--seed",
+            "3",
+            *flags,
+        )
+
+    def test_remdm_remasks_committed_positions_and_ends_without_masks(self):
+        answer, remasked, _, result = self.drafts_and_result(
+            steps=16, remdm_remask=2, temperature=0.8
+        )
+        self.assertGreater(remasked, 0)
+        self.assertNotIn(MASK_ID, list(result.token_ids))
+        self.assertEqual(list(result.token_ids), answer)
+        expected = self.cli("--steps", "16", "--remdm-remask", "2", "--temperature", "0.8")
+        self.assertEqual(list(result.token_ids), expected["token_ids"])
+        # Remasked tokens are drawn again at later steps (other random numbers): another answer.
+        plain = self.cli("--steps", "16", "--temperature", "0.8")
+        self.assertNotEqual(expected["token_ids"], plain["token_ids"])
+
+    def test_edit_threshold_replaces_committed_tokens_with_extra_steps(self):
+        answer, _, replaced, result = self.drafts_and_result(
+            steps=8,
+            remasking="threshold",
+            confidence_threshold=0.5,
+            edit_threshold=0.0,
+            max_edit_steps=3,
+        )
+        self.assertEqual(list(result.token_ids), answer)
+        self.assertGreater(replaced, 0)
+        expected = self.cli(
+            "--steps",
+            "8",
+            "--remasking",
+            "threshold",
+            "--confidence-threshold",
+            "0.5",
+            "--edit-threshold",
+            "0",
+            "--max-edit-steps",
+            "3",
+        )
+        self.assertEqual(list(result.token_ids), expected["token_ids"])
+        self.assertEqual(result.usage.steps, expected["steps"])
+
+    def test_bad_values_name_the_field(self):
+        for fields, field in [
+            (dict(edit_threshold=1.5), "edit_threshold"),
+            (dict(remdm_remask=2, remasking="origin"), "remdm_remask"),
+            (dict(remdm_remask=2, remdm_start=0.9, remdm_end=0.1), "remdm_start"),
+            (dict(max_edit_steps=-1), "max_edit_steps"),
+        ]:
+            with self.assertRaises(grpc.RpcError) as raised:
+                self.server.stub.Complete(pb.GenerateRequest(prompt=PROMPT, **fields), timeout=30)
+            self.assertEqual(raised.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+            self.assertIn(field, raised.exception.details())
 
 
 class RefineFloodTest(unittest.TestCase):
