@@ -260,12 +260,13 @@ void Scheduler::Finish(Entry& entry, FinishReason cause, absl::Status status) {
   if (entry.request.edits) {
     // Every edit the session sent is answered before its final event.
     for (DraftEdit& edit : entry.request.edits->TakeAll()) {
-      entry.stream->PushEdit(
-          {.edit_id = std::move(edit.id),
-           .kind = edit.kind,
-           .status = absl::FailedPreconditionError(
-               absl::StrCat("the generation ended (", std::string(FinishReasonName(cause)),
-                            ") at step ", generation.steps_run(), " before this edit applied"))});
+      EditEvent refused{.edit_id = std::move(edit.id),
+                        .kind = edit.kind,
+                        .status = absl::FailedPreconditionError(absl::StrCat(
+                            "the generation ended (", std::string(FinishReasonName(cause)),
+                            ") at step ", generation.steps_run(), " before this edit applied"))};
+      if (options_.observer != nullptr) options_.observer->OnEdit(refused.kind, refused.status);
+      entry.stream->PushEdit(std::move(refused));
     }
   }
   entry.stream->PushFinal(std::move(final_event));
@@ -456,6 +457,7 @@ void Scheduler::ApplyEdits(Clock::time_point now) {
           }
         }
       }
+      if (options_.observer != nullptr) options_.observer->OnEdit(event.kind, event.status);
       entry->stream->PushEdit(std::move(event));
     }
     if (generation.finished()) {

@@ -38,6 +38,8 @@ class SchedulerObserver {
   virtual void OnStep(double seconds, int forwarded, std::span<const int> committed) = 0;
   // A request ended (any cause), with its final event.
   virtual void OnFinished(const Request& request, const FinalEvent& event) = 0;
+  // A refine session's edit was applied (OK) or refused.
+  virtual void OnEdit(EditKind /*kind*/, const absl::Status& /*status*/) {}
 };
 
 // The largest step the budgets allow (every sequence guided), for Transformer::Reserve.

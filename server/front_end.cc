@@ -154,6 +154,13 @@ absl::StatusOr<std::vector<int32_t>> FrontEnd::EditTokens(
 
 absl::StatusOr<DraftEdit> FrontEnd::BuildEdit(const v1::Edit& message,
                                               const std::string& default_id) const {
+  absl::StatusOr<DraftEdit> edit = ReadEdit(message, default_id);
+  if (!edit.ok() && metrics_ != nullptr) metrics_->RecordEdit(EditKindOf(message), edit.status());
+  return edit;
+}
+
+absl::StatusOr<DraftEdit> FrontEnd::ReadEdit(const v1::Edit& message,
+                                             const std::string& default_id) const {
   constexpr size_t kMaxBanStrings = 16;
   constexpr size_t kMaxBanStringBytes = 64;
   const auto invalid = [](auto&&... parts) {

@@ -91,6 +91,7 @@ class FrontEnd {
                  v1::BlockCommitted& block) const;
   void FillFinal(const BuiltRequest& built, const FinalEvent& event,
                  v1::GenerateResult& result) const;
+  absl::StatusOr<DraftEdit> ReadEdit(const v1::Edit& edit, const std::string& default_id) const;
   void FillEdit(const BuiltRequest& built, const EditEvent& event, v1::EditResult& result) const;
   // Token ids from an edit's ids or text (`<|mask:N|>` in it gives N masks).
   absl::StatusOr<std::vector<int32_t>> EditTokens(

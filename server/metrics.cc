@@ -4,6 +4,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -107,6 +109,14 @@ void Metrics::OnFinished(const Request& request, const FinalEvent& event) {
   queue_time_.Observe(event.queue_ms / 1000);
   if (event.result.steps > 0) time_to_first_step_.Observe(event.first_step_ms / 1000);
   e2e_latency_.Observe(event.total_ms / 1000);
+}
+
+void Metrics::RecordEdit(EditKind kind, const absl::Status& status) {
+  std::string result = status.ok() ? "applied" : absl::StatusCodeToString(status.code());
+  std::transform(result.begin(), result.end(), result.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::lock_guard lock(mutex_);
+  ++edits_[{std::string(EditKindName(kind)), result}];
 }
 
 void Metrics::RecordRejected(const std::string& reason) {
@@ -244,6 +254,12 @@ std::string Metrics::Render(const SchedulerStats& stats) const {
   histogram("sculpt_tokens_committed_per_step", "Tokens one request committed in one step.",
             tokens_committed_per_step_);
 
+  Header(out, "sculpt_refine_edits_total", "counter",
+         "Refine sessions' edits, by kind and result (applied, or the status of a refusal).");
+  for (const auto& [key, count] : edits_) {
+    absl::StrAppend(&out, "sculpt_refine_edits_total{", m, ",kind=\"", key.first, "\",result=\"",
+                    key.second, "\"} ", count, "\n");
+  }
   Header(out, "sculpt_http_requests_total", "counter",
          "HTTP requests answered, by route and status (0: the client left before an answer).");
   for (const auto& [key, count] : http_requests_) {

@@ -34,6 +34,9 @@ class Metrics final : public SchedulerObserver {
 
   void OnStep(double seconds, int forwarded, std::span<const int> committed) override;
   void OnFinished(const Request& request, const FinalEvent& event) override;
+  // Edits the engine applied or refused, and (RecordEdit) those a front end refused first.
+  void OnEdit(EditKind kind, const absl::Status& status) override { RecordEdit(kind, status); }
+  void RecordEdit(EditKind kind, const absl::Status& status);
 
   // A request refused before it was queued; `reason` is a label value such as
   // "invalid_argument", "queue_full", "unavailable", "not_found", "deadline".
@@ -61,6 +64,7 @@ class Metrics final : public SchedulerObserver {
   Histogram queue_time_;
   Histogram tokens_committed_per_step_;
   std::map<std::pair<std::string, int>, uint64_t> http_requests_;  // (route, status)
+  std::map<std::pair<std::string, std::string>, uint64_t> edits_;  // (kind, result)
   std::map<std::string, Histogram> http_duration_;                 // by route
 };
 

@@ -640,6 +640,20 @@ class HttpRefineTest(unittest.TestCase):
         pinned = self.server.stub.Tokenize(pb.TokenizeRequest(text=" return"), timeout=10)
         self.assertEqual(final["token_ids"][3 : 3 + len(pinned.token_ids)], list(pinned.token_ids))
         connection.close()
+        # Counted by kind and result.
+        metrics = http.client.HTTPConnection("127.0.0.1", self.server.http_port, timeout=30)
+        metrics.request("GET", "/metrics")
+        text = metrics.getresponse().read().decode()
+        metrics.close()
+        for kind_name, result in [("pin", "applied"), ("remask", "invalid_argument")]:
+            line = next(
+                line
+                for line in text.splitlines()
+                if line.startswith("sculpt_refine_edits_total{")
+                and f'kind="{kind_name}"' in line
+                and f'result="{result}"' in line
+            )
+            self.assertGreaterEqual(float(line.rsplit(" ", 1)[1]), 1)
         # The session is gone with its stream.
         status, answer, _ = self.post(f"/v1/refine/{session_id}/edits", {"finish": {}})
         self.assertEqual(status, 404)
