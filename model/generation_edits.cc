@@ -70,6 +70,8 @@ absl::Status Generation::CheckEditSpan(const DraftEdit& edit, int32_t begin, int
     return absl::InvalidArgumentError(absl::StrCat(
         "revision ", base, " is ahead of the draft (now at revision ", revision_, ")"));
   }
+  // A ban does not depend on what the span held: it applies to whatever is there now.
+  if (edit.kind == EditKind::kBan) return absl::OkStatus();
   if (base < layout_revision_) {
     return absl::AbortedError(
         absl::StrCat("the draft's positions moved at revision ", layout_revision_,

@@ -351,6 +351,7 @@ v1::ServerInfo FrontEnd::ServerInfo() const {
 
 void FrontEnd::FillAccepted(const BuiltRequest& built, const AcceptedEvent& event,
                             v1::Accepted& accepted) const {
+  accepted.set_mask_token_id(model_.config().mask_token_id);
   accepted.set_request_id(built.request_id);
   accepted.set_queue_position(static_cast<uint32_t>(event.queue_position));
   accepted.set_prompt_tokens(static_cast<uint32_t>(built.prompt_tokens));

@@ -102,12 +102,16 @@ TEST(GenerationEditsTest, StaleRevisionsAreAbortedAndFutureOnesInvalid) {
   DraftEdit fresh = Edit(EditKind::kPin, 3, 0, {4});
   fresh.revision = 0;  // position 3 has not changed since
   EXPECT_TRUE(generation->ApplyEdit(fresh).ok());
+  DraftEdit ban = Edit(EditKind::kBan, 0, 4, {3});
+  ban.id = "b";
+  ban.revision = 0;  // a ban applies to whatever the span holds now
+  EXPECT_TRUE(generation->ApplyEdit(ban).ok());
   DraftEdit ahead = Edit(EditKind::kRemask, 1, 1);
   ahead.revision = 99;
   EXPECT_TRUE(absl::IsInvalidArgument(generation->ApplyEdit(ahead).status()));
   ASSERT_TRUE(generation->ApplyEdit(Edit(EditKind::kReplace, 1, 0, {6})).ok());  // moves
   DraftEdit moved = Edit(EditKind::kRemask, 3, 1);
-  moved.revision = 2;
+  moved.revision = 3;
   const absl::Status status = generation->ApplyEdit(moved).status();
   EXPECT_TRUE(absl::IsAborted(status));
   EXPECT_NE(status.message().find("positions moved"), std::string_view::npos) << status;

@@ -41,7 +41,7 @@ def edit(**fields) -> pb.RefineRequest:
 class Session:
     """One Refine call: messages go through a queue, events are collected by a thread."""
 
-    def __init__(self, stub, first: pb.RefineRequest, timeout: float = 60):
+    def __init__(self, stub, first: pb.RefineRequest, timeout: float | None = 60):
         self.outbox: queue.Queue = queue.Queue()
         self.outbox.put(first)
         self.events: list = []
@@ -85,7 +85,10 @@ class Session:
                 if found:
                     return found[0]
                 if self.done.is_set() or time.monotonic() > deadline:
-                    raise AssertionError(f"no such event; got {[kind(e) for e in self.events]}")
+                    failed = self.error and f"{self.error.code()} {self.error.details()}"
+                    raise AssertionError(
+                        f"no such event; got {[kind(e) for e in self.events]}, error {failed}"
+                    )
                 self.changed.wait(0.1)
 
     def finish(self, timeout: float = 60):
@@ -355,7 +358,8 @@ class RefineEditsTest(unittest.TestCase):
         self.assertGreaterEqual(result.timings.total_ms, 900)
 
     def test_a_vanishing_client_frees_its_slot(self):
-        session = Session(self.server.stub, open_request(gen_length=16, steps=4096))
+        # No deadline: one that 4096 steps could not meet at this machine's step rate is refused.
+        session = Session(self.server.stub, open_request(gen_length=16, steps=4096), timeout=None)
         session.wait_for(lambda e: kind(e) == "step")
         info = self.server.stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=10)
         self.assertEqual(info.running, 1)
@@ -515,9 +519,13 @@ class RevisingPoliciesServedTest(unittest.TestCase):
 class RefineFloodTest(unittest.TestCase):
     """A client that sends edits as fast as it can: bounded, and the others are not hurt."""
 
+    # Edits apply at most this many per session per step; the flood's 20,000 are worked off in
+    # a few hundred steps.
+    MAX_EDITS_PER_STEP = 64
+
     @classmethod
     def setUpClass(cls):
-        cls.server = Server("--max-edits-per-step", "4")
+        cls.server = Server("--max-edits-per-step", str(cls.MAX_EDITS_PER_STEP))
 
     @classmethod
     def tearDownClass(cls):
@@ -531,7 +539,9 @@ class RefineFloodTest(unittest.TestCase):
 
     def test_ten_thousand_edits_per_second(self):
         baseline, alone_s = self.timed_generation()
-        session = Session(self.server.stub, open_request(gen_length=16, steps=1 << 16), timeout=120)
+        session = Session(
+            self.server.stub, open_request(gen_length=16, steps=1 << 16), timeout=None
+        )
         session.wait_for(lambda e: kind(e) == "step")
         sent = 0
         stop = threading.Event()
@@ -554,6 +564,13 @@ class RefineFloodTest(unittest.TestCase):
         self.assertEqual(list(result.token_ids), list(baseline.token_ids))
         # Loose on purpose (timing on a shared 2-core machine): the figure is in bench/RESULTS.md.
         self.assertLess(flooded_s, 5 * alone_s + 2.0)
+        # What the server has not read yet waits in this client's own queue: drop it, so the
+        # finish goes next.
+        while True:
+            try:
+                session.outbox.get_nowait()
+            except queue.Empty:
+                break
         session.send(edit(edit_id="end", finish=pb.Finish()), None)
         events = session.finish(timeout=120)
         per_step: dict[int, int] = {}
@@ -561,7 +578,8 @@ class RefineFloodTest(unittest.TestCase):
             if kind(event) == "edit" and event.edit.code == 0:
                 per_step[event.edit.step] = per_step.get(event.edit.step, 0) + 1
         self.assertGreater(sum(per_step.values()), 100)
-        self.assertLessEqual(max(per_step.values()), 4)
+        # The backlog was worked off at exactly the limit per step, never more.
+        self.assertEqual(max(per_step.values()), self.MAX_EDITS_PER_STEP)
         self.assertEqual(session.final().finish_reason, "length")
 
 
