@@ -11,6 +11,7 @@
 #include "cpu/cpu_ops.h"
 #include "cpu/gemm.h"
 #include "cpu/host_memory.h"
+#include "cpu/threads.h"
 
 namespace sculpt {
 namespace {
@@ -96,7 +97,11 @@ class CpuBackend final : public Backend {
     return absl::OkStatus();
   }
 
-  absl::Status RunEmbed(const EmbedParams& params) override { return cpu::Embed(params); }
+  // Every forward starts with the embedding: the thread running it gets the process's count.
+  absl::Status RunEmbed(const EmbedParams& params) override {
+    ApplyCpuThreads();
+    return cpu::Embed(params);
+  }
   absl::Status RunRmsNorm(const RmsNormParams& params) override { return cpu::RmsNorm(params); }
   absl::Status RunAddRmsNorm(const AddRmsNormParams& params) override {
     return cpu::AddRmsNorm(params);
@@ -112,6 +117,7 @@ class CpuBackend final : public Backend {
     return cpu::GatherRows(params);
   }
   absl::Status RunChooseTokens(const ChooseTokensParams& params) override {
+    ApplyCpuThreads();
     return cpu::ChooseTokens(params, token_choice_);
   }
   absl::Status Synchronize() override { return absl::OkStatus(); }

@@ -4,8 +4,12 @@
 
 namespace sculpt {
 
-// n <= 0 keeps OpenMP's default (all cores).
+// n <= 0 keeps OpenMP's default (all cores). For the process: every thread that runs the CPU
+// backend's ops applies it (ApplyCpuThreads) before its first parallel region.
 void SetCpuThreads(int n);
+// Applies the count to the calling thread, once (the CPU backend calls it as a forward and a
+// token choice start).
+void ApplyCpuThreads();
 int CpuThreads();
 
 }  // namespace sculpt

@@ -1,6 +1,7 @@
 // CPU ops against straightforward float64 formulas on awkward shapes. The CPU backend is the
 // reference of every other backend, so it is itself checked against the maths.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -8,10 +9,12 @@
 #include <numeric>
 #include <random>
 #include <span>
+#include <thread>
 #include <vector>
 
 #include "common/rng.h"
 #include "cpu/cpu_backend.h"
+#include "cpu/threads.h"
 #include "cpu/vector_math.h"
 #include "tests/support/random_data.h"
 
@@ -203,6 +206,27 @@ TEST_F(CpuOpsTest, AttentionIsExactAcrossQueryAndKeyTileEdges) {
   ExpectNear(window_out,
              NaiveAttention(window_q, k, v, window_offsets, kv_rows, n_heads, n_kv_heads, head_dim),
              1e-5);
+}
+
+// OpenMP keeps its thread count per thread: the count set for the process must reach the
+// thread that runs the ops (the server's engine thread is started after it is set).
+TEST(CpuThreadsTest, TheCountReachesAThreadThatRunsAForward) {
+  const int all = omp_get_max_threads();
+  if (all < 2) GTEST_SKIP() << "one core: the count cannot differ from the default";
+  SetCpuThreads(1);
+  int before = 0, after = 0;
+  std::thread engine([&] {
+    before = omp_get_max_threads();
+    std::unique_ptr<Backend> backend = MakeCpuBackend();
+    std::vector<float> table(4 * 2, 1.0f), out(2);
+    const std::vector<int32_t> ids = {3};
+    ASSERT_TRUE(backend->Embed({ids, View(table, 4, 2), View(out, 1, 2)}).ok());
+    after = omp_get_max_threads();
+  });
+  engine.join();
+  SetCpuThreads(all);
+  EXPECT_EQ(before, all);  // the thread started with OpenMP's default
+  EXPECT_EQ(after, 1);
 }
 
 TEST(VectorMathTest, MaxOfFindsTheLargestAtAnyPositionAndLength) {
