@@ -8,7 +8,8 @@ the answers' tokens; a remasked token is denoised again but counted once, so the
 editing costs a user in throughput. The sessions open as the plain requests do and send their
 script (at_step 4, 8, ...) right after; a step of 16 streams takes far longer than the script
 takes to arrive, so every round applies the same edits at the same steps (the table counts
-them: an edit that came late would be refused and missing).
+them: an edit that came late would be refused and missing). Then (--flood) one plain
+generation alone and next to a session that receives 10,000 edits per second.
 
 Usage: bench/run_refine_bench.sh (builds, then runs this with the built binary).
 """
@@ -23,6 +24,8 @@ import statistics
 import sys
 import threading
 import time
+
+import grpc
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests/integration/python"))
@@ -71,6 +74,56 @@ def plain_stream(pb, stub, seed: int):
     return final, 0
 
 
+def flood_round(pb, stub, rate: int, seconds: float) -> dict:
+    """One plain generation alone, then again while another session receives `rate` edits per
+    second (remasks, from a thread of this process), for `seconds` at most."""
+    start = time.monotonic()
+    plain_stream(pb, stub, 1)
+    alone = time.monotonic() - start
+    outbox: queue.Queue = queue.Queue()
+    outbox.put(pb.RefineRequest(open=pb.GenerateRequest(seed=0, **dict(SETTINGS, steps=1 << 16))))
+    stop = threading.Event()
+
+    def messages():
+        while (message := outbox.get()) is not None:
+            yield message
+
+    call = stub.Refine(messages())
+
+    def drain():
+        try:
+            for _ in call:
+                pass
+        except grpc.RpcError:  # the cancel below
+            pass
+
+    threading.Thread(target=drain, daemon=True).start()
+
+    def flood():
+        sent, begin = 0, time.monotonic()
+        while not stop.is_set() and time.monotonic() - begin < seconds:
+            outbox.put(
+                pb.RefineRequest(edit=pb.Edit(remask=pb.Remask(position=sent % 60, length=1)))
+            )
+            sent += 1
+            if sent % 100 == 0:
+                time.sleep(max(0.0, begin + sent / rate - time.monotonic()))
+
+    flooder = threading.Thread(target=flood)
+    flooder.start()
+    time.sleep(0.2)
+    start, client_cpu = time.monotonic(), time.process_time()
+    plain_stream(pb, stub, 1)
+    flooded = time.monotonic() - start
+    # The flooding client runs on the same cores as the server: its own CPU time is a share of
+    # the slowdown that a client on another machine would not cause.
+    client_cpu = time.process_time() - client_cpu
+    stop.set()
+    flooder.join()
+    call.cancel()
+    return dict(alone_s=alone, flooded_s=flooded, client_cpu_s=client_cpu)
+
+
 def run_round(sessions: int, run_one) -> dict:
     results = [None] * sessions
     barrier = threading.Barrier(sessions + 1)
@@ -103,6 +156,9 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default="build/refine-bench.jsonl")
+    parser.add_argument(
+        "--flood", type=int, default=10_000, help="edits/s of the flooding session (0: skip)"
+    )
     args = parser.parse_args()
 
     import os
@@ -125,6 +181,9 @@ def main() -> int:
             rows["refine"].append(
                 run_round(args.sessions, lambda i: refine_stream(pb, stub, i, edits))
             )
+        floods = [
+            flood_round(pb, stub, args.flood, 30.0) for _ in range(args.rounds if args.flood else 0)
+        ]
     finally:
         server.stop()
 
@@ -141,6 +200,14 @@ def main() -> int:
     for name, row in summary.items():
         print(f"{name:8} {row['tokens_per_s']:10.1f} {row['steps']:7d} {row['edits']:6d}")
     print(f"refine / plain tokens/s: {ratio:.3f}")
+    if floods:
+        alone = statistics.median(f["alone_s"] for f in floods)
+        flooded = statistics.median(f["flooded_s"] for f in floods)
+        print(
+            f"one generation alone {alone:.3f} s, next to {args.flood} edits/s {flooded:.3f} s: "
+            f"{flooded / alone:.2f}x (the flooding client itself used "
+            f"{statistics.median(f['client_cpu_s'] for f in floods):.3f} CPU s meanwhile)"
+        )
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a") as f:
@@ -152,6 +219,7 @@ def main() -> int:
                     rows=rows,
                     summary=summary,
                     ratio=ratio,
+                    floods=floods,
                 )
             )
             + "\n"
