@@ -88,6 +88,7 @@ class EditInbox {
 // What the front end hands the scheduler: a validated generation, ready to run.
 struct Request {
   std::string request_id;
+  std::string model_revision;  // for the request log
   int prompt_tokens = 0;
   Generation generation;
   int priority = 0;

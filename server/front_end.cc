@@ -78,6 +78,7 @@ absl::StatusOr<Submitted> FrontEnd::Submit(
     SCULPT_ASSIGN_OR_RETURN(BuildResult result, BuildRequest(request, model_, options_.limits));
     if (result.built.request_id.empty()) result.built.request_id = NewRequestId();
     result.request.request_id = result.built.request_id;
+    result.request.model_revision = model_.revision;
     result.request.deadline = deadline;
     std::shared_ptr<EditInbox> edits;
     if (refine) {
@@ -452,6 +453,7 @@ void FrontEnd::FillFinal(const BuiltRequest& built, const FinalEvent& event,
                          v1::GenerateResult& result) const {
   result.set_request_id(built.request_id);
   result.set_model(model_.name);
+  result.set_model_revision(model_.revision);
   result.set_finish_reason(std::string(FinishReasonName(event.result.finish_reason)));
   std::vector<FilledSpan> filled;
   if (built.infill && built.initial_canvas.size() == event.result.canvas.size()) {
@@ -558,6 +560,8 @@ void FrontEnd::FillModelInfo(v1::ModelInfo& info) const {
   info.set_eos_token_id(config.eos_token_id);
   info.set_has_tokenizer(model_.tokenizer != nullptr);
   info.set_has_chat_format(model_.chat_format.has_value());
+  info.set_revision(model_.revision);
+  info.set_card_revision(model_.card_revision);
 }
 
 }  // namespace sculpt

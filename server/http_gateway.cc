@@ -121,7 +121,8 @@ json ModelObject(const v1::ModelInfo& info) {
           {"object", "model"},
           {"created", 0},
           {"owned_by", "sculpt"},
-          {"max_model_len", info.context_length()}};
+          {"max_model_len", info.context_length()},
+          {"revision", info.revision()}};
 }
 
 HttpResponse StreamHead() {

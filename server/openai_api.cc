@@ -86,7 +86,7 @@ absl::Status RefuseUnsupportedFields(OpenAiEndpoint endpoint, const json& body,
                                               // the diffusion parameters, as extra fields
                                               "steps", "block_length", "remasking",
                                               "confidence_threshold", "cfg_scale", "early_stop",
-                                              "top_k", "priority", "cache"};
+                                              "top_k", "priority", "cache", "model_revision"};
   static const std::set<std::string> kReadByCompletions = {"prompt", "logprobs", "echo", "best_of",
                                                            "suffix"};
   static const std::set<std::string> kReadByChat = {"messages", "max_completion_tokens", "logprobs",
@@ -320,6 +320,8 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, const 
   if (present) request.set_remasking(text);
   SCULPT_OPENAI_RETURN_IF_ERROR(read.String("cache", &text, &present));
   if (present) request.set_cache(text);
+  SCULPT_OPENAI_RETURN_IF_ERROR(read.String("model_revision", &text, &present));
+  if (present) request.set_model_revision(text);
   bool flag = false;
   SCULPT_OPENAI_RETURN_IF_ERROR(read.Bool("early_stop", &flag));
   request.set_early_stop(flag);
@@ -353,9 +355,14 @@ int HttpStatusFor(const absl::Status& status) {
     case absl::StatusCode::kOk:
       return 200;
     case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kFailedPrecondition:
     case absl::StatusCode::kOutOfRange:
       return 400;
+    // The request is fine, the server's state is not what it needs (a pinned model revision,
+    // a model without a tokenizer), or it conflicts with a concurrent change (a stale edit).
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kAlreadyExists:
+      return 409;
     case absl::StatusCode::kUnauthenticated:
       return 401;
     case absl::StatusCode::kPermissionDenied:

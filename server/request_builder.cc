@@ -94,6 +94,12 @@ absl::StatusOr<BuildResult> BuildRequest(const v1::GenerateRequest& message,
     return absl::NotFoundError(absl::StrCat(
         "model '", message.model(), "' is not served here; this server serves '", model.name, "'"));
   }
+  if (!message.model_revision().empty() && message.model_revision() != model.revision) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("model_revision '", message.model_revision(), "' is pinned, but model '",
+                     model.name, "' is served at revision '", model.revision,
+                     "' (ListModels and /v1/models tell the revision served)"));
+  }
   if (static_cast<int>(message.request_id().size()) > limits.max_request_id_bytes) {
     return Invalid("request_id must be at most ", limits.max_request_id_bytes, " bytes, got ",
                    message.request_id().size());

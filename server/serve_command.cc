@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <csignal>
 #include <iostream>
@@ -21,6 +22,7 @@
 #include "common/status.h"
 #include "cpu/threads.h"
 #include "model/kv_cache.h"
+#include "model/tokenizer/utf8.h"
 #include "scheduler/scheduler.h"
 #include "server/access_log.h"
 #include "server/commands.h"
@@ -39,6 +41,8 @@ constexpr const char* kServiceName = "sculpt.v1.TextDiffusion";
 FlagSet ServeFlags() {
   FlagSet flags;
   flags.Add("model", "DIR", "", "model directory (default: the shipped models/sculpt-code-mini)");
+  flags.Add("served-model-name", "NAME", "",
+            "the name requests use in `model` (default: the model directory's last component)");
   flags.Add("host", "ADDR", "127.0.0.1", "address to listen on (0.0.0.0 for every interface)");
   flags.Add("grpc-port", "N", "50051", "gRPC port (0 = any free port, logged at start)");
   flags.Add("http-port", "N", "8080",
@@ -199,6 +203,15 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
                   .completed = access.completed});
     };
   }
+  const std::string served_name = flags.GetString("served-model-name");
+  if (served_name.size() > 128 || served_name.find('/') != std::string::npos ||
+      std::any_of(served_name.begin(), served_name.end(),
+                  [](unsigned char c) { return c < 0x20 || c == 0x7f; }) ||
+      !ValidateUtf8(served_name, "--served-model-name").ok()) {
+    return absl::InvalidArgumentError(
+        "--served-model-name must be at most 128 bytes of UTF-8 text without '/' or control "
+        "characters");
+  }
   // HTTP first, so /health answers 503 while the model loads.
   std::unique_ptr<HttpGateway> http;
   if (http_options.server.port >= 0) {
@@ -211,9 +224,10 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
   auto model_or = LoadServedModel(model_dir, std::move(backend));
   if (!model_or.ok()) return NotUsage(model_or.status());
   std::unique_ptr<ServedModel> model = std::move(*model_or);
+  if (!served_name.empty()) model->name = served_name;
   spdlog::info(
-      "loaded {} ({}, {} parameters) from {} in {:.0f} ms on {} with {} threads", model->name,
-      model->config().model_type, model->parameters, model_dir,
+      "loaded {} (revision {}, {}, {} parameters) from {} in {:.0f} ms on {} with {} threads",
+      model->name, model->revision, model->config().model_type, model->parameters, model_dir,
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - load_start)
           .count(),
       model->device, CpuThreads());

@@ -7,6 +7,7 @@
 #include "common/status.h"
 #include "cpu/cpu_backend.h"
 #include "model/safetensors.h"
+#include "server/model_revision.h"
 
 namespace sculpt {
 
@@ -35,6 +36,8 @@ absl::StatusOr<std::unique_ptr<ServedModel>> LoadServedModel(const std::string& 
     served->backend = backend ? std::move(backend) : MakeCpuBackend();
     served->device = served->backend->name();
     SCULPT_ASSIGN_OR_RETURN(served->transformer, LoadTransformer(dir, *served->backend));
+    SCULPT_ASSIGN_OR_RETURN(served->revision, ContentRevision(dir));
+    served->card_revision = CardRevision(dir);
   }
   // Optional beside weights (id-only models have none), required on its own.
   if (!weights || FileExists(dir + "/tokenizer.json")) {

@@ -22,6 +22,10 @@ struct ServedModel {
   std::optional<ChatFormat> chat_format;
   uint64_t parameters = 0;
   std::string device = "cpu";  // the backend's name, e.g. "cuda:0 (NVIDIA H200, ...)"
+  // ContentRevision of the directory (the hash of what decides its answers), and the model
+  // card's own `revision` ("" when it has none); model_revision.h.
+  std::string revision;
+  std::string card_revision;
 
   const ModelConfig& config() const { return transformer->config(); }
 };
