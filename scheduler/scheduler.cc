@@ -251,11 +251,13 @@ void Scheduler::Finish(Entry& entry, FinishReason cause, absl::Status status) {
   }
   spdlog::info(
       "request finished: request_id={} finish_reason={} status={} generated_tokens={} steps={} "
-      "forward_passes={} queue_ms={:.1f} first_step_ms={:.1f} total_ms={:.1f} model_revision={}",
+      "forward_passes={} queue_ms={:.1f} first_step_ms={:.1f} total_ms={:.1f} model_revision={} "
+      "key_id={}",
       entry.request.request_id, FinishReasonName(cause),
       absl::StatusCodeToString(final_event.status.code()), final_event.result.token_ids.size(),
       final_event.result.steps, final_event.result.forward_passes, final_event.queue_ms,
-      final_event.first_step_ms, final_event.total_ms, entry.request.model_revision);
+      final_event.first_step_ms, final_event.total_ms, entry.request.model_revision,
+      entry.request.key_id.empty() ? "-" : entry.request.key_id);
   if (options_.observer != nullptr) options_.observer->OnFinished(entry.request, final_event);
   if (entry.request.edits) {
     // Every edit the session sent is answered before its final event.
@@ -269,6 +271,8 @@ void Scheduler::Finish(Entry& entry, FinishReason cause, absl::Status status) {
       entry.stream->PushEdit(std::move(refused));
     }
   }
+  // Before the final event: a client that starts its next request on reading it finds the slot.
+  entry.request.admission.reset();
   entry.stream->PushFinal(std::move(final_event));
 }
 

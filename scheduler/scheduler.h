@@ -89,6 +89,9 @@ class EditInbox {
 struct Request {
   std::string request_id;
   std::string model_revision;  // for the request log
+  std::string key_id;          // the API key's id that sent it, for the request log; or ""
+  // Held while the request lives (a per-key limit's slot); released as its final event is sent.
+  std::shared_ptr<void> admission;
   int prompt_tokens = 0;
   Generation generation;
   int priority = 0;

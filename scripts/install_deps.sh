@@ -9,7 +9,7 @@ packages=(
   libabsl-dev libspdlog-dev nlohmann-json3-dev libdnnl-dev libgtest-dev
   libpcre2-dev libutf8proc-dev clang libclang-rt-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc nghttp2-client
-  libboost-dev libcpp-httplib-dev libssl-dev chromium
+  libboost-dev libcpp-httplib-dev libssl-dev openssl chromium
   python3 python3-venv python3-pip
 )
 missing=()

@@ -39,6 +39,7 @@ void AccessLog::Write(const AccessEntry& entry) {
       {"request_id", entry.request_id},
   };
   if (!entry.path.empty()) line["path"] = entry.path;
+  if (!entry.key_id.empty()) line["key_id"] = entry.key_id;
   if (!entry.completed) line["completed"] = false;
   const std::string text =
       line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";

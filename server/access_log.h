@@ -21,6 +21,7 @@ struct AccessEntry {
   uint64_t bytes_sent = 0;
   double duration_ms = 0.0;
   std::string request_id;
+  std::string key_id;     // the API key's id (docs/security.md), when the request had a valid one
   bool completed = true;  // false when the client left before the answer was done
 };
 

@@ -63,9 +63,18 @@ absl::Status FrontEnd::CheckModel(const std::string& name) const {
   return absl::OkStatus();
 }
 
+absl::StatusOr<Caller> FrontEnd::Authenticate(std::string_view authorization,
+                                              const std::string& protocol) const {
+  if (options_.gatekeeper == nullptr) return Caller{};
+  absl::StatusOr<Caller> caller = options_.gatekeeper->Authenticate(authorization);
+  if (!caller.ok()) options_.gatekeeper->RecordUnauthenticated(protocol);
+  return caller;
+}
+
 absl::StatusOr<Submitted> FrontEnd::Submit(
     const v1::GenerateRequest& request,
-    std::optional<std::chrono::steady_clock::time_point> deadline, bool refine, bool start_paused) {
+    std::optional<std::chrono::steady_clock::time_point> deadline, const Caller& caller,
+    bool refine, bool start_paused) {
   auto submitted = [&]() -> absl::StatusOr<Submitted> {
     if (scheduler_.draining()) {
       return absl::UnavailableError("the server is shutting down and accepts no new requests");
@@ -80,6 +89,11 @@ absl::StatusOr<Submitted> FrontEnd::Submit(
     result.request.request_id = result.built.request_id;
     result.request.model_revision = model_.revision;
     result.request.deadline = deadline;
+    result.request.key_id = caller.key_id;
+    // Last before queueing: a request refused for what it asks takes no slot of its key.
+    if (options_.gatekeeper != nullptr) {
+      SCULPT_ASSIGN_OR_RETURN(result.request.admission, options_.gatekeeper->Admit(caller));
+    }
     std::shared_ptr<EditInbox> edits;
     if (refine) {
       // Room for a few boundaries' worth: beyond it the client is held back, not refused.

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "scheduler/scheduler.h"
 #include "sculpt/v1/text_diffusion.pb.h"
+#include "server/api_keys.h"
 #include "server/metrics.h"
 #include "server/request_builder.h"
 #include "server/served_model.h"
@@ -22,6 +23,8 @@ struct FrontEndOptions {
   RequestLimits limits;
   uint64_t max_request_bytes = 4 << 20;
   std::string version;
+  // API keys and per-key limits; null: every request is admitted without a key.
+  Gatekeeper* gatekeeper = nullptr;
 };
 
 // A process-unique id for a request whose client gave none.
@@ -41,12 +44,19 @@ class FrontEnd {
   FrontEnd(const ServedModel& model, Scheduler& scheduler, Metrics* metrics,
            FrontEndOptions options);
 
-  // Validates and queues a generation. Refusals are counted in the metrics.
-  // With `refine`, the request opens a refine session: its handle takes edits (edits), and
-  // with `start_paused` no step runs before a resume.
+  // Validates and queues a generation of `caller` (admitted under its key's limits: refused with
+  // RESOURCE_EXHAUSTED and a retry-after payload beyond them). Refusals are counted in the
+  // metrics. With `refine`, the request opens a refine session: its handle takes edits (edits),
+  // and with `start_paused` no step runs before a resume.
   absl::StatusOr<Submitted> Submit(const v1::GenerateRequest& request,
                                    std::optional<std::chrono::steady_clock::time_point> deadline,
-                                   bool refine = false, bool start_paused = false);
+                                   const Caller& caller, bool refine = false,
+                                   bool start_paused = false);
+
+  // The caller of an API request by its Authorization value (UNAUTHENTICATED when keys are on
+  // and it presents none that is valid, counted by `protocol`).
+  absl::StatusOr<Caller> Authenticate(std::string_view authorization,
+                                      const std::string& protocol) const;
 
   // An API edit as the engine's: text encoded, ban strings turned into the tokens that contain
   // them, sizes checked before anything is allocated. INVALID_ARGUMENT naming the field. An

@@ -24,6 +24,24 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 namespace {
 
 constexpr const char* kRequestIdKey = "x-request-id";
+constexpr const char* kAuthorizationKey = "authorization";
+
+std::string_view ClientMetadata(const grpc::ServerContextBase& context, std::string_view key) {
+  const auto& metadata = context.client_metadata();
+  const auto found = metadata.find(grpc::string_ref(key.data(), key.size()));
+  if (found == metadata.end()) return {};
+  return std::string_view(found->second.data(), found->second.size());
+}
+
+// A refusal's status; one that asks the client to wait says for how long in the trailers
+// (`retry-after` in seconds, as HTTP says it, and gRPC's own `grpc-retry-pushback-ms`).
+grpc::Status Refusal(grpc::CallbackServerContext* context, const absl::Status& status) {
+  if (const int seconds = RetryAfterSeconds(status); seconds > 0) {
+    context->AddTrailingMetadata("retry-after", absl::StrCat(seconds));
+    context->AddTrailingMetadata("grpc-retry-pushback-ms", absl::StrCat(seconds * 1000));
+  }
+  return ToGrpcStatus(status);
+}
 
 std::optional<std::chrono::steady_clock::time_point> DeadlineOf(
     grpc::CallbackServerContext* context) {
@@ -148,24 +166,34 @@ class Relay {
 template <typename Reactor>
 class GenerationCall {
  public:
-  explicit GenerationCall(FrontEnd* front_end) : front_end_(front_end) {}
+  GenerationCall(FrontEnd* front_end, grpc::CallbackServerContext* context)
+      : front_end_(front_end),
+        caller_(front_end->Authenticate(ClientMetadata(*context, kAuthorizationKey), "grpc")) {}
+
+  // The caller's key was checked when the call arrived: the status to finish with at once when
+  // it is not valid.
+  std::optional<grpc::Status> Unauthenticated() const {
+    if (caller_.ok()) return std::nullopt;
+    return ToGrpcStatus(caller_.status());
+  }
 
   // Submits the request and starts relaying its events to `reactor`; on refusal, the status the
   // reactor must finish with.
   std::optional<grpc::Status> Start(Reactor* reactor, grpc::CallbackServerContext* context,
                                     const v1::GenerateRequest& request, bool refine = false,
                                     bool start_paused = false) {
+    if (auto refused = Unauthenticated()) return refused;
     absl::StatusOr<Submitted> submitted = absl::UnknownError("");
     const auto id = context->client_metadata().find(kRequestIdKey);
     if (request.request_id().empty() && id != context->client_metadata().end()) {
       // The client's x-request-id names the request when its message does not.
       v1::GenerateRequest named = request;
       named.set_request_id(std::string(id->second.data(), id->second.size()));
-      submitted = front_end_->Submit(named, DeadlineOf(context), refine, start_paused);
+      submitted = front_end_->Submit(named, DeadlineOf(context), *caller_, refine, start_paused);
     } else {
-      submitted = front_end_->Submit(request, DeadlineOf(context), refine, start_paused);
+      submitted = front_end_->Submit(request, DeadlineOf(context), *caller_, refine, start_paused);
     }
-    if (!submitted.ok()) return ToGrpcStatus(submitted.status());
+    if (!submitted.ok()) return Refusal(context, submitted.status());
     context->AddInitialMetadata(kRequestIdKey, submitted->built.request_id);
     built_ = std::move(submitted->built);
     handle_ = std::move(submitted->handle);
@@ -195,6 +223,7 @@ class GenerationCall {
 
  private:
   FrontEnd* front_end_;
+  absl::StatusOr<Caller> caller_;
   BuiltRequest built_;
   std::unique_ptr<RequestHandle> handle_;
   std::shared_ptr<EditInbox> edits_;
@@ -249,7 +278,11 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
  public:
   GenerateReactor(FrontEnd* front_end, grpc::CallbackServerContext* context,
                   const grpc::ByteBuffer* bytes)
-      : call_(front_end) {
+      : call_(front_end, context) {
+    if (auto refused = call_.Unauthenticated()) {
+      Finish(*refused);
+      return;
+    }
     absl::StatusOr<v1::GenerateRequest> request = ParseRequest<v1::GenerateRequest>(*bytes);
     if (!request.ok()) {
       Finish(ToGrpcStatus(request.status()));
@@ -289,7 +322,13 @@ class RefineReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
                             public EventWriter<RefineReactor> {
  public:
   RefineReactor(FrontEnd* front_end, grpc::CallbackServerContext* context)
-      : call_(front_end), context_(context), gate_(std::make_shared<ReadGate>(this)) {
+      : call_(front_end, context), context_(context), gate_(std::make_shared<ReadGate>(this)) {
+    // Nothing of an unauthenticated session is read.
+    if (auto refused = call_.Unauthenticated()) {
+      gate_->Close();
+      Finish(*refused);
+      return;
+    }
     StartRead(&read_);
   }
 
@@ -410,7 +449,11 @@ class CompleteReactor final : public grpc::ServerUnaryReactor {
 
   CompleteReactor(FrontEnd* front_end, grpc::CallbackServerContext* context,
                   const grpc::ByteBuffer* bytes, grpc::ByteBuffer* result)
-      : call_(front_end), result_(result) {
+      : call_(front_end, context), result_(result) {
+    if (auto refused = call_.Unauthenticated()) {
+      Finish(*refused);
+      return;
+    }
     absl::StatusOr<v1::GenerateRequest> request = ParseRequest<v1::GenerateRequest>(*bytes);
     if (!request.ok()) {
       Finish(ToGrpcStatus(request.status()));
@@ -455,8 +498,9 @@ class CompleteReactor final : public grpc::ServerUnaryReactor {
 // One access-log line per call, written when its status is sent.
 class AccessLogInterceptor final : public grpc::experimental::Interceptor {
  public:
-  AccessLogInterceptor(grpc::experimental::ServerRpcInfo* info, AccessLog& log)
-      : info_(info), log_(log), start_(std::chrono::steady_clock::now()) {}
+  AccessLogInterceptor(grpc::experimental::ServerRpcInfo* info, AccessLog& log,
+                       const Gatekeeper* gatekeeper)
+      : info_(info), log_(log), gatekeeper_(gatekeeper), start_(std::chrono::steady_clock::now()) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     using grpc::experimental::InterceptionHookPoints;
@@ -479,6 +523,12 @@ class AccessLogInterceptor final : public grpc::experimental::Interceptor {
           request_id_ = std::string(id->second.data(), id->second.size());
         }
       }
+      std::string key_id;
+      if (gatekeeper_ != nullptr) {
+        const auto caller =
+            gatekeeper_->Authenticate(ClientMetadata(*info_->server_context(), kAuthorizationKey));
+        if (caller.ok()) key_id = caller->key_id;
+      }
       log_.Write({.protocol = "grpc",
                   .client = info_->server_context()->peer(),
                   .method = info_->method(),
@@ -487,7 +537,8 @@ class AccessLogInterceptor final : public grpc::experimental::Interceptor {
                   .duration_ms = std::chrono::duration<double, std::milli>(
                                      std::chrono::steady_clock::now() - start_)
                                      .count(),
-                  .request_id = request_id_});
+                  .request_id = request_id_,
+                  .key_id = std::move(key_id)});
     }
     methods->Proceed();
   }
@@ -495,6 +546,7 @@ class AccessLogInterceptor final : public grpc::experimental::Interceptor {
  private:
   grpc::experimental::ServerRpcInfo* info_;
   AccessLog& log_;
+  const Gatekeeper* gatekeeper_;
   const std::chrono::steady_clock::time_point start_;
   std::string request_id_;
   uint64_t bytes_ = 0;
@@ -503,14 +555,16 @@ class AccessLogInterceptor final : public grpc::experimental::Interceptor {
 class AccessLogInterceptorFactory final
     : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
-  explicit AccessLogInterceptorFactory(AccessLog& log) : log_(log) {}
+  AccessLogInterceptorFactory(AccessLog& log, const Gatekeeper* gatekeeper)
+      : log_(log), gatekeeper_(gatekeeper) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
-    return new AccessLogInterceptor(info, log_);
+    return new AccessLogInterceptor(info, log_, gatekeeper_);
   }
 
  private:
   AccessLog& log_;
+  const Gatekeeper* gatekeeper_;
 };
 
 }  // namespace
@@ -532,13 +586,18 @@ template absl::StatusOr<v1::GenerateRequest> ParseRequest(const grpc::ByteBuffer
 template absl::StatusOr<v1::TokenizeRequest> ParseRequest(const grpc::ByteBuffer&);
 template absl::StatusOr<v1::RefineRequest> ParseRequest(const grpc::ByteBuffer&);
 
-void AddGrpcAccessLog(grpc::ServerBuilder& builder, AccessLog& log) {
+void AddGrpcAccessLog(grpc::ServerBuilder& builder, AccessLog& log, const Gatekeeper* gatekeeper) {
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> factories;
-  factories.push_back(std::make_unique<AccessLogInterceptorFactory>(log));
+  factories.push_back(std::make_unique<AccessLogInterceptorFactory>(log, gatekeeper));
   builder.experimental().SetInterceptorCreators(std::move(factories));
 }
 
 TextDiffusionService::TextDiffusionService(FrontEnd& front_end) : front_end_(front_end) {}
+
+absl::StatusOr<Caller> TextDiffusionService::Authenticate(
+    const grpc::CallbackServerContext& context) const {
+  return front_end_.Authenticate(ClientMetadata(context, kAuthorizationKey), "grpc");
+}
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* TextDiffusionService::Generate(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
@@ -559,7 +618,9 @@ grpc::ServerUnaryReactor* TextDiffusionService::Complete(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* TextDiffusionService::Tokenize(grpc::CallbackServerContext* context,
                                                          const grpc::ByteBuffer* request,
                                                          grpc::ByteBuffer* response) {
-  absl::StatusOr<v1::TokenizeRequest> parsed = ParseRequest<v1::TokenizeRequest>(*request);
+  absl::StatusOr<Caller> caller = Authenticate(*context);
+  absl::StatusOr<v1::TokenizeRequest> parsed =
+      caller.ok() ? ParseRequest<v1::TokenizeRequest>(*request) : caller.status();
   absl::StatusOr<v1::TokenizeResponse> answer =
       parsed.ok() ? front_end_.Tokenize(*parsed) : parsed.status();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -571,12 +632,18 @@ grpc::ServerUnaryReactor* TextDiffusionService::Tokenize(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* TextDiffusionService::Detokenize(grpc::CallbackServerContext* context,
                                                            const v1::DetokenizeRequest* request,
                                                            v1::DetokenizeResponse* response) {
+  if (absl::StatusOr<Caller> caller = Authenticate(*context); !caller.ok()) {
+    return FinishWith(context, absl::StatusOr<v1::DetokenizeResponse>(caller.status()), response);
+  }
   return FinishWith(context, front_end_.Detokenize(*request), response);
 }
 
 grpc::ServerUnaryReactor* TextDiffusionService::ListModels(grpc::CallbackServerContext* context,
                                                            const v1::ListModelsRequest*,
                                                            v1::ListModelsResponse* response) {
+  if (absl::StatusOr<Caller> caller = Authenticate(*context); !caller.ok()) {
+    return FinishWith(context, absl::StatusOr<v1::ListModelsResponse>(caller.status()), response);
+  }
   return FinishWith(context, absl::StatusOr<v1::ListModelsResponse>(front_end_.ListModels()),
                     response);
 }
@@ -584,6 +651,9 @@ grpc::ServerUnaryReactor* TextDiffusionService::ListModels(grpc::CallbackServerC
 grpc::ServerUnaryReactor* TextDiffusionService::GetServerInfo(grpc::CallbackServerContext* context,
                                                               const v1::GetServerInfoRequest*,
                                                               v1::ServerInfo* response) {
+  if (absl::StatusOr<Caller> caller = Authenticate(*context); !caller.ok()) {
+    return FinishWith(context, absl::StatusOr<v1::ServerInfo>(caller.status()), response);
+  }
   return FinishWith(context, absl::StatusOr<v1::ServerInfo>(front_end_.ServerInfo()), response);
 }
 

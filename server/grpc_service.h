@@ -15,8 +15,9 @@ namespace sculpt {
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // Writes one access-log line for every call the server built by `builder` answers (the health and
-// reflection services included); a generation's line carries its request id.
-void AddGrpcAccessLog(grpc::ServerBuilder& builder, AccessLog& log);
+// reflection services included); a generation's line carries its request id, and a call with a
+// valid API key (checked by `gatekeeper`, when not null) the key's id.
+void AddGrpcAccessLog(grpc::ServerBuilder& builder, AccessLog& log, const Gatekeeper* gatekeeper);
 
 // Generate, Complete, Refine and Tokenize receive their requests as bytes (gRPC's raw callback
 // methods) and parse them in ParseRequest: their text fields are checked for UTF-8 first, by name,
@@ -62,6 +63,8 @@ class TextDiffusionService final : public TextDiffusionBase {
                                           v1::ServerInfo* response) override;
 
  private:
+  absl::StatusOr<Caller> Authenticate(const grpc::CallbackServerContext& context) const;
+
   FrontEnd& front_end_;
 };
 

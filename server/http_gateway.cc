@@ -33,7 +33,14 @@ HttpResponse Json(int status, const json& body) {
 }
 
 HttpResponse Error(const absl::Status& status, const std::string& param = "") {
-  return Json(HttpStatusFor(status), OpenAiErrorBody(status, param));
+  HttpResponse response = Json(HttpStatusFor(status), OpenAiErrorBody(status, param));
+  if (const int seconds = RetryAfterSeconds(status); seconds > 0) {
+    response.SetHeader("Retry-After", absl::StrCat(seconds));
+  }
+  if (status.code() == absl::StatusCode::kUnauthenticated) {
+    response.SetHeader("WWW-Authenticate", "Bearer");
+  }
+  return response;
 }
 
 // The GenerateRequest field an error is about, when its message starts with one ("gen_length
@@ -270,6 +277,7 @@ class NativeStreamReply final : public StreamReply {
 // POST /v1/refine/{id}/edits.
 struct HttpGateway::RefineSession {
   std::string id;
+  std::string key_id;  // only the key that opened the session may edit it
   std::shared_ptr<EditInbox> edits;
   std::shared_ptr<RequestStream> stream;
   Scheduler* scheduler = nullptr;
@@ -676,7 +684,10 @@ std::string HttpGateway::RouteLabel(const std::string& path) const {
 }
 
 HttpReply HttpGateway::Dispatch(HttpRequest& req) {
-  static const std::set<std::string> kWhileLoading = {"/health", "/live", "/version", "/"};
+  // What orchestrators, probes and browsers reach without a key, and what answers while the
+  // model loads.
+  static const std::set<std::string> kOpen = {"/health", "/live",           "/version",
+                                              "/",       "/v2/health/live", "/v2/health/ready"};
   auto routes = routes_.equal_range(RoutePattern(req.path));
   if (routes.first == routes.second) {
     // Not a model that is missing: OpenAI's shape with its not-found type.
@@ -688,9 +699,14 @@ HttpReply HttpGateway::Dispatch(HttpRequest& req) {
   }
   for (auto it = routes.first; it != routes.second; ++it) {
     if (it->second.method != req.method) continue;
-    if (front_end_.load() == nullptr && !kWhileLoading.count(req.path)) {
+    if (kOpen.count(req.path)) return it->second.handle(req);
+    if (front_end_.load() == nullptr) {
       return Error(absl::UnavailableError("the model is still loading; retry shortly"));
     }
+    if (req.path == "/metrics" && !options_.protect_metrics) return it->second.handle(req);
+    absl::StatusOr<Caller> caller = front_end().Authenticate(req.Header("Authorization"), "http");
+    if (!caller.ok()) return Error(caller.status());
+    req.key_id = caller->key_id;
     return it->second.handle(req);
   }
   HttpResponse refused = Error(absl::InvalidArgumentError(
@@ -711,15 +727,21 @@ void HttpGateway::Routes() {
     page.body = PlaygroundHtml();
     return page;
   });
-  add("GET", "/live", [](HttpRequest&) -> HttpReply { return Json(200, {{"status", "alive"}}); });
-  add("GET", "/health", [this](HttpRequest&) -> HttpReply {
+  const auto live = [](HttpRequest&) -> HttpReply { return Json(200, {{"status", "alive"}}); };
+  const auto health = [this](HttpRequest&) -> HttpReply {
     if (front_end_.load() == nullptr) return Json(503, {{"status", "loading"}});
     if (front_end().scheduler().draining()) return Json(503, {{"status", "draining"}});
     if (absl::Status device = front_end().model().backend->health(); !device.ok()) {
       return Json(503, {{"status", "device_failed"}, {"message", std::string(device.message())}});
     }
     return Json(200, {{"status", "ok"}, {"model", front_end().model().name}});
-  });
+  };
+  add("GET", "/live", live);
+  add("GET", "/health", health);
+  // The KServe / Triton inference protocol's health routes, which probes and gateways built for
+  // those servers ask for (docs/deploy.md).
+  add("GET", "/v2/health/live", live);
+  add("GET", "/v2/health/ready", health);
   add("GET", "/version", [this](HttpRequest&) -> HttpReply {
     return Json(200, {{"version", version_}});
   });
@@ -727,6 +749,9 @@ void HttpGateway::Routes() {
     HttpResponse text;
     text.SetHeader("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     text.body = metrics().Render(front_end().scheduler().stats());
+    if (front_end().options().gatekeeper != nullptr) {
+      front_end().options().gatekeeper->RenderMetrics(metrics().model_label(), text.body);
+    }
     return text;
   });
   add("GET", "/v1/models", [this](HttpRequest&) -> HttpReply {
@@ -785,7 +810,7 @@ void HttpGateway::Routes() {
     }
     if (request.request_id().empty()) request.set_request_id(req.request_id);
     if (!stream) request.mutable_stream_options()->set_mode(v1::StreamOptions::FINAL_ONLY);
-    auto submitted = front_end().Submit(request, std::nullopt);
+    auto submitted = front_end().Submit(request, std::nullopt, Caller{req.key_id});
     if (!submitted.ok()) return Error(submitted.status(), FieldAtFault(submitted.status()));
     auto pending = std::make_unique<Pending>(std::move(*submitted), open_responses_);
     if (stream) return std::make_unique<NativeStreamReply>(std::move(pending), front_end());
@@ -818,10 +843,12 @@ void HttpGateway::Routes() {
       return Error(status, FieldAtFault(status));
     }
     if (request.request_id().empty()) request.set_request_id(req.request_id);
-    auto submitted = front_end().Submit(request, std::nullopt, /*refine=*/true, start_paused);
+    auto submitted = front_end().Submit(request, std::nullopt, Caller{req.key_id},
+                                        /*refine=*/true, start_paused);
     if (!submitted.ok()) return Error(submitted.status(), FieldAtFault(submitted.status()));
     auto session = std::make_shared<RefineSession>();
     session->id = NewSessionId();
+    session->key_id = req.key_id;
     session->edits = submitted->edits;
     session->stream = submitted->handle->stream();
     session->scheduler = &front_end().scheduler();
@@ -851,7 +878,8 @@ void HttpGateway::Routes() {
       // a refusal of any refuses the request (the others are cancelled with their handles).
       std::vector<std::unique_ptr<Pending>> samples;
       for (int i = 0; i < parsed->best_of; ++i) {
-        auto submitted = front_end().Submit(SampleRequest(*parsed, i), std::nullopt);
+        auto submitted =
+            front_end().Submit(SampleRequest(*parsed, i), std::nullopt, Caller{req.key_id});
         if (!submitted.ok()) {
           return Error(submitted.status(), OpenAiFieldAtFault(submitted.status()));
         }
@@ -928,6 +956,8 @@ HttpReply HttpGateway::PostEdits(HttpRequest& req) {
       session = found->second.lock();
     }
   }
+  // Another key's session is answered as one that does not exist.
+  if (session && session->key_id != req.key_id) session.reset();
   if (!session) {
     return Json(404, {{"error",
                        {{"message", absl::StrCat("no refine session '", id,

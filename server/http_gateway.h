@@ -24,6 +24,8 @@ namespace sculpt {
 struct HttpOptions {
   HttpServerOptions server;                  // address, threads, limits, deadlines
   std::vector<std::string> allowed_origins;  // CORS; empty = off, "*" = any
+  // With API keys on, /metrics needs a key too (health, liveness and the version never do).
+  bool protect_metrics = false;
 };
 
 // Starts before the model is loaded, so /health can say 503 while it loads; Attach() then

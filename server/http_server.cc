@@ -11,11 +11,13 @@
 #include <array>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
@@ -100,7 +102,15 @@ void AppendChunk(std::string& out, std::string_view data) {
 
 }  // namespace
 
-class HttpConnection;
+// What Stop() needs of a connection, whatever its transport.
+class HttpConnection {
+ public:
+  virtual ~HttpConnection() = default;
+  // From Stop(): ends whatever the connection was doing.
+  virtual void Close() = 0;
+};
+
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 struct HttpServer::Impl {
   Impl(HttpServerOptions server_options, HttpHandler request_handler, HttpErrorBody errors)
@@ -118,49 +128,88 @@ struct HttpServer::Impl {
   const HttpErrorBody error_body;
   net::io_context io;
   tcp::acceptor acceptor;
+  std::optional<net::ssl::context> tls;  // set when the server speaks HTTPS
   std::vector<std::thread> threads;
   std::atomic<int> connections{0};
   std::mutex live_mutex;
   std::vector<std::weak_ptr<HttpConnection>> live;
 };
 
-class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
+// One connection over plain TCP (Stream = beast::tcp_stream) or TLS (TlsStream): the same state
+// machine; TLS adds the handshake first, and every read and write passes through its stream.
+template <typename Stream>
+class HttpConnectionOn final : public HttpConnection,
+                               public std::enable_shared_from_this<HttpConnectionOn<Stream>> {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
  public:
-  HttpConnection(tcp::socket socket, HttpServer::Impl& server)
-      : stream_(std::move(socket)), server_(server), keepalive_timer_(stream_.get_executor()) {
+  HttpConnectionOn(tcp::socket socket, HttpServer::Impl& server)
+      : stream_(MakeStream(std::move(socket), server)),
+        server_(server),
+        keepalive_timer_(stream_.get_executor()) {
     server_.connections.fetch_add(1);
     beast::error_code error;
-    const tcp::endpoint peer = stream_.socket().remote_endpoint(error);
+    const tcp::endpoint peer = Lowest().socket().remote_endpoint(error);
     if (!error) {
       remote_address_ = peer.address().to_string();
       remote_port_ = peer.port();
     }
   }
-  ~HttpConnection() {
+  ~HttpConnectionOn() override {
     reply_.reset();  // before the count drops: Stop() waits on it
     server_.connections.fetch_sub(1);
   }
 
   void Run() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->AwaitRequest(); });
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if constexpr (kTls) {
+        self->Handshake();
+      } else {
+        self->AwaitRequest();
+      }
+    });
   }
 
-  // From Stop(): ends whatever the connection was doing.
-  void Close() {
-    net::post(stream_.get_executor(), [self = shared_from_this()] { self->Shutdown(); });
+  void Close() override {
+    net::post(stream_.get_executor(), [self = this->shared_from_this()] { self->Shutdown(); });
   }
 
  private:
+  static Stream MakeStream(tcp::socket socket, HttpServer::Impl& server) {
+    if constexpr (kTls) {
+      return Stream(std::move(socket), *server.tls);
+    } else {
+      return Stream(std::move(socket));
+    }
+  }
+  beast::tcp_stream& Lowest() { return beast::get_lowest_layer(stream_); }
   const HttpServerOptions& options() const { return server_.options; }
+
+  // A client that does not finish its handshake within the header deadline is dropped; one that
+  // fails it (no client certificate under mTLS, a protocol it does not share) learns why from
+  // its TLS library, and the server logs it at debug level.
+  void Handshake() {
+    Lowest().expires_after(options().header_timeout);
+    stream_.async_handshake(
+        net::ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code error) {
+          if (error) {
+            spdlog::debug("https: handshake with {}:{} failed: {}", self->remote_address_,
+                          self->remote_port_, error.message());
+            return self->Shutdown();
+          }
+          self->Lowest().expires_never();
+          self->AwaitRequest();
+        });
+  }
 
   // A keep-alive connection waits at most idle_timeout for a request's first byte; from then on
   // the header has header_timeout.
   void AwaitRequest() {
     if (closed_) return;
     if (buffer_.size() > 0) return ReadHeader();
-    stream_.expires_after(options().idle_timeout);
+    Lowest().expires_after(options().idle_timeout);
     stream_.async_read_some(buffer_.prepare(4096),
-                            [self = shared_from_this()](beast::error_code error, size_t n) {
+                            [self = this->shared_from_this()](beast::error_code error, size_t n) {
                               self->buffer_.commit(n);
                               if (error) return self->Shutdown();
                               self->ReadHeader();
@@ -171,10 +220,11 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(options().max_header_bytes));
     parser_->body_limit(options().max_body_bytes);
-    stream_.expires_after(options().header_timeout);
-    http::async_read_header(
-        stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code error, size_t) { self->OnHeader(error); });
+    Lowest().expires_after(options().header_timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = this->shared_from_this()](beast::error_code error, size_t) {
+                              self->OnHeader(error);
+                            });
   }
 
   void OnHeader(beast::error_code error) {
@@ -226,9 +276,9 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     if (beast::iequals(expect, "100-continue")) {
       // The client waits for this before it sends the body.
       out_ = "HTTP/1.1 100 Continue\r\n\r\n";
-      stream_.expires_after(options().write_timeout);
+      Lowest().expires_after(options().write_timeout);
       net::async_write(stream_, net::buffer(out_),
-                       [self = shared_from_this()](beast::error_code write_error, size_t) {
+                       [self = this->shared_from_this()](beast::error_code write_error, size_t) {
                          if (write_error) return self->Shutdown();
                          self->ReadBody();
                        });
@@ -238,9 +288,9 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   }
 
   void ReadBody() {
-    stream_.expires_after(options().body_timeout);
+    Lowest().expires_after(options().body_timeout);
     http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code error, size_t) {
+                     [self = this->shared_from_this()](beast::error_code error, size_t) {
                        if (error == http::error::body_limit) return self->RefuseTooLarge();
                        if (error) return self->Shutdown();
                        self->Dispatch();
@@ -264,21 +314,21 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   // sending, then read and discard for a moment before closing.
   void DrainThenClose() {
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.expires_after(std::chrono::seconds(2));
+    Lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    Lowest().expires_after(std::chrono::seconds(2));
     DiscardInput(size_t{4} << 20);
   }
   void DiscardInput(size_t budget) {
     buffer_.clear();
-    stream_.async_read_some(buffer_.prepare(64 << 10),
-                            [self = shared_from_this(), budget](beast::error_code error, size_t n) {
-                              if (error || n >= budget) return self->Shutdown();
-                              self->DiscardInput(budget - n);
-                            });
+    stream_.async_read_some(buffer_.prepare(64 << 10), [self = this->shared_from_this(), budget](
+                                                           beast::error_code error, size_t n) {
+      if (error || n >= budget) return self->Shutdown();
+      self->DiscardInput(budget - n);
+    });
   }
 
   void Dispatch() {
-    stream_.expires_never();
+    Lowest().expires_never();
     auto message = parser_->release();
     keep_alive_ = message.keep_alive();
     HttpRequest request;
@@ -299,9 +349,10 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       spdlog::error("http: {} {} threw: {}", request.method, request.path, exception.what());
       reply = server_.error_body(500, "the server failed to handle the request");
     }
+    access_.key_id = request.key_id;
     if (auto* response = std::get_if<HttpResponse>(&reply)) return WriteWhole(std::move(*response));
     reply_ = std::move(std::get<std::unique_ptr<DeferredReply>>(reply));
-    std::weak_ptr<HttpConnection> weak = weak_from_this();
+    std::weak_ptr<HttpConnectionOn> weak = this->weak_from_this();
     reply_->Start([weak, executor = stream_.get_executor(), posted = wake_posted_] {
       if (posted->exchange(true)) return;  // one wake in flight is enough
       net::post(executor, [weak, posted] {
@@ -319,23 +370,29 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   // this reply is written.
   void WatchForHangup() {
     watching_ = true;
-    stream_.socket().async_read_some(
-        net::buffer(watch_bytes_), [self = shared_from_this()](beast::error_code error, size_t n) {
-          self->watching_ = false;
-          if (n > 0) {
-            net::buffer_copy(self->buffer_.prepare(n), net::buffer(self->watch_bytes_, n));
-            self->buffer_.commit(n);
-          }
-          const bool gone = error && error != net::error::operation_aborted;
-          if (gone && !self->closed_) {
-            if (self->reply_) self->reply_->Cancel();
-            return self->Shutdown();
-          }
-          if (self->resume_after_watch_) {
-            self->resume_after_watch_ = false;
-            self->AwaitRequest();
-          }
-        });
+    auto on_read = [self = this->shared_from_this()](beast::error_code error, size_t n) {
+      self->watching_ = false;
+      if (n > 0) {
+        net::buffer_copy(self->buffer_.prepare(n), net::buffer(self->watch_bytes_, n));
+        self->buffer_.commit(n);
+      }
+      const bool gone = error && error != net::error::operation_aborted;
+      if (gone && !self->closed_) {
+        if (self->reply_) self->reply_->Cancel();
+        return self->Shutdown();
+      }
+      if (self->resume_after_watch_) {
+        self->resume_after_watch_ = false;
+        self->AwaitRequest();
+      }
+    };
+    // Plain TCP watches the socket itself; TLS must read through its stream (a close_notify or
+    // a renegotiation is TLS data, not a hang-up).
+    if constexpr (kTls) {
+      stream_.async_read_some(net::buffer(watch_bytes_), std::move(on_read));
+    } else {
+      Lowest().socket().async_read_some(net::buffer(watch_bytes_), std::move(on_read));
+    }
   }
 
   void PumpReply() {
@@ -359,7 +416,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       reply_.reset();
     }
     if (out_.empty()) return ArmKeepalive();
-    Write([self = shared_from_this(), done = progress.done] {
+    Write([self = this->shared_from_this(), done = progress.done] {
       if (done) return self->Finished();
       self->PumpReply();
     });
@@ -368,7 +425,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   void ArmKeepalive() {
     if (!streaming_) return;
     keepalive_timer_.expires_after(options().keepalive_interval);
-    keepalive_timer_.async_wait([self = shared_from_this()](beast::error_code error) {
+    keepalive_timer_.async_wait([self = this->shared_from_this()](beast::error_code error) {
       if (error || !self->reply_ || self->writing_ || self->closed_) return;
       self->out_.clear();
       AppendChunk(self->out_, ": keep-alive\n\n");
@@ -398,18 +455,18 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     access_.bytes_sent = response.body.size();
     out_ = SerializeHead(response, static_cast<int64_t>(response.body.size()), keep_alive_);
     out_ += response.body;
-    Write([self = shared_from_this()] { self->Finished(); });
+    Write([self = this->shared_from_this()] { self->Finished(); });
   }
 
   template <typename Next>
   void Write(Next next) {
     writing_ = true;
     keepalive_timer_.cancel();
-    stream_.expires_after(options().write_timeout);
+    Lowest().expires_after(options().write_timeout);
     net::async_write(stream_, net::buffer(out_),
-                     [self = shared_from_this(), next](beast::error_code error, size_t) {
+                     [self = this->shared_from_this(), next](beast::error_code error, size_t) {
                        self->writing_ = false;
-                       self->stream_.expires_never();
+                       self->Lowest().expires_never();
                        if (error) {
                          // The client is gone or stopped reading: its request ends here.
                          if (self->reply_) self->reply_->Cancel();
@@ -430,7 +487,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       // that request it already took).
       resume_after_watch_ = true;
       beast::error_code ignored;
-      stream_.socket().cancel(ignored);
+      Lowest().socket().cancel(ignored);
       return;
     }
     AwaitRequest();
@@ -443,11 +500,11 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     reply_.reset();
     keepalive_timer_.cancel();
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream_.close();
+    Lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
+    Lowest().close();
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   HttpServer::Impl& server_;
   net::steady_timer keepalive_timer_;
   beast::flat_buffer buffer_;
@@ -489,14 +546,27 @@ void HttpServer::Impl::Accept() {
             SerializeHead(refusal, static_cast<int64_t>(refusal.body.size()), false) +
             refusal.body);
         auto refused = std::make_shared<tcp::socket>(std::move(socket));
+        if (tls) {
+          // No plain-text answer on a TLS port: the connection is closed.
+          beast::error_code ignored;
+          refused->close(ignored);
+          return Accept();
+        }
         net::async_write(*refused, net::buffer(*text), [refused, text](beast::error_code, size_t) {
           beast::error_code ignored;
           refused->shutdown(tcp::socket::shutdown_both, ignored);
         });
       } else {
-        auto connection = std::make_shared<HttpConnection>(std::move(socket), *this);
-        Register(connection);
-        connection->Run();
+        if (tls) {
+          auto connection = std::make_shared<HttpConnectionOn<TlsStream>>(std::move(socket), *this);
+          Register(connection);
+          connection->Run();
+        } else {
+          auto connection =
+              std::make_shared<HttpConnectionOn<beast::tcp_stream>>(std::move(socket), *this);
+          Register(connection);
+          connection->Run();
+        }
       }
     }
     Accept();
@@ -512,6 +582,25 @@ HttpServer::~HttpServer() { Stop(); }
 absl::Status HttpServer::Start() {
   Impl& impl = *impl_;
   beast::error_code error;
+  if (impl.options.tls) {
+    const TlsFiles& files = *impl.options.tls;
+    net::ssl::context& context = impl.tls.emplace(net::ssl::context::tls_server);
+    context.set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                        net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                        net::ssl::context::no_tlsv1_1 | net::ssl::context::single_dh_use);
+    context.use_certificate_chain(net::buffer(files.cert_chain_pem), error);
+    if (!error) {
+      context.use_private_key(net::buffer(files.private_key_pem), net::ssl::context::pem, error);
+    }
+    if (!error && !files.client_ca_pem.empty()) {
+      context.add_certificate_authority(net::buffer(files.client_ca_pem), error);
+      context.set_verify_mode(net::ssl::verify_peer | net::ssl::verify_fail_if_no_peer_cert);
+    }
+    if (error) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the TLS files cannot serve HTTPS: ", error.message()));
+    }
+  }
   const net::ip::address address = net::ip::make_address(impl.options.host, error);
   if (error) {
     return absl::InvalidArgumentError(

@@ -23,8 +23,12 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "server/tls.h"
 
 namespace sculpt {
+
+template <typename Stream>
+class HttpConnectionOn;
 
 struct HttpRequest {
   std::string method;  // "GET", "POST", ...
@@ -37,6 +41,8 @@ struct HttpRequest {
   // The client's X-Request-Id when it sent a usable one, else one made by the server; echoed in
   // the response's X-Request-Id.
   std::string request_id;
+  // The API key's id the handler found valid (for the access log), or "".
+  std::string key_id;
 
   // The first value of a header (names compare case-insensitively), or "".
   std::string Header(std::string_view name) const;
@@ -83,6 +89,7 @@ struct HttpAccess {
   std::string remote_address;
   int remote_port = 0;
   std::string request_id;
+  std::string key_id;        // the API key's id, when the request had a valid one
   int status = 0;            // 0: no answer was sent (the client left first)
   uint64_t bytes_sent = 0;   // the answer's body, chunk framing excluded
   double duration_ms = 0.0;  // from the request's header to the end of its answer
@@ -110,6 +117,9 @@ struct HttpServerOptions {
   std::chrono::milliseconds keepalive_interval{5000};
   // Makes a request id for a request without a usable X-Request-Id.
   std::function<std::string()> new_request_id;
+  // HTTPS with these certificates (and client certificates verified against the CA when it
+  // is set); plain HTTP when empty.
+  std::optional<TlsFiles> tls;
   // Called (on an I/O thread) once per request when its answer is done; may be empty.
   std::function<void(const HttpAccess&)> on_access;
 };
@@ -128,7 +138,8 @@ class HttpServer {
   int port() const { return bound_port_; }
 
  private:
-  friend class HttpConnection;
+  template <typename Stream>
+  friend class HttpConnectionOn;
   struct Impl;
   std::unique_ptr<Impl> impl_;
   int bound_port_ = 0;

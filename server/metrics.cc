@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "server/api_keys.h"
 
 namespace sculpt {
 namespace {
@@ -131,7 +132,8 @@ std::string RejectionReason(const absl::Status& status) {
     case absl::StatusCode::kNotFound:
       return "not_found";
     case absl::StatusCode::kResourceExhausted:
-      return "queue_full";
+      // A per-key limit asks the client to come back; a full queue does not.
+      return RetryAfterSeconds(status) > 0 ? "key_limit" : "queue_full";
     case absl::StatusCode::kUnavailable:
       return "unavailable";
     case absl::StatusCode::kDeadlineExceeded:

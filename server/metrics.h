@@ -48,6 +48,8 @@ class Metrics final : public SchedulerObserver {
 
   // The exposition text, with the scheduler's gauges and the process's figures as of now.
   std::string Render(const SchedulerStats& stats) const;
+  // The rendered model label pair, model="NAME", for figures other parts add.
+  const std::string& model_label() const { return model_label_; }
 
  private:
   const std::string model_label_;

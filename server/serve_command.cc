@@ -25,6 +25,7 @@
 #include "model/tokenizer/utf8.h"
 #include "scheduler/scheduler.h"
 #include "server/access_log.h"
+#include "server/api_keys.h"
 #include "server/commands.h"
 #include "server/device.h"
 #include "server/flags.h"
@@ -32,6 +33,7 @@
 #include "server/http_gateway.h"
 #include "server/reflection_service.h"
 #include "server/served_model.h"
+#include "server/tls.h"
 
 namespace sculpt {
 namespace {
@@ -82,6 +84,23 @@ FlagSet ServeFlags() {
   flags.Add("refine-idle-timeout", "S", "300",
             "refine sessions: seconds a paused session keeps its slot before it ends with "
             "finish_reason \"idle\"");
+  flags.Add("api-key", "KEY", "",
+            "a key clients must present (HTTP 'Authorization: Bearer KEY', gRPC metadata "
+            "'authorization'); repeatable; 16 to 512 visible ASCII characters (docs/security.md)");
+  flags.Add("api-key-file", "FILE", "",
+            "keys, one per line (# comments), with --api-key's; re-read on SIGHUP");
+  flags.Add("protect-metrics", "", "", "with keys on, /metrics needs a key too");
+  flags.Add("max-requests-per-key", "N", "0",
+            "generations one key may have running or queued at once (0 = no limit); beyond, "
+            "429 / RESOURCE_EXHAUSTED with retry-after");
+  flags.Add("rate-limit-per-key", "RPS", "0",
+            "generations one key may start per second, as a token bucket holding one second's "
+            "worth (0 = no limit); beyond, 429 / RESOURCE_EXHAUSTED with retry-after");
+  flags.Add("tls-cert", "FILE", "",
+            "PEM certificate chain: gRPC and HTTP then speak TLS only (with --tls-key)");
+  flags.Add("tls-key", "FILE", "", "PEM private key of --tls-cert (unencrypted)");
+  flags.Add("tls-client-ca", "FILE", "",
+            "PEM CA certificates: clients must present a certificate they signed (mTLS)");
   flags.Add("shutdown-timeout", "S", "30",
             "on SIGTERM/SIGINT, seconds running requests get to finish before they are cancelled");
   AddBackendFlags(flags);
@@ -126,6 +145,23 @@ absl::StatusOr<double> SecondsFlag(const FlagSet& flags, const char* name) {
 
 absl::Status Serve(const FlagSet& flags, sigset_t signals) {
   SCULPT_RETURN_IF_ERROR(SetupLogging(flags.GetString("log-level"), flags.GetString("log-format")));
+  // Keys and TLS files first: a server that would run open or in plain text by mistake must not
+  // start at all.
+  GatekeeperOptions gate_options;
+  gate_options.keys = flags.GetStrings("api-key");
+  gate_options.key_file = flags.GetString("api-key-file");
+  SCULPT_ASSIGN_OR_RETURN(gate_options.max_running_per_key,
+                          flags.GetIntInRange("max-requests-per-key", 0, 1 << 20));
+  SCULPT_ASSIGN_OR_RETURN(gate_options.rate_per_key, flags.GetDouble("rate-limit-per-key"));
+  SCULPT_ASSIGN_OR_RETURN(std::unique_ptr<Gatekeeper> gatekeeper,
+                          Gatekeeper::Create(std::move(gate_options)));
+  if (!gatekeeper->enabled() && flags.GetBool("protect-metrics")) {
+    return absl::InvalidArgumentError(
+        "--protect-metrics needs API keys: give --api-key or --api-key-file too");
+  }
+  SCULPT_ASSIGN_OR_RETURN(std::optional<TlsFiles> tls,
+                          LoadTlsFiles(flags.GetString("tls-cert"), flags.GetString("tls-key"),
+                                       flags.GetString("tls-client-ca")));
   SchedulerOptions scheduler_options;
   SCULPT_ASSIGN_OR_RETURN(scheduler_options.budgets.max_num_seqs,
                           flags.GetIntInRange("max-num-seqs", 1, 4096));
@@ -155,9 +191,12 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
     service_options.limits.generation.default_cache = *cache;
   }
   service_options.version = SCULPT_VERSION;
+  service_options.gatekeeper = gatekeeper->enabled() ? gatekeeper.get() : nullptr;
   SCULPT_ASSIGN_OR_RETURN(int port, flags.GetIntInRange("grpc-port", 0, 65535));
   HttpOptions http_options;
   http_options.server.host = flags.GetString("host");
+  http_options.server.tls = tls;
+  http_options.protect_metrics = flags.GetBool("protect-metrics");
   SCULPT_ASSIGN_OR_RETURN(http_options.server.port, flags.GetIntInRange("http-port", -1, 65535));
   SCULPT_ASSIGN_OR_RETURN(int payload_limit, flags.GetIntInRange("payload-limit", 1024, 1 << 30));
   http_options.server.max_body_bytes = static_cast<size_t>(payload_limit);
@@ -200,6 +239,7 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
                   .bytes_sent = access.bytes_sent,
                   .duration_ms = access.duration_ms,
                   .request_id = access.request_id,
+                  .key_id = access.key_id,
                   .completed = access.completed});
     };
   }
@@ -274,11 +314,22 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
   grpc::ServerBuilder builder;
   const std::string address = absl::StrCat(flags.GetString("host"), ":", port);
   int bound_port = 0;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &bound_port);
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (tls) {
+    grpc::SslServerCredentialsOptions ssl(
+        tls->client_ca_pem.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                   : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    ssl.pem_root_certs = tls->client_ca_pem;
+    ssl.pem_key_cert_pairs.push_back({tls->private_key_pem, tls->cert_chain_pem});
+    credentials = grpc::SslServerCredentials(ssl);
+  }
+  builder.AddListeningPort(address, credentials, &bound_port);
   builder.SetMaxReceiveMessageSize(max_request_bytes);
   builder.RegisterService(&service);
   builder.RegisterService(&reflection);
-  if (access_log != nullptr) AddGrpcAccessLog(builder, *access_log);
+  if (access_log != nullptr) {
+    AddGrpcAccessLog(builder, *access_log, service_options.gatekeeper);
+  }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || bound_port == 0) {
     return absl::UnavailableError(
@@ -289,12 +340,12 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
   health->SetServingStatus(kServiceName, true);
   if (http) {
     http->Attach(front_end, metrics);
-    spdlog::info("serving {} over HTTP on {}:{}", model->name, http_options.server.host,
-                 http->port());
+    spdlog::info("serving {} over {} on {}:{}", model->name, tls ? "HTTPS" : "HTTP",
+                 http_options.server.host, http->port());
   }
-  spdlog::info("serving {} over gRPC on {}:{} (max_num_seqs {}, max_num_batched_tokens {})",
-               model->name, flags.GetString("host"), bound_port,
-               scheduler_options.budgets.max_num_seqs,
+  spdlog::info("serving {} over gRPC{} on {}:{} (max_num_seqs {}, max_num_batched_tokens {})",
+               model->name, tls ? (tls->client_ca_pem.empty() ? " with TLS" : " with mTLS") : "",
+               flags.GetString("host"), bound_port, scheduler_options.budgets.max_num_seqs,
                scheduler_options.budgets.max_num_batched_tokens);
 
   // A failed device (a CUDA error) cannot serve again: the gRPC health service says NOT_SERVING,
@@ -315,8 +366,26 @@ absl::Status Serve(const FlagSet& flags, sigset_t signals) {
     }
   });
 
+  if (gatekeeper->enabled()) {
+    spdlog::info(
+        "API keys: {} accepted{}", gatekeeper->key_count(),
+        gatekeeper->key_file().empty() ? "" : " (SIGHUP re-reads " + gatekeeper->key_file() + ")");
+  } else {
+    spdlog::warn("no API keys: anyone who can reach the ports can generate (docs/security.md)");
+  }
+
   int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  while (true) {
+    sigwait(&signals, &signal_number);
+    if (signal_number != SIGHUP) break;
+    if (gatekeeper->key_file().empty()) {
+      spdlog::info("SIGHUP: no --api-key-file to re-read");
+    } else if (absl::Status reloaded = gatekeeper->Reload(); reloaded.ok()) {
+      spdlog::info("SIGHUP: {} API keys accepted now", gatekeeper->key_count());
+    } else {
+      spdlog::error("SIGHUP: {}; the previous keys stay", std::string(reloaded.message()));
+    }
+  }
   {
     std::lock_guard<std::mutex> lock(watch_mutex);
     watch_stop = true;
@@ -359,6 +428,7 @@ int RunServeCommand(const std::vector<std::string>& args) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);  // re-reads --api-key-file
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   return RunCommand(

@@ -8,18 +8,16 @@ Run by ctest (label integration) with SCULPT_BINARY set.
 from __future__ import annotations
 
 import hashlib
-import os
 import pathlib
 import shutil
 import struct
-import subprocess
 import tempfile
 import unittest
 
 import grpc
 import httpx
 
-from sculpt_server import TINY_TEXT_MODEL, Server, pb, sculpt_binary
+from sculpt_server import TINY_TEXT_MODEL, Server, pb, start_error
 
 DECIDING = {
     "config.json",
@@ -144,27 +142,9 @@ class ModelContentTest(unittest.TestCase):
         self.assertIn("code-model", refused.exception.details())
 
     def test_a_bad_served_model_name_is_a_start_error(self):
-        finished = subprocess.run(
-            [
-                str(sculpt_binary()),
-                "serve",
-                "--model",
-                str(TINY_TEXT_MODEL),
-                "--grpc-port",
-                "0",
-                "--http-port",
-                "-1",
-                "--served-model-name",
-                "org/model",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=dict(os.environ),
-        )
-        self.assertNotEqual(finished.returncode, 0)
-        self.assertIn("--served-model-name", finished.stderr)
-        self.assertIn("'/'", finished.stderr)
+        message = start_error("--served-model-name", "org/model")
+        self.assertIn("--served-model-name", message)
+        self.assertIn("'/'", message)
 
 
 if __name__ == "__main__":

@@ -53,10 +53,19 @@ def sculpt_binary() -> pathlib.Path:
 
 
 class Server:
-    """`sculpt serve` on 127.0.0.1 and a free port; stderr (the log) is collected."""
+    """`sculpt serve` on 127.0.0.1 and a free port; stderr (the log) is collected.
+
+    With TLS flags, `credentials` (grpc.ssl_channel_credentials) make the test's own channel, and
+    http_url says https.
+    """
 
     def __init__(
-        self, *flags: str, model: pathlib.Path = TINY_TEXT_MODEL, env=None, threads: int = 1
+        self,
+        *flags: str,
+        model: pathlib.Path = TINY_TEXT_MODEL,
+        env=None,
+        threads: int = 1,
+        credentials=None,
     ):
         command = [
             str(sculpt_binary()),
@@ -92,8 +101,13 @@ class Server:
             self.stop()
             raise RuntimeError("sculpt serve did not start:\n" + "\n".join(self.log_lines))
         self.address = f"127.0.0.1:{self.port}"
-        self.http_url = f"http://127.0.0.1:{self.http_port}"
-        self.channel = grpc.insecure_channel(self.address)
+        scheme = "https" if any("over HTTPS on" in line for line in self.log_lines) else "http"
+        self.http_url = f"{scheme}://127.0.0.1:{self.http_port}"
+        self.channel = (
+            grpc.secure_channel(self.address, credentials)
+            if credentials is not None
+            else grpc.insecure_channel(self.address)
+        )
         grpc.channel_ready_future(self.channel).result(timeout=30)
         self.stub = pb_grpc.TextDiffusionStub(self.channel)
 
@@ -101,10 +115,10 @@ class Server:
         for line in self.process.stderr:
             line = line.rstrip("\n")
             self.log_lines.append(line)
-            http = re.search(r"over HTTP on [^ ]+:(\d+)", line)
+            http = re.search(r"over HTTPS? on [^ ]+:(\d+)", line)
             if http and self.http_port is None:
                 self.http_port = int(http.group(1))
-            match = re.search(r"over gRPC on [^ ]+:(\d+)", line)
+            match = re.search(r"over gRPC(?: with m?TLS)? on [^ ]+:(\d+)", line)
             if match and self.port is None:
                 self.port = int(match.group(1))
                 self._port_found.set()
@@ -162,3 +176,25 @@ def run_cli(*args: str) -> dict:
         timeout=300,
     )
     return json.loads(out.stdout)
+
+
+def start_error(*flags: str) -> str:
+    """The log of a `sculpt serve` that must refuse to start: it exits non-zero, quickly."""
+    done = subprocess.run(
+        [
+            str(sculpt_binary()),
+            "serve",
+            "--model",
+            str(TINY_TEXT_MODEL),
+            "--grpc-port",
+            "0",
+            "--http-port",
+            "0",
+            *flags,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0, f"the server started with {flags}:\n{done.stderr}"
+    return done.stderr
