@@ -199,6 +199,32 @@ class PlaygroundTest(unittest.TestCase):
         finally:
             server.stop()
 
+    def test_a_server_with_keys_takes_the_key_from_the_page(self):
+        key = "sk-playground-0123456789"
+        server = Server("--api-key", key)
+        try:
+            with sync_playwright() as playwright:
+                browser, page = open_page(playwright, server)
+                page.fill("#gen_length", "8")
+                page.fill("#block_length", "8")
+                page.fill("#steps", "4")
+                page.click("#run")
+                page.wait_for_function(
+                    "document.getElementById('canvas').dataset.done !== 'false'", timeout=60_000
+                )
+                refused = page.get_attribute("#canvas", "data-done")
+                message = page.text_content("#error")
+                page.fill("#api_key", key)
+                page.dispatch_event("#api_key", "change")
+                run_recording_masks(self, page)
+                stored = page.evaluate("sessionStorage.getItem('sculpt_api_key')")
+                browser.close()
+            self.assertEqual(refused, "error")
+            self.assertIn("API key", message)
+            self.assertEqual(stored, key)
+        finally:
+            server.stop()
+
     def test_infill_shows_the_kept_text_as_text_and_only_the_masks_as_masks(self):
         server = Server()
         template = "def add(a, b):\n    return <|mask:6|>\n"
