@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "model/token_choice.h"
+#include "server/api_keys.h"
 
 namespace sculpt {
 namespace {
@@ -391,7 +392,8 @@ json OpenAiErrorBody(const absl::Status& status, const std::string& param) {
       break;
     case absl::StatusCode::kResourceExhausted:
       type = "rate_limit_error";
-      code = "queue_full";
+      // A per-key limit asks the client to come back later (Retry-After); a full queue does not.
+      code = RetryAfterSeconds(status) > 0 ? "rate_limit_exceeded" : "queue_full";
       break;
     case absl::StatusCode::kUnavailable:
       type = "service_unavailable_error";

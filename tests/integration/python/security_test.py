@@ -308,6 +308,7 @@ class PerKeyLimitTest(unittest.TestCase):
             self.assertEqual(http.status_code, 429, http.text)
             self.assertEqual(http.headers["retry-after"], "1")
             self.assertEqual(http.json()["error"]["type"], "rate_limit_error")
+            self.assertEqual(http.json()["error"]["code"], "rate_limit_exceeded")
             # Another key is not held back by this one's generation.
             server.stub.Complete(short_request(), metadata=bearer(BRAVO), timeout=60)
             self.assertEqual(self.metric(server, ALPHA, "concurrency_limited"), 2)
