@@ -727,7 +727,16 @@ void HttpGateway::Routes() {
     page.body = PlaygroundHtml();
     return page;
   });
-  const auto live = [](HttpRequest&) -> HttpReply { return Json(200, {{"status", "alive"}}); };
+  // Alive while loading and draining; not after a device failure, which only a restart repairs
+  // (a failed CUDA context cannot serve again), so liveness probes restart such a process.
+  const auto live = [this](HttpRequest&) -> HttpReply {
+    if (front_end_.load() != nullptr) {
+      if (absl::Status device = front_end().model().backend->health(); !device.ok()) {
+        return Json(503, {{"status", "device_failed"}, {"message", std::string(device.message())}});
+      }
+    }
+    return Json(200, {{"status", "alive"}});
+  };
   const auto health = [this](HttpRequest&) -> HttpReply {
     if (front_end_.load() == nullptr) return Json(503, {{"status", "loading"}});
     if (front_end().scheduler().draining()) return Json(503, {{"status", "draining"}});
