@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
 # Installs what building and testing Sculpt needs on Debian 12, skipping what is already there:
 # the apt packages below and a Python venv (.venv) with requirements-dev.txt.
+#   --containers  also podman and buildah, with what they need, to build and run the images of
+#                 docker/ without a Docker daemon: tests/container then builds the CPU image
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+containers=0
+for arg in "$@"; do
+  case $arg in
+    --containers) containers=1 ;;
+    *) echo "usage: scripts/install_deps.sh [--containers]" >&2; exit 2 ;;
+  esac
+done
 
 packages=(
   build-essential cmake pkg-config git
@@ -12,6 +22,9 @@ packages=(
   libboost-dev libcpp-httplib-dev libssl-dev openssl chromium
   python3 python3-venv python3-pip
 )
+if ((containers)); then
+  packages+=(podman buildah runc debootstrap uidmap fuse-overlayfs slirp4netns)
+fi
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
