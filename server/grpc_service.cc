@@ -33,6 +33,13 @@ std::string_view ClientMetadata(const grpc::ServerContextBase& context, std::str
   return std::string_view(found->second.data(), found->second.size());
 }
 
+// The caller of a call by its `authorization` metadata (UNAUTHENTICATED when keys are on and it
+// has none that is valid).
+absl::StatusOr<Caller> Authenticate(const FrontEnd& front_end,
+                                    const grpc::ServerContextBase& context) {
+  return front_end.Authenticate(ClientMetadata(context, kAuthorizationKey), "grpc");
+}
+
 // A refusal's status; one that asks the client to wait says for how long in the trailers
 // (`retry-after` in seconds, as HTTP says it, and gRPC's own `grpc-retry-pushback-ms`).
 grpc::Status Refusal(grpc::CallbackServerContext* context, const absl::Status& status) {
@@ -167,8 +174,7 @@ template <typename Reactor>
 class GenerationCall {
  public:
   GenerationCall(FrontEnd* front_end, grpc::CallbackServerContext* context)
-      : front_end_(front_end),
-        caller_(front_end->Authenticate(ClientMetadata(*context, kAuthorizationKey), "grpc")) {}
+      : front_end_(front_end), caller_(Authenticate(*front_end, *context)) {}
 
   // The caller's key was checked when the call arrived: the status to finish with at once when
   // it is not valid.
@@ -594,11 +600,6 @@ void AddGrpcAccessLog(grpc::ServerBuilder& builder, AccessLog& log, const Gateke
 
 TextDiffusionService::TextDiffusionService(FrontEnd& front_end) : front_end_(front_end) {}
 
-absl::StatusOr<Caller> TextDiffusionService::Authenticate(
-    const grpc::CallbackServerContext& context) const {
-  return front_end_.Authenticate(ClientMetadata(context, kAuthorizationKey), "grpc");
-}
-
 grpc::ServerWriteReactor<grpc::ByteBuffer>* TextDiffusionService::Generate(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
   return new GenerateReactor(&front_end_, context, request);
@@ -618,7 +619,7 @@ grpc::ServerUnaryReactor* TextDiffusionService::Complete(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* TextDiffusionService::Tokenize(grpc::CallbackServerContext* context,
                                                          const grpc::ByteBuffer* request,
                                                          grpc::ByteBuffer* response) {
-  absl::StatusOr<Caller> caller = Authenticate(*context);
+  absl::StatusOr<Caller> caller = Authenticate(front_end_, *context);
   absl::StatusOr<v1::TokenizeRequest> parsed =
       caller.ok() ? ParseRequest<v1::TokenizeRequest>(*request) : caller.status();
   absl::StatusOr<v1::TokenizeResponse> answer =
@@ -632,7 +633,7 @@ grpc::ServerUnaryReactor* TextDiffusionService::Tokenize(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* TextDiffusionService::Detokenize(grpc::CallbackServerContext* context,
                                                            const v1::DetokenizeRequest* request,
                                                            v1::DetokenizeResponse* response) {
-  if (absl::StatusOr<Caller> caller = Authenticate(*context); !caller.ok()) {
+  if (absl::StatusOr<Caller> caller = Authenticate(front_end_, *context); !caller.ok()) {
     return FinishWith(context, absl::StatusOr<v1::DetokenizeResponse>(caller.status()), response);
   }
   return FinishWith(context, front_end_.Detokenize(*request), response);
@@ -641,7 +642,7 @@ grpc::ServerUnaryReactor* TextDiffusionService::Detokenize(grpc::CallbackServerC
 grpc::ServerUnaryReactor* TextDiffusionService::ListModels(grpc::CallbackServerContext* context,
                                                            const v1::ListModelsRequest*,
                                                            v1::ListModelsResponse* response) {
-  if (absl::StatusOr<Caller> caller = Authenticate(*context); !caller.ok()) {
+  if (absl::StatusOr<Caller> caller = Authenticate(front_end_, *context); !caller.ok()) {
     return FinishWith(context, absl::StatusOr<v1::ListModelsResponse>(caller.status()), response);
   }
   return FinishWith(context, absl::StatusOr<v1::ListModelsResponse>(front_end_.ListModels()),
@@ -651,7 +652,7 @@ grpc::ServerUnaryReactor* TextDiffusionService::ListModels(grpc::CallbackServerC
 grpc::ServerUnaryReactor* TextDiffusionService::GetServerInfo(grpc::CallbackServerContext* context,
                                                               const v1::GetServerInfoRequest*,
                                                               v1::ServerInfo* response) {
-  if (absl::StatusOr<Caller> caller = Authenticate(*context); !caller.ok()) {
+  if (absl::StatusOr<Caller> caller = Authenticate(front_end_, *context); !caller.ok()) {
     return FinishWith(context, absl::StatusOr<v1::ServerInfo>(caller.status()), response);
   }
   return FinishWith(context, absl::StatusOr<v1::ServerInfo>(front_end_.ServerInfo()), response);

@@ -63,8 +63,6 @@ class TextDiffusionService final : public TextDiffusionBase {
                                           v1::ServerInfo* response) override;
 
  private:
-  absl::StatusOr<Caller> Authenticate(const grpc::CallbackServerContext& context) const;
-
   FrontEnd& front_end_;
 };
 
