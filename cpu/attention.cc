@@ -1,9 +1,10 @@
-// Non-causal attention over a packed batch: each sequence attends to all of its own rows, or to
-// the rows of k and v that kv_rows gives it (a KV cache). Work items are (sequence, head, block
-// of query rows), each run on one thread: the scores of the block against every key tile, a
-// softmax, and the weighted values accumulated tile by tile. Whole key tiles are read where they
-// lie; only a sequence's last, partial tile is copied (zero-padded), so a cached window's step
-// moves its keys once, through the products, instead of staging the whole cache first.
+// Attention over a packed batch: each sequence attends to all of its own rows, or to the rows of
+// k and v that kv_rows gives it (a KV cache), all of them or block-causally (causal_blocks). Work
+// items are (sequence, head, block of query rows), each run on one thread: the scores of the block
+// against every key tile, a softmax, and the weighted values accumulated tile by tile. Whole key
+// tiles are read where they lie; only a sequence's last, partial tile is copied (zero-padded), so a
+// cached window's step moves its keys once, through the products, instead of staging the whole
+// cache first.
 #include "cpu/attention.h"
 
 #include <algorithm>
@@ -184,6 +185,19 @@ absl::Status AttentionRunner::Run(const AttentionParams& params) {
     if (offsets[s + 1] == offsets[s]) return 0;
     return params.kv_rows.empty() ? offsets[s + 1] - offsets[s] : params.kv_rows[s].count;
   };
+  const auto first_position = [&](int32_t s) -> int64_t {
+    return params.layout.first_positions.empty() ? 0 : params.layout.first_positions[s];
+  };
+  // How many of sequence s's keys its query row `row` (counted from the sequence's first) sees:
+  // all, or, block-causal, those before the end of the query's block.
+  const auto visible_keys = [&](int32_t s, int64_t row) -> int64_t {
+    const int64_t count = key_count(s);
+    const int64_t block = params.causal_blocks.empty() ? 0 : params.causal_blocks[s];
+    if (block == 0) return count;
+    const int64_t position = first_position(s) + row;
+    const int64_t first_key_position = params.kv_rows.empty() ? first_position(s) : 0;
+    return std::clamp<int64_t>((position / block + 1) * block - first_key_position, 0, count);
+  };
 
   std::vector<WorkItem>& items = items_;
   items.clear();
@@ -217,7 +231,8 @@ absl::Status AttentionRunner::Run(const AttentionParams& params) {
       Kernels::TileBindings& tile_bindings = bindings.tiles[item.tile];
       const int64_t tile_rows = kQueryTiles[item.tile];
       const int64_t begin = offsets[item.sequence];
-      const int64_t keys_count = key_count(item.sequence);
+      // The tile's last row sees the most keys; key tiles past them are not computed at all.
+      const int64_t keys_count = visible_keys(item.sequence, item.first_row + item.rows - 1);
       const int64_t full_tiles = keys_count / kKeyTile;
       const int64_t last_keys = keys_count - full_tiles * kKeyTile;  // of a partial last tile
       const int64_t key_tiles = full_tiles + (last_keys > 0 ? 1 : 0);
@@ -275,6 +290,11 @@ absl::Status AttentionRunner::Run(const AttentionParams& params) {
           if (last_keys > 0) {
             float* row = scores + (key_tiles - 1) * tile_floats + r * kKeyTile;
             std::fill(row + last_keys, row + kKeyTile, -std::numeric_limits<float>::infinity());
+          }
+          // Block-causal: the keys past this row's block get no weight either.
+          for (int64_t j = visible_keys(item.sequence, item.first_row + r); j < keys_count; ++j) {
+            scores[j / kKeyTile * tile_floats + r * kKeyTile + j % kKeyTile] =
+                -std::numeric_limits<float>::infinity();
           }
           float max_score = -std::numeric_limits<float>::infinity();
           for (int64_t t = 0; t < key_tiles; ++t) {

@@ -146,9 +146,26 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const AttentionKerne
   const int row_group = threadIdx.x / kColumnThreads;
   // Scores live in the log2 domain so that each probability is one exp2.
   const float scale_log2 = params.softmax_scale * kLog2e;
-  const int kv_tiles = (key_count + kBlockN - 1) / kBlockN;
+  const int causal_block = params.causal_blocks != nullptr ? params.causal_blocks[sequence] : 0;
+  // Key j sits at position j of a cache's canvas, at the position of its row without a cache.
+  const int first_key_position =
+      causal_block > 0 && params.kv_rows == nullptr && length > 0 ? params.positions[begin] : 0;
+  // The keys query row `row` sees: all, or those before the end of its block.
+  const auto visible_keys = [&](int row) {
+    if (causal_block == 0) return key_count;
+    const int position = params.positions[begin + min(row, length - 1)];
+    return max(0,
+               min(key_count, (position / causal_block + 1) * causal_block - first_key_position));
+  };
 
   for (int first_row = blockIdx.x * kBlockM; first_row < length; first_row += gridDim.x * kBlockM) {
+    int row_keys[kRows];
+#pragma unroll
+    for (int i = 0; i < kRows; ++i)
+      row_keys[i] = visible_keys(first_row + row_group + kRowGroups * i);
+    // The tile's last row sees the most keys; key tiles past them are skipped.
+    const int tile_keys = visible_keys(min(first_row + kBlockM, length) - 1);
+    const int kv_tiles = (tile_keys + kBlockN - 1) / kBlockN;
     __syncthreads();  // the previous query tile is done with every shared buffer
     // Async groups, oldest first: {Q, K_0}, {V_0}, then {K_t+1} and {V_t+1} per key tile, so
     // "all but the newest group" is always the buffer about to be read.
@@ -204,7 +221,7 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const AttentionKerne
         float tile_max = -INFINITY;
 #pragma unroll
         for (int j = 0; j < kScores; ++j) {
-          const bool valid = column_thread + kColumnThreads * j < valid_keys;
+          const bool valid = first_key + column_thread + kColumnThreads * j < row_keys[i];
           scores[i][j] = valid ? scores[i][j] * scale_log2 : -INFINITY;
           tile_max = fmaxf(tile_max, scores[i][j]);
         }

@@ -1,5 +1,5 @@
-// Non-causal, grouped-query attention over a packed variable-length batch on the GPU; the twin
-// of cpu/attention.cc. Host-only: safe to include from .cc files.
+// Grouped-query attention over a packed variable-length batch on the GPU, non-causal or
+// block-causal; the twin of cpu/attention.cc. Host-only: safe to include from .cc files.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -11,7 +11,8 @@
 namespace sculpt::cuda {
 
 // Sequence s owns token rows [sequence_offsets[s], sequence_offsets[s + 1]) of q, k, v and out;
-// each of its rows attends to every row of its own sequence and none of another's. Query head h
+// each of its rows attends to the rows of its own sequence (all, or block-causally those of its
+// block and the blocks before, as AttentionParams says) and none of another's. Query head h
 // reads kv head h / (n_heads / n_kv_heads). Rows are read with row strides n_heads * head_dim
 // (q, out) and n_kv_heads * head_dim (k, v). A row's result depends only on its own sequence, so
 // it is bit-identical whatever else is in the batch.
@@ -24,6 +25,11 @@ struct AttentionKernelParams {
   // [num_sequences] (first row, row count) of each sequence's keys in k and v, device, read; null:
   // the rows of its queries. Then k and v may have more rows than q.
   const int2* kv_rows;
+  // [num_sequences] block sizes of block-causal sequences (AttentionParams::causal_blocks), 0 for
+  // a sequence that sees every key, device, read; null: none is block-causal. With it, positions
+  // [n_tokens] holds every query row's canvas position (device, read).
+  const int32_t* causal_blocks;
+  const int32_t* positions;
   int num_sequences;
   // The longest sequence (the host knows it). It only sizes the grid: a smaller positive value
   // stays correct, just slower; 0 means every sequence is empty.

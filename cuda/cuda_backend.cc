@@ -259,6 +259,12 @@ class CudaBackend final : public Backend {
                                     2 * params.kv_rows.size())));
         kernel.kv_rows = static_cast<const int2*>(kv_rows);
       }
+      if (std::any_of(params.causal_blocks.begin(), params.causal_blocks.end(),
+                      [](int32_t block) { return block > 0; })) {
+        SCULPT_ASSIGN_OR_RETURN(void* blocks, StageSpan(params.causal_blocks));
+        kernel.causal_blocks = static_cast<const int32_t*>(blocks);
+        kernel.positions = layout->positions;
+      }
       kernel.num_sequences = params.layout.num_sequences();
       kernel.max_sequence_length = layout->max_sequence_length;
       kernel.n_heads = params.n_heads;

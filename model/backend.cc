@@ -177,8 +177,22 @@ absl::Status ValidateOp(const AttentionParams& params) {
     SCULPT_RETURN_IF_ERROR(RequireShape("attention", name, *view, height, width));
   }
   SCULPT_RETURN_IF_ERROR(RequireLayout("attention", params.layout, rows));
-  if (params.kv_rows.empty()) return absl::OkStatus();
   const int32_t sequences = params.layout.num_sequences();
+  if (!params.causal_blocks.empty()) {
+    if (std::ssize(params.causal_blocks) != sequences) {
+      return absl::InvalidArgumentError(absl::StrCat("attention: causal_blocks has ",
+                                                     params.causal_blocks.size(),
+                                                     " block sizes for ", sequences, " sequences"));
+    }
+    for (int32_t s = 0; s < sequences; ++s) {
+      if (params.causal_blocks[s] < 0) {
+        return absl::InvalidArgumentError(absl::StrCat("attention: sequence ", s,
+                                                       "'s causal block size must be >= 0, got ",
+                                                       params.causal_blocks[s]));
+      }
+    }
+  }
+  if (params.kv_rows.empty()) return absl::OkStatus();
   if (std::ssize(params.kv_rows) != sequences) {
     return absl::InvalidArgumentError(absl::StrCat("attention: kv_rows has ", params.kv_rows.size(),
                                                    " ranges for ", sequences, " sequences"));

@@ -128,6 +128,12 @@ struct RowRange {
 // Sequence s's queries are rows `layout` gives it; its keys and values the same rows of k and v,
 // or, with `kv_rows`, rows kv_rows[s] of k and v: then k and v may hold other rows too (a KV
 // cache holding every sequence's keys, of which a step recomputes only some queries).
+//
+// Key j of a sequence sits at canvas position j with kv_rows (a cache holds a canvas from its
+// first position), at layout.position of its row without. With causal_blocks[s] = B > 0 the
+// sequence is block-causal (block diffusion): a query at position p sees only the keys at
+// positions below (p / B + 1) * B, its own block and every earlier one, blocks aligned to
+// position 0; with 0, or without causal_blocks, every key.
 struct AttentionParams {
   TensorView q;    // [n_tokens, n_heads * head_dim], read
   TensorView k;    // [n_tokens or n_kv_rows, n_kv_heads * head_dim], read
@@ -137,7 +143,8 @@ struct AttentionParams {
   int n_heads = 0;
   int n_kv_heads = 0;
   int head_dim = 0;
-  std::span<const RowRange> kv_rows;  // [num_sequences] or empty, host memory
+  std::span<const RowRange> kv_rows;       // [num_sequences] or empty, host memory
+  std::span<const int32_t> causal_blocks;  // [num_sequences] or empty, host memory; each >= 0
 };
 
 // out = silu(gate) * up, elementwise.

@@ -379,6 +379,37 @@ void CachedAttentionCase(OpRun& run, Heads heads, const std::vector<int32_t>& qu
   run.Read("out", out, {.of_scale = 2e-4});
 }
 
+// Block-causal attention (AttentionParams::causal_blocks): sequences of `lengths` query rows from
+// `first_positions`, each with its block size (0: every key); with `kv_rows`, against those rows
+// of a cache of `cache_rows`, else against their own rows.
+void BlockCausalAttentionCase(OpRun& run, Heads heads, const std::vector<int32_t>& lengths,
+                              const std::vector<int32_t>& first_positions,
+                              const std::vector<int32_t>& blocks,
+                              const std::vector<RowRange>& kv_rows = {}, int cache_rows = 0) {
+  std::vector<int32_t> offsets = {0};
+  for (int32_t length : lengths) offsets.push_back(offsets.back() + length);
+  const int64_t n = offsets.back();
+  const int64_t keys = kv_rows.empty() ? n : cache_rows;
+  const int q_width = heads.n_heads * heads.head_dim;
+  const int kv_width = heads.n_kv_heads * heads.head_dim;
+  const TensorView q = run.Input(RandomFloats(n * q_width, 7, 2.0f), n, q_width);
+  const TensorView k = run.Input(RandomFloats(keys * kv_width, 8, 2.0f), keys, kv_width);
+  const TensorView v = run.Input(RandomFloats(keys * kv_width, 9), keys, kv_width);
+  const TensorView out = run.Output(n, q_width);
+  const AttentionParams params{q,
+                               k,
+                               v,
+                               out,
+                               PackedLayout{offsets, first_positions},
+                               heads.n_heads,
+                               heads.n_kv_heads,
+                               heads.head_dim,
+                               kv_rows,
+                               blocks};
+  run.Ok(run.backend().Attention(params), "block-causal attention");
+  run.Read("out", out, {.of_scale = 2e-4});
+}
+
 void AttentionRefusals(OpRun& run) {
   const std::vector<int32_t> offsets = {0, 4};
   const TensorView q = run.Input(RandomFloats(4 * 96, 1), 4, 96);
@@ -407,6 +438,14 @@ void AttentionRefusals(OpRun& run) {
   const std::vector<RowRange> two = {{0, 4}, {4, 4}};
   run.Refused(run.backend().Attention({q, cache, cache, out, PackedLayout{offsets}, 3, 2, 32, two}),
               "a range per sequence");
+  const std::vector<int32_t> negative_block = {-4};
+  run.Refused(run.backend().Attention(
+                  {q, kv, kv, out, PackedLayout{offsets}, 3, 1, 32, {}, negative_block}),
+              "a negative causal block");
+  const std::vector<int32_t> two_blocks = {4, 4};
+  run.Refused(
+      run.backend().Attention({q, kv, kv, out, PackedLayout{offsets}, 3, 1, 32, {}, two_blocks}),
+      "a block size per sequence");
 }
 
 using testing::TokenChoiceCase;
@@ -698,6 +737,19 @@ std::vector<OpCase> OpCases() {
   });
   add_unweighted("CachedAttention_Dim24OneKey", [](OpRun& r) {
     CachedAttentionCase(r, {3, 1, 24}, {5, 17}, {{9, 1}, {3, 7}}, 10);
+  });
+  // Block diffusion: a prefill with its first block in blocks of 4 and 32 (query tiles of the
+  // CUDA kernel that end inside a block), a non-causal sequence beside them; cached steps of one
+  // and two blocks against 1000 keys, and a head_dim without a fast path.
+  add_unweighted("BlockCausalAttention_Dim64Prefill", [](OpRun& r) {
+    BlockCausalAttentionCase(r, {8, 2, 64}, {13, 300, 70, 1}, {0, 0, 5, 9}, {4, 32, 0, 4});
+  });
+  add_unweighted("BlockCausalAttention_Dim128CachedBlocks", [](OpRun& r) {
+    BlockCausalAttentionCase(r, {8, 1, 128}, {4, 8, 32}, {36, 8, 960}, {4, 4, 32},
+                             {{0, 40}, {100, 16}, {0, 1000}}, 1000);
+  });
+  add_unweighted("BlockCausalAttention_Dim24CachedAndOwn", [](OpRun& r) {
+    BlockCausalAttentionCase(r, {3, 1, 24}, {5, 17}, {6, 0}, {8, 4}, {{9, 16}, {30, 17}}, 60);
   });
   add_unweighted("Attention_refusals", AttentionRefusals);
   for (auto [rows, vocab] : {std::pair{1, 1}, std::pair{7, 2}, std::pair{33, 997}}) {

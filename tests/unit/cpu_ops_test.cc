@@ -37,15 +37,18 @@ void ExpectNear(const std::vector<float>& actual, const std::vector<double>& exp
 }
 
 // softmax(q kᵀ / sqrt(head_dim)) v in float64, sequence s's queries (rows offsets[s]..) against
-// its keys, rows kv_rows[s] of k and v.
+// its keys, rows kv_rows[s] of k and v; with `visible`, query row i against the first visible[i]
+// of them only.
 std::vector<double> NaiveAttention(const std::vector<float>& q, const std::vector<float>& k,
                                    const std::vector<float>& v, const std::vector<int32_t>& offsets,
                                    const std::vector<RowRange>& kv_rows, int n_heads,
-                                   int n_kv_heads, int head_dim) {
+                                   int n_kv_heads, int head_dim,
+                                   const std::vector<int32_t>& visible = {}) {
   std::vector<double> expected(static_cast<size_t>(offsets.back()) * n_heads * head_dim);
   for (size_t s = 0; s + 1 < offsets.size(); ++s) {
-    const int first = kv_rows[s].first, last = first + kv_rows[s].count;
     for (int i = offsets[s]; i < offsets[s + 1]; ++i) {
+      const int first = kv_rows[s].first;
+      const int last = first + (visible.empty() ? kv_rows[s].count : visible[i]);
       for (int h = 0; h < n_heads; ++h) {
         const int kv = h / (n_heads / n_kv_heads);
         std::vector<double> weights;
@@ -206,6 +209,98 @@ TEST_F(CpuOpsTest, AttentionIsExactAcrossQueryAndKeyTileEdges) {
   ExpectNear(window_out,
              NaiveAttention(window_q, k, v, window_offsets, kv_rows, n_heads, n_kv_heads, head_dim),
              1e-5);
+}
+
+// Block-causal attention (block diffusion): a query at position p sees the keys at positions below
+// (p / B + 1) * B. Key j of a cache range is at position j; without one, a sequence's own key rows
+// are at the positions of their rows. Sequences mix block sizes, 0 (every key), first positions,
+// and lengths across the key tiles (128) and query tiles.
+TEST_F(CpuOpsTest, BlockCausalAttentionSeesOnlyItsBlockAndTheBlocksBefore) {
+  const int n_heads = 4, n_kv_heads = 2, head_dim = 32;
+  const auto visible_counts =
+      [](const std::vector<int32_t>& offsets, const std::vector<int32_t>& first_positions,
+         const std::vector<int32_t>& blocks, const std::vector<RowRange>& key_rows, bool cached) {
+        std::vector<int32_t> visible;
+        for (size_t s = 0; s + 1 < offsets.size(); ++s) {
+          for (int i = offsets[s]; i < offsets[s + 1]; ++i) {
+            const int position = first_positions[s] + i - offsets[s];
+            const int key_base = cached ? 0 : first_positions[s];
+            const int limit = blocks[s] == 0 ? key_rows[s].count
+                                             : (position / blocks[s] + 1) * blocks[s] - key_base;
+            visible.push_back(std::min(limit, key_rows[s].count));
+          }
+        }
+        return visible;
+      };
+  {
+    // Own rows: lengths 13, 1, 33 and 300 at first positions 0, 5, 3 and 0.
+    const std::vector<int32_t> offsets = {0, 13, 14, 47, 347};
+    const std::vector<int32_t> first_positions = {0, 5, 3, 0};
+    const std::vector<int32_t> blocks = {4, 4, 8, 32};
+    const int n = offsets.back();
+    std::vector<float> q = RandomFloats(n * n_heads * head_dim, 21, 2.0f);
+    std::vector<float> k = RandomFloats(n * n_kv_heads * head_dim, 22, 2.0f);
+    std::vector<float> v = RandomFloats(n * n_kv_heads * head_dim, 23);
+    std::vector<float> out(n * n_heads * head_dim);
+    AttentionParams params{View(q, n, n_heads * head_dim),
+                           View(k, n, n_kv_heads * head_dim),
+                           View(v, n, n_kv_heads * head_dim),
+                           View(out, n, n_heads * head_dim),
+                           PackedLayout{offsets, first_positions},
+                           n_heads,
+                           n_kv_heads,
+                           head_dim};
+    params.causal_blocks = blocks;
+    ASSERT_TRUE(backend_->Attention(params).ok());
+    std::vector<RowRange> own_rows;
+    for (size_t s = 0; s + 1 < offsets.size(); ++s) {
+      own_rows.push_back({offsets[s], offsets[s + 1] - offsets[s]});
+    }
+    ExpectNear(out,
+               NaiveAttention(q, k, v, offsets, own_rows, n_heads, n_kv_heads, head_dim,
+                              visible_counts(offsets, first_positions, blocks, own_rows, false)),
+               1e-5);
+  }
+  {
+    // Windows of a cache: two blocks at positions [8, 16) of a 4-block canvas; a 300-row window
+    // from 40 of 400 cached keys in blocks of 32; a window of a non-causal sequence (0).
+    const std::vector<int32_t> offsets = {0, 8, 308, 313};
+    const std::vector<int32_t> first_positions = {8, 40, 2};
+    const std::vector<int32_t> blocks = {4, 32, 0};
+    const std::vector<RowRange> kv_rows = {{500, 40}, {0, 400}, {420, 30}};
+    const int n = offsets.back(), cache_rows = 540;
+    std::vector<float> q = RandomFloats(n * n_heads * head_dim, 24, 2.0f);
+    std::vector<float> k = RandomFloats(cache_rows * n_kv_heads * head_dim, 25, 2.0f);
+    std::vector<float> v = RandomFloats(cache_rows * n_kv_heads * head_dim, 26);
+    std::vector<float> out(n * n_heads * head_dim);
+    AttentionParams params{View(q, n, n_heads * head_dim),
+                           View(k, cache_rows, n_kv_heads * head_dim),
+                           View(v, cache_rows, n_kv_heads * head_dim),
+                           View(out, n, n_heads * head_dim),
+                           PackedLayout{offsets, first_positions},
+                           n_heads,
+                           n_kv_heads,
+                           head_dim,
+                           kv_rows,
+                           blocks};
+    ASSERT_TRUE(backend_->Attention(params).ok());
+    ExpectNear(out,
+               NaiveAttention(q, k, v, offsets, kv_rows, n_heads, n_kv_heads, head_dim,
+                              visible_counts(offsets, first_positions, blocks, kv_rows, true)),
+               1e-5);
+
+    // A block no query's block end falls inside: the same bits as non-causal attention.
+    std::vector<float> plain(out.size()), wide(out.size());
+    params.causal_blocks = {};
+    params.out = View(plain, n, n_heads * head_dim);
+    ASSERT_TRUE(backend_->Attention(params).ok());
+    const std::vector<int32_t> wide_blocks = {64, 512, 0};
+    params.causal_blocks = wide_blocks;
+    params.out = View(wide, n, n_heads * head_dim);
+    ASSERT_TRUE(backend_->Attention(params).ok());
+    EXPECT_EQ(0, std::memcmp(plain.data(), wide.data(), plain.size() * sizeof(float)));
+    EXPECT_NE(0, std::memcmp(plain.data(), out.data(), plain.size() * sizeof(float)));
+  }
 }
 
 // OpenMP keeps its thread count per thread: the count set for the process must reach the
